@@ -1,0 +1,167 @@
+"""The `optimize` command. Exit codes: 0 ok, 1 gate failed or regression, 2 invalid recipe or
+usage, 3 stage / build / evaluation failure, 130 interrupted."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+import traceback
+import warnings
+from pathlib import Path
+
+import click
+
+from optimize.console import Progress, console, out
+from optimize.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_STAGE_FAILED,
+    OptimizeError,
+    UsageError,
+)
+
+DEFAULT_ARTIFACTS = "artifacts"
+
+
+class _State:
+    debug = False
+    current = "start-up"
+
+
+def _configure(debug: bool) -> None:
+    _State.debug = debug
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(levelname)s: %(message)s" if debug else "warning: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("mlflow", "alembic", "nncf", "urllib3", "matplotlib", "PIL", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.ERROR)
+    if not debug:
+        warnings.filterwarnings("ignore")
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def handle_errors(command):
+    """One line per problem and a documented exit code; the traceback only with --debug."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            code = command(*args, **kwargs)
+        except OptimizeError as exc:
+            if _State.debug:
+                traceback.print_exc()
+            for line in str(exc).splitlines():
+                console.print(f"[red]error:[/] {line}", soft_wrap=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            console.print(f"[yellow]interrupted[/] during {_State.current}; nothing half-written was kept")
+            sys.exit(EXIT_INTERRUPTED)
+        except Exception as exc:  # a bug or an unexpected library failure
+            if _State.debug:
+                traceback.print_exc()
+            console.print(f"[red]error:[/] {type(exc).__name__}: {exc} (run with --debug for the traceback)", soft_wrap=True)
+            sys.exit(EXIT_STAGE_FAILED)
+        sys.exit(code or EXIT_OK)
+
+    return wrapper
+
+
+debug_option = click.option("--debug", is_flag=True, help="show tracebacks and library logs")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="optimize")
+def main() -> None:
+    """Optimize a PyTorch model for edge devices from one recipe file."""
+
+
+@main.command()
+@click.argument("recipe", type=click.Path(path_type=Path))
+@click.option("--target", "targets", multiple=True, metavar="NAME", help="build only these targets (repeatable)")
+@click.option("--no-cache", is_flag=True, help="redo every step, build and evaluation")
+@click.option("--artifacts", type=click.Path(path_type=Path), default=DEFAULT_ARTIFACTS, show_default=True,
+              envvar="OPTIMIZE_ARTIFACTS", help="folder for the store, run folders and the default MLflow database")
+@click.option("--tracking-uri", metavar="URI", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else SQLite in --artifacts)")
+@click.option("--require-targets", is_flag=True, help="a target this host cannot build or run fails the run (exit 3)")
+@click.option("--quiet", is_flag=True, help="no progress bars")
+@debug_option
+@handle_errors
+def run(recipe: Path, targets, no_cache, artifacts, tracking_uri, require_targets, quiet, debug) -> int:
+    """Run RECIPE: stages, then a build and an evaluation per target."""
+    _configure(debug)
+    from optimize.recipe.loader import load_recipe
+    from optimize.run import execute
+
+    loaded = load_recipe(recipe)
+    unknown = [name for name in targets if name not in loaded.recipe.targets]
+    if unknown:
+        from optimize.registry import did_you_mean
+
+        raise UsageError(
+            f"--target {unknown[0]}: not a target of {recipe}{did_you_mean(unknown[0], loaded.recipe.targets)}; "
+            f"its targets: {', '.join(loaded.recipe.targets) or 'none'}"
+        )
+    return execute(
+        loaded,
+        artifacts_dir=artifacts.resolve(),
+        only_targets=list(targets) or None,
+        no_cache=no_cache,
+        tracking_uri=tracking_uri,
+        require_targets=require_targets,
+        progress=Progress(enabled=not quiet),
+        state=_State,
+    )
+
+
+@main.command()
+@click.argument("recipe", type=click.Path(path_type=Path))
+@debug_option
+@handle_errors
+def validate(recipe: Path, debug) -> int:
+    """Check RECIPE without running anything."""
+    _configure(debug)
+    from optimize.recipe.loader import load_recipe
+
+    loaded = load_recipe(recipe)
+    steps = " → ".join(loaded.recipe.step_ids()) or "no stages"
+    out.print(f"[green]ok[/] {loaded.path}: {loaded.recipe.name}: {steps}; targets: {', '.join(loaded.recipe.targets) or 'none'}")
+    return EXIT_OK
+
+
+@main.command()
+@debug_option
+@handle_errors
+def stages(debug) -> int:
+    """List the stages with their parameters, types and defaults."""
+    _configure(debug)
+    from optimize.tables import stages_tables
+
+    for table in stages_tables():
+        out.print(table)
+    return EXIT_OK
+
+
+@main.command()
+@click.option("--recipe", type=click.Path(path_type=Path), help="include device classes defined in this recipe")
+@debug_option
+@handle_errors
+def targets(recipe, debug) -> int:
+    """List device classes, their runtime, and whether this host can build and run them."""
+    _configure(debug)
+    from optimize.runtimes import RUNTIMES
+    from optimize.tables import device_classes_table
+    from optimize.targets import device_classes_for
+
+    recipe_classes = []
+    if recipe is not None:
+        from optimize.recipe.loader import load_recipe
+
+        recipe_classes = load_recipe(recipe).recipe.device_classes
+    classes = device_classes_for(recipe_classes)
+    availability = {name: RUNTIMES.get(dc.runtime)().availability(dc) for name, dc in classes.items()}
+    out.print(device_classes_table(classes, availability))
+    return EXIT_OK

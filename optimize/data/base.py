@@ -1,0 +1,64 @@
+"""What every data source shares: the spec fields common to all and the load interface."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import Field, PositiveInt
+
+from optimize.recipe.base import StrictModel
+
+if TYPE_CHECKING:
+    from torch.utils.data import Dataset
+
+    from optimize.models.base import ModelSource
+
+
+@dataclass(frozen=True)
+class DataContext:
+    """What a data source may need besides its own spec."""
+
+    base_dir: Path
+    model_source: ModelSource
+
+
+class DataSourceSpec(StrictModel):
+    """A dataset of (input, label) pairs; `input` is a tensor or a dict of named tensors."""
+
+    samples: PositiveInt | None = Field(None, description="use a seeded random subset of this many samples")
+    seed: int = Field(0, description="seed of the subset drawn when `samples` is set")
+
+    labeled: ClassVar[bool] = True
+
+    @property
+    def kind(self) -> str:
+        return self.source.split(":", 1)[0]  # type: ignore[attr-defined]
+
+    def load(self, context: DataContext) -> Dataset:
+        raise NotImplementedError
+
+    def content_fingerprint(self, context: DataContext) -> Any:
+        """What the spec alone does not pin down: the content of files it reads."""
+        return None
+
+
+class ArrayDataset:
+    """Indexable (x, y) pairs over pre-made tensors."""
+
+    def __init__(self, inputs, labels):
+        self.inputs = inputs
+        self.labels = labels
+
+    def __len__(self) -> int:
+        if isinstance(self.inputs, dict):
+            return len(next(iter(self.inputs.values())))
+        return len(self.inputs)
+
+    def __getitem__(self, index: int):
+        if isinstance(self.inputs, dict):
+            x = {name: values[index] for name, values in self.inputs.items()}
+        else:
+            x = self.inputs[index]
+        return x, int(self.labels[index])

@@ -1,0 +1,56 @@
+"""scikit-learn's handwritten digits (1,797 8×8 images that ship inside the package)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from optimize.data import DATA_SOURCES
+from optimize.data.base import ArrayDataset, DataContext, DataSourceSpec
+
+SPLIT_SEED = 20240517  # fixed: the splits are part of the data set's definition, not a knob
+SPLIT_SIZES = {"train": 1137, "calibration": 300, "test": 360}
+
+
+def split_indices(total: int, split: str) -> list[int]:
+    """Disjoint, fixed train / calibration / test index lists."""
+    import numpy as np
+
+    order = np.random.default_rng(SPLIT_SEED).permutation(total)
+    start = 0
+    for name, size in SPLIT_SIZES.items():
+        if name == split:
+            return order[start : start + size].tolist()
+        start += size
+    raise ValueError(split)
+
+
+@DATA_SOURCES.register("digits")
+class DigitsData(DataSourceSpec):
+    """scikit-learn digits, resized and replicated to the model's input; fixed disjoint splits
+    (train 1137, calibration 300, test 360)."""
+
+    source: Literal["digits"]
+    split: Literal["train", "calibration", "test"] = Field("train", description="which fixed split")
+    image_size: int = Field(32, ge=8, le=512, description="side of the square image fed to the model")
+    channels: Literal[1, 3] = Field(3, description="3 replicates the grey channel for RGB models")
+
+    def load(self, context: DataContext) -> ArrayDataset:
+        import torch
+        import torch.nn.functional as F
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        index = split_indices(len(digits.target), self.split)
+        images = torch.tensor(digits.images[index], dtype=torch.float32).unsqueeze(1) / 16.0
+        images = F.interpolate(images, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
+        images = (images.clamp(0, 1) - 0.5) / 0.5
+        images = images.expand(-1, self.channels, -1, -1).contiguous()
+        labels = torch.tensor(digits.target[index], dtype=torch.int64)
+        return ArrayDataset(images, labels)
+
+    def content_fingerprint(self, context: DataContext) -> Any:
+        from optimize.versions import library_version
+
+        return {"scikit-learn": library_version("scikit-learn")}

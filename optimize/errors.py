@@ -1,0 +1,55 @@
+"""Errors the user can act on, each carrying the exit code the CLI documents.
+
+Exit codes: 0 success, 1 a gate failed or a regression was found, 2 the recipe or the
+command line is invalid, 3 a stage, build or evaluation failed, 130 interrupted.
+"""
+
+EXIT_OK = 0
+EXIT_GATE_FAILED = 1
+EXIT_INVALID = 2
+EXIT_STAGE_FAILED = 3
+EXIT_INTERRUPTED = 130
+
+
+class OptimizeError(Exception):
+    """Base class: the message is one line a user can act on."""
+
+    exit_code = EXIT_STAGE_FAILED
+
+
+class RecipeError(OptimizeError):
+    """The recipe (or another user-supplied input file) is invalid; nothing ran."""
+
+    exit_code = EXIT_INVALID
+
+
+class UsageError(OptimizeError):
+    """The command line asks for something that does not exist."""
+
+    exit_code = EXIT_INVALID
+
+
+class StageError(OptimizeError):
+    """A stage failed while doing its work."""
+
+    exit_code = EXIT_STAGE_FAILED
+
+    def __init__(self, stage: str, message: str):
+        super().__init__(f"stage '{stage}': {message}")
+        self.stage = stage
+
+
+class TargetError(OptimizeError):
+    """A target could not be built or evaluated."""
+
+    exit_code = EXIT_STAGE_FAILED
+
+    def __init__(self, target: str, message: str):
+        super().__init__(f"target '{target}': {message}")
+        self.target = target
+
+
+class StoreError(OptimizeError):
+    """The artifact store is unusable (permissions, disk, a foreign folder)."""
+
+    exit_code = EXIT_STAGE_FAILED

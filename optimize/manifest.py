@@ -1,0 +1,101 @@
+"""The run manifest: everything a run did and produced, in artifacts/<recipe>/<run-id>/."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+from optimize.hashing import hash_file
+from optimize.pipeline import RunResult, link_or_copy
+from optimize.store import atomic_write_json, atomic_write_text
+from optimize.versions import all_library_versions, host_identity
+
+FORMAT = "optimize-manifest/1"
+
+
+def _artifact_record(artifact) -> dict[str, Any] | None:
+    if artifact is None:
+        return None
+    return {"hash": artifact.hash, "kind": artifact.kind.value, "path": str(artifact.file), "size_bytes": artifact.size_bytes}
+
+
+def manifest_dict(result: RunResult, status: str, tracking: dict[str, Any] | None) -> dict[str, Any]:
+    loaded = result.recipe
+    return {
+        "format": FORMAT,
+        "run_id": result.run_id,
+        "status": status,
+        "finished": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "seconds": round(result.seconds, 3),
+        "recipe": {
+            "name": loaded.recipe.name,
+            "path": str(loaded.path),
+            "file_sha256": hash_file(loaded.path),
+            "hash": loaded.hash,
+            "resolved": loaded.recipe.model_dump(mode="json"),
+        },
+        "host": host_identity(),
+        "libraries": all_library_versions(),
+        "source": _artifact_record(result.source),
+        "reference": _artifact_record(result.reference),
+        "steps": [
+            {
+                "index": step.index,
+                "id": step.step_id,
+                "stage": step.stage,
+                "params": step.params,
+                "cache_key": step.key,
+                "input_hash": step.input_hash,
+                "output": _artifact_record(step.artifact),
+                "cached": step.cached,
+                "seconds": round(step.seconds, 3),
+                "metrics": step.metrics,
+                "info": step.info,
+                "history": step.history,
+            }
+            for step in result.steps
+        ],
+        "targets": [
+            {
+                "name": target.name,
+                "runtime": target.runtime,
+                "runtime_version": target.runtime_version,
+                "status": target.status,
+                "reason": target.reason,
+                "engine_key": target.engine_key,
+                "engine": _artifact_record(target.engine),
+                "build_cached": target.build_cached,
+                "build": target.build,
+                "evaluation_cached": target.evaluation.cached if target.evaluation else None,
+                "metrics": target.metrics,
+                "baseline_metrics": target.baseline.metrics if target.baseline else None,
+                "latency_samples_ms": target.evaluation.latency_samples_ms if target.evaluation else [],
+            }
+            for target in result.targets
+        ],
+        "tracking": tracking or {},
+    }
+
+
+def write_run_folder(result: RunResult, status: str, tracking: dict[str, Any] | None) -> Path:
+    """manifest.json, the recipe as run, and links to the final model and every engine."""
+    run_dir = result.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "recipe.yaml", result.recipe.text)
+    final = result.final
+    link_or_copy(final.file, run_dir / "outputs" / final.file.name)
+    for target in result.targets:
+        if target.engine is not None:
+            for path in target.engine.path.iterdir():
+                if path.name != "artifact.json":
+                    link_or_copy(path, run_dir / "outputs" / target.name / path.name)
+    path = run_dir / "manifest.json"
+    atomic_write_json(path, manifest_dict(result, status, tracking))
+    atomic_write_text(run_dir.parent / "LATEST", result.run_id + "\n")
+    return path
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8"))

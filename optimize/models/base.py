@@ -1,0 +1,93 @@
+"""The interface every model source implements."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from optimize.artifacts import ArtifactKind
+from optimize.hashing import hash_file
+from optimize.recipe.model_spec import InputSpec, ModelSpec
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+_TORCH_DTYPES = {"float32": "float32", "float16": "float16", "int64": "int64", "int32": "int32"}
+
+
+class ModelSource:
+    """Builds the starting model of a recipe and says what inputs it takes."""
+
+    name: ClassVar[str]
+    artifact_kind: ClassVar[ArtifactKind] = ArtifactKind.TORCH
+    needs_input_spec: ClassVar[bool] = True
+
+    def __init__(self, spec: ModelSpec, base_dir: Path):
+        self.spec = spec
+        self.base_dir = base_dir
+
+    @classmethod
+    def check(cls, spec: ModelSpec, base_dir: Path | None) -> str | None:
+        """A problem with the spec found without building anything, or None."""
+        if cls.needs_input_spec and spec.input is None:
+            return f"model.input is required for '{cls.name}' sources, e.g. {{name: images, shape: [1, 3, 32, 32]}}"
+        return None
+
+    def inputs(self) -> list[InputSpec]:
+        assert self.spec.input is not None
+        return [self.spec.input]
+
+    def output_names(self) -> list[str]:
+        return [self.spec.output_name]
+
+    def build(self, pretrained: bool = True) -> nn.Module:
+        """A fresh module; with pretrained=False only the structure matters (a load skeleton)."""
+        raise NotImplementedError
+
+    def source_fingerprint(self) -> Any:
+        """What besides the spec decides the built model (a file's content, a library version)."""
+        return None
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {
+            "spec": self.spec.model_dump(mode="json"),
+            "weights": hash_file(self.spec.weights) if self.spec.weights else None,
+            "source": self.source_fingerprint(),
+        }
+
+    def tokenizer(self):
+        raise TypeError(f"'{self.name}' models have no tokenizer; text data needs a huggingface: model")
+
+    def example_inputs(self, batch: int = 1) -> tuple[torch.Tensor, ...]:
+        import torch
+
+        tensors = []
+        for spec in self.inputs():
+            shape = [batch, *spec.shape[1:]]
+            dtype = getattr(torch, _TORCH_DTYPES[spec.dtype])
+            tensors.append(torch.randn(shape).to(dtype) if dtype.is_floating_point else torch.ones(shape, dtype=dtype))
+        return tuple(tensors)
+
+    def pretrained(self) -> nn.Module:
+        """The starting model: built, with `model.weights` loaded on top when given."""
+        model = self.build(pretrained=True)
+        if self.spec.weights is not None:
+            model.load_state_dict(load_state_dict_file(self.spec.weights), strict=True)
+        return model.eval()
+
+
+def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
+    """A state_dict from .safetensors or a torch file, never unpickling code."""
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    import torch
+
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} does not hold a state_dict (a mapping of names to tensors)")
+    return state

@@ -1,0 +1,33 @@
+"""`python:<module>:<factory>`: the user's own model factory, called with `model.args`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from optimize.hashing import hash_file
+from optimize.models import MODEL_SOURCES
+from optimize.models.base import ModelSource
+from optimize.pyimport import load_callable, module_file, reference_resolvable, split_reference
+from optimize.recipe.model_spec import ModelSpec
+
+
+@MODEL_SOURCES.register("python")
+class PythonSource(ModelSource):
+    @classmethod
+    def check(cls, spec: ModelSpec, base_dir: Path | None) -> str | None:
+        problem = reference_resolvable(spec.reference, [base_dir] if base_dir else [])
+        return problem or super().check(spec, base_dir)
+
+    def build(self, pretrained: bool = True):
+        from torch import nn
+
+        factory = load_callable(self.spec.reference, [self.base_dir])
+        model = factory(**self.spec.args)
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"{self.spec.reference} returned {type(model).__name__}, not a torch.nn.Module")
+        return model
+
+    def source_fingerprint(self) -> Any:
+        path = module_file(split_reference(self.spec.reference)[0], [self.base_dir])
+        return hash_file(path) if path else None

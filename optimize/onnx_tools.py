@@ -1,0 +1,98 @@
+"""Small helpers around ONNX files used by several stages and runtimes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+    import onnx
+    import onnxruntime
+
+TWO_GB = 2_000_000_000
+_ELEMENT_BITS = {1: 32, 2: 8, 3: 8, 4: 16, 5: 16, 6: 32, 7: 64, 10: 16, 11: 64, 16: 16, 21: 4, 22: 4}
+
+
+def save_model(model: onnx.ModelProto, path: Path) -> None:
+    """Save, moving weights to a side file when the protobuf would pass its 2 GB limit."""
+    import onnx
+
+    large = model.ByteSize() > TWO_GB
+    onnx.save_model(
+        model, str(path), save_as_external_data=large, all_tensors_to_one_file=True,
+        location=f"{path.name}.data" if large else None,
+    )
+
+
+def load_checked(path: Path) -> onnx.ModelProto:
+    """Load, run the full checker (with shape inference) and return the shape-inferred model."""
+    import onnx
+
+    onnx.checker.check_model(str(path), full_check=True)
+    return onnx.shape_inference.infer_shapes(onnx.load(str(path)), strict_mode=False)
+
+
+def weight_stats(model: onnx.ModelProto) -> dict[str, float]:
+    """Parameters stored as initializers and the average bits used per weight element.
+
+    QuantizeLinear scale / zero-point tensors count as parameters too: they are stored weights.
+    """
+    import numpy as np
+
+    elements = bits = 0
+    for tensor in model.graph.initializer:
+        count = int(np.prod(tensor.dims)) if tensor.dims else 1
+        elements += count
+        bits += count * _ELEMENT_BITS.get(tensor.data_type, 32)
+    for node in model.graph.node:  # MatMulNBits packs 4-bit weights into uint8 initializers
+        if node.op_type == "MatMulNBits":
+            attributes = {a.name: a.i for a in node.attribute}
+            packed = next((t for t in model.graph.initializer if t.name == node.input[1]), None)
+            if packed is not None:
+                count = int(np.prod(packed.dims))
+                real = attributes["K"] * attributes["N"]
+                elements += real - count
+                bits += real * attributes.get("bits", 4) - count * 8
+    return {"parameters": float(elements), "bits_per_weight": bits / elements if elements else 0.0}
+
+
+def session_options(
+    optimization: str = "all",
+    threads: int | None = None,
+    inter_op_threads: int | None = None,
+    parallel: bool = False,
+    save_optimized_to: Path | None = None,
+) -> onnxruntime.SessionOptions:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.graph_optimization_level = {
+        "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }[optimization]
+    options.execution_mode = ort.ExecutionMode.ORT_PARALLEL if parallel else ort.ExecutionMode.ORT_SEQUENTIAL
+    if threads:
+        options.intra_op_num_threads = threads
+    if inter_op_threads:
+        options.inter_op_num_threads = inter_op_threads
+    if save_optimized_to is not None:
+        options.optimized_model_filepath = str(save_optimized_to)
+    return options
+
+
+def session(path: Path, **options) -> onnxruntime.InferenceSession:
+    """A CPU session; keyword arguments go to session_options()."""
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(path), session_options(**options), providers=["CPUExecutionProvider"])
+
+
+def output_difference(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:
+    import numpy as np
+
+    diff = np.abs(reference.astype(np.float64) - candidate.astype(np.float64))
+    return {"max_abs_diff": float(diff.max(initial=0.0)), "mean_abs_diff": float(diff.mean()) if diff.size else 0.0}

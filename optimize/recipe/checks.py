@@ -1,0 +1,116 @@
+"""Checks that span several parts of a recipe (the schema checks each part on its own).
+
+Each returns (location, message) pairs so the loader can point at the line in the file.
+"""
+
+from __future__ import annotations
+
+from optimize.artifacts import ArtifactKind
+from optimize.models import MODEL_SOURCES
+from optimize.recipe.schema import Recipe
+from optimize.registry import did_you_mean
+from optimize.stages import STAGES
+from optimize.targets import device_classes_for
+
+Problem = tuple[tuple, str]
+
+
+def recipe_problems(recipe: Recipe) -> list[Problem]:
+    return [
+        *_artifact_chain(recipe),
+        *_data_roles(recipe),
+        *_step_ids(recipe),
+        *_targets(recipe),
+        *_gates(recipe),
+        *_stage_specific(recipe),
+    ]
+
+
+def final_precision(recipe: Recipe) -> str:
+    precision = "fp32"
+    for step in recipe.stages:
+        precision = STAGES.get(step.stage).precision_after(step, precision)
+    return precision
+
+
+def _artifact_chain(recipe: Recipe) -> list[Problem]:
+    problems = []
+    kind = MODEL_SOURCES.get(recipe.model.kind).artifact_kind
+    after = f"model source '{recipe.model.kind}:'"
+    for index, step in enumerate(recipe.stages):
+        stage = STAGES.get(step.stage)
+        if stage.consumes != kind:
+            hint = "put PyTorch stages before 'export'" if kind == ArtifactKind.ONNX else "add an 'export' step first"
+            problems.append(
+                (("stages", index, step.stage), f"'{step.stage}' needs a {stage.consumes.value} model, but after {after} "
+                 f"the model is {kind.value}; {hint}")
+            )
+        kind = stage.produces
+        after = f"'{step.stage}'"
+    if recipe.targets and kind != ArtifactKind.ONNX:
+        problems.append(
+            (("targets",), f"targets are built from an ONNX model, but the last step leaves a {kind.value} model; "
+             "add '- export' to the stages")
+        )
+    return problems
+
+
+def _data_roles(recipe: Recipe) -> list[Problem]:
+    problems = []
+    for index, step in enumerate(recipe.stages):
+        for role in STAGES.get(step.stage).roles_read(step):
+            if getattr(recipe.data, role) is None:
+                problems.append(
+                    (("stages", index, step.stage), f"'{step.stage}' reads data.{role}, which the recipe does not define")
+                )
+    return problems
+
+
+def _step_ids(recipe: Recipe) -> list[Problem]:
+    seen: dict[str, int] = {}
+    problems = []
+    for index, step_id in enumerate(recipe.step_ids()):
+        if step_id == "source":
+            problems.append((("stages", index), "the step id 'source' is reserved for the starting model"))
+        if step_id in seen:
+            problems.append(
+                (("stages", index), f"two steps are called '{step_id}' (steps {seen[step_id]} and {index}); give one an 'id'")
+            )
+        seen.setdefault(step_id, index)
+    return problems
+
+
+def _targets(recipe: Recipe) -> list[Problem]:
+    known = device_classes_for(recipe.device_classes)
+    precision = final_precision(recipe)
+    problems = []
+    for index, name in enumerate(recipe.targets):
+        if name not in known:
+            problems.append(
+                (("targets", index), f"unknown device class '{name}'{did_you_mean(name, known)}; "
+                 f"valid: {', '.join(known)} (or define it under device_classes)")
+            )
+        elif precision not in known[name].accepted_precisions:
+            problems.append(
+                (("targets", index), f"'{name}' does not accept {precision} models; it accepts "
+                 f"{', '.join(known[name].accepted_precisions)}")
+            )
+        if recipe.targets.index(name) != index:
+            problems.append((("targets", index), f"'{name}' is listed twice"))
+    return problems
+
+
+def _gates(recipe: Recipe) -> list[Problem]:
+    return [
+        (("gates", "per_target", name), f"gate for '{name}', which is not in targets{did_you_mean(name, recipe.targets)}; "
+         f"targets: {', '.join(recipe.targets) or 'none'}")
+        for name in recipe.gates.per_target
+        if name not in recipe.targets
+    ]
+
+
+def _stage_specific(recipe: Recipe) -> list[Problem]:
+    problems = []
+    for index, step in enumerate(recipe.stages):
+        problems.extend(STAGES.get(step.stage).check(step, recipe, index))
+    return problems

@@ -1,0 +1,165 @@
+"""The recipe schema: the single source of truth for validation, `optimize stages` and docs.
+
+Stage parameter models live with their stages and data-source models with their sources; this
+module assembles them (from the registries) into the `Recipe` model.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BeforeValidator, Discriminator, Field, PositiveFloat, PositiveInt, Tag, create_model
+from pydantic_core import PydanticCustomError
+
+from optimize.data import DATA_SOURCES
+from optimize.recipe.base import Slug, StrictModel, resolve_user_path
+from optimize.recipe.model_spec import ModelSpec
+from optimize.registry import did_you_mean
+from optimize.stages import STAGES
+from optimize.targets.device_class import DeviceClass
+
+# -- stages -------------------------------------------------------------------------------
+
+
+def _step_model(name: str, stage) -> type:
+    """The params model of a stage plus a `stage` tag, so a list item knows its stage."""
+    return create_model(
+        f"{stage.__name__}Step",
+        __base__=stage.Params,
+        __module__=__name__,
+        stage=(Literal[name], Field(description="stage type", json_schema_extra={"internal": True})),
+    )
+
+
+STEP_MODELS = {name: _step_model(name, stage) for name, stage in STAGES}
+
+
+def _normalise_step(value: Any) -> Any:
+    """'- export' and '- train: {epochs: 4}' both become {'stage': ..., **params}."""
+    if isinstance(value, StrictModel):
+        return value
+    if isinstance(value, str):
+        value = {value: {}}
+    if isinstance(value, dict) and "stage" in value:
+        return value
+    if not isinstance(value, dict) or len(value) != 1:
+        raise PydanticCustomError(
+            "stage_step", "a step is written '- <stage>: {{params}}', e.g. '- train: {{epochs: 4}}'"
+        )
+    ((name, params),) = value.items()
+    if name not in STAGES:
+        raise PydanticCustomError(
+            "unknown_stage",
+            "unknown stage '{at}'{hint}; valid stages: {valid}",
+            {"at": str(name), "hint": did_you_mean(str(name), STAGES.names()), "valid": ", ".join(STAGES.names())},
+        )
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        raise PydanticCustomError(
+            "stage_params", "parameters of '{key}' must be a mapping, e.g. '- {key}: {{}}'", {"key": str(name)}
+        )
+    return {"stage": name, **params}
+
+
+def _step_tag(value: Any) -> str | None:
+    return value.get("stage") if isinstance(value, dict) else getattr(value, "stage", None)
+
+
+StageStep = Annotated[
+    Union[tuple(Annotated[model, Tag(name)] for name, model in STEP_MODELS.items())],  # noqa: UP007
+    Discriminator(_step_tag),
+    BeforeValidator(_normalise_step),
+]
+
+# -- data -----------------------------------------------------------------------------------
+
+
+def _data_tag(value: Any) -> str | None:
+    source = value.get("source") if isinstance(value, dict) else getattr(value, "source", None)
+    return str(source).split(":", 1)[0] if source is not None else None
+
+
+def _data_definition(value: Any, info) -> Any:
+    """A data role may be a path to a YAML definition (e.g. in calibration/) instead of a mapping."""
+    if isinstance(value, str):
+        from optimize.recipe.loader import load_data_definition
+
+        return load_data_definition(resolve_user_path(value, (info.context or {}).get("base_dir")))
+    if isinstance(value, dict):
+        kind = _data_tag(value)
+        if kind is None:
+            raise PydanticCustomError(
+                "data_source", "a data source needs 'source' ({valid})", {"valid": ", ".join(DATA_SOURCES.names())}
+            )
+        if kind not in DATA_SOURCES:
+            raise PydanticCustomError(
+                "data_source",
+                "unknown data source '{kind}'{hint}; valid: {valid}",
+                {"kind": kind, "hint": did_you_mean(kind, DATA_SOURCES.names()), "valid": ", ".join(DATA_SOURCES.names())},
+            )
+    return value
+
+
+DataSource = Annotated[
+    Union[tuple(Annotated[spec, Tag(name)] for name, spec in DATA_SOURCES)],  # noqa: UP007
+    Discriminator(_data_tag),
+    BeforeValidator(_data_definition),
+]
+
+
+class DataSpec(StrictModel):
+    train: DataSource | None = Field(None, description="data for train and distill stages")
+    eval: DataSource | None = Field(None, description="data for accuracy, agreement and parity checks")
+    calibration: DataSource | None = Field(None, description="data for quantization calibration")
+
+
+# -- evaluation, gates, tracking ------------------------------------------------------------
+
+
+class EvaluationSpec(StrictModel):
+    batch_size: PositiveInt = Field(32, le=4096, description="batch size of the accuracy pass")
+    max_samples: PositiveInt | None = Field(None, description="evaluate on at most this many eval samples")
+    warmup_runs: int = Field(10, ge=0, le=10_000, description="untimed runs before latency measurement")
+    min_runs: PositiveInt = Field(50, le=1_000_000, description="timed batch-1 runs, at least")
+    min_time_s: float = Field(2.0, ge=0, le=600, description="keep timing batch-1 runs for at least this long")
+    throughput_time_s: float = Field(1.0, ge=0, le=600, description="time spent measuring throughput")
+
+
+class GateLimits(StrictModel):
+    max_size_mb: PositiveFloat | None = Field(None, description="model or engine size on disk")
+    min_accuracy: float | None = Field(None, ge=0, le=1, description="eval accuracy (0-1)")
+    max_accuracy_drop: float | None = Field(None, ge=0, le=1, description="absolute drop against FP32 on the same target")
+    min_agreement: float | None = Field(None, ge=0, le=1, description="top-1 agreement (or cosine) with FP32")
+    max_latency_p50_ms: PositiveFloat | None = Field(None, description="median batch-1 latency")
+    max_latency_p90_ms: PositiveFloat | None = Field(None, description="90th percentile batch-1 latency")
+    min_speedup: PositiveFloat | None = Field(None, description="FP32 p50 latency / model p50 latency, same target")
+    max_peak_memory_mb: PositiveFloat | None = Field(None, description="peak memory while running")
+
+
+class Gates(GateLimits):
+    per_target: dict[str, GateLimits] = Field(default_factory=dict, description="limits for one device class")
+
+
+class TrackingSpec(StrictModel):
+    enabled: bool = Field(True, description="log runs to MLflow")
+    experiment: str | None = Field(None, min_length=1, max_length=200, description="MLflow experiment; default: the recipe name")
+
+
+# -- the recipe -----------------------------------------------------------------------------
+
+
+class Recipe(StrictModel):
+    name: Slug = Field(description="names the run folder and the MLflow run")
+    description: str = ""
+    model: ModelSpec
+    data: DataSpec = Field(default_factory=DataSpec)
+    stages: list[StageStep] = Field(default_factory=list, description="steps, in order")
+    targets: list[Slug] = Field(default_factory=list, description="device classes to build and evaluate")
+    device_classes: list[DeviceClass] = Field(default_factory=list, description="device classes defined by this recipe")
+    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
+    gates: Gates = Field(default_factory=Gates)
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec)
+
+    def step_ids(self) -> list[str]:
+        return [step.id or step.stage for step in self.stages]

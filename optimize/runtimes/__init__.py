@@ -1,0 +1,7 @@
+"""Runtimes: one file per runtime, registered by name; device classes name one of them."""
+
+from optimize.registry import Registry
+
+RUNTIMES: Registry = Registry("runtime")
+
+from optimize.runtimes import onnxruntime  # noqa: E402,F401  (registration)

@@ -1,0 +1,89 @@
+"""The contract every runtime implements: say whether this host can build and run a device
+class, build an engine from an ONNX artifact, and open it as a Runner for evaluation."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from optimize.recipe.base import StrictModel
+from optimize.versions import library_version
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from optimize.artifacts import Artifact
+    from optimize.targets.device_class import DeviceClass
+
+
+@dataclass(frozen=True)
+class Availability:
+    can_build: bool
+    can_run: bool
+    reason: str = ""  # why not, when either is False
+
+
+class Runner:
+    """One loaded engine. `run` takes {input name: array} and returns the outputs in order."""
+
+    input_names: list[str]
+
+    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        raise NotImplementedError
+
+    def timed_run(self, feeds: dict[str, np.ndarray]) -> float:
+        """Milliseconds for one inference, measured the way the device measures it best.
+        CPU runtimes use a wall clock; GPU runtimes override this with device events."""
+        start = time.perf_counter()
+        self.run(feeds)
+        return (time.perf_counter() - start) * 1000.0
+
+    def device_memory_mb(self) -> float | None:
+        """Accelerator memory held by the engine, where the runtime can say."""
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+class Runtime:
+    name: ClassVar[str]
+    Settings: ClassVar[type[StrictModel]]
+    distribution: ClassVar[str]  # the pip distribution whose version keys engines
+    engine_file: ClassVar[str]
+
+    def version(self) -> str:
+        return library_version(self.distribution)
+
+    def availability(self, device_class: DeviceClass) -> Availability:
+        raise NotImplementedError
+
+    def device_identity(self, device_class: DeviceClass) -> dict[str, Any]:
+        """Everything besides the model and the class settings that changes the engine."""
+        return {"runtime": self.name, "version": self.version()}
+
+    def build(self, model: Artifact, device_class: DeviceClass, workdir: Path) -> dict[str, Any]:
+        """Write the engine into workdir (with its artifact.json); return build details."""
+        raise NotImplementedError
+
+    def open(self, engine: Artifact, device_class: DeviceClass) -> Runner:
+        raise NotImplementedError
+
+
+def version_matches(installed: str, line: str | None) -> bool:
+    """'10.*' / '10' match 10.x; '>=1.20' compares release numbers; None matches anything."""
+    if not line:
+        return True
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        version = Version(installed)
+    except InvalidVersion:
+        return False
+    text = line.strip()
+    if text[0].isdigit():
+        text = f"=={text}" if "*" in text else f"=={text}.*"
+    return version.release and SpecifierSet(text).contains(Version(".".join(map(str, version.release))))

@@ -1,0 +1,7 @@
+"""Stages: one file per stage, registered by name with @STAGES.register."""
+
+from optimize.registry import Registry
+
+STAGES: Registry = Registry("stage")
+
+from optimize.stages import export, train  # noqa: E402,F401  (registration)

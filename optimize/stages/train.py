@@ -1,0 +1,43 @@
+"""Cross-entropy training or fine-tuning of the current torch model on data.train."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from optimize.artifacts import ArtifactKind
+from optimize.stages import STAGES
+from optimize.stages.base import Stage, StageContext, StageOutput
+from optimize.training import TrainingParams, call_model, fit
+
+
+class TrainParams(TrainingParams):
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="cross-entropy label smoothing")
+
+
+@STAGES.register("train")
+class TrainStage(Stage):
+    """Train or fine-tune the model with cross-entropy on data.train; early stopping and
+    best-epoch selection use data.eval when the recipe has it."""
+
+    Params = TrainParams
+    consumes = ArtifactKind.TORCH
+    produces = ArtifactKind.TORCH
+    data_roles = ("train",)
+
+    def run(self, params: TrainParams, context: StageContext) -> StageOutput:
+        import torch.nn.functional as F
+
+        model = context.load_torch()
+        result = fit(
+            model,
+            params,
+            context,
+            lambda inputs, labels: F.cross_entropy(
+                call_model(model, inputs), labels, label_smoothing=params.label_smoothing
+            ),
+        )
+        context.save_torch(model)
+        metrics = {"epochs_run": float(result.epochs_run), "final_train_loss": result.history["train_loss"][-1]}
+        if result.best_epoch is not None:
+            metrics["best_epoch"] = float(result.best_epoch)
+        return StageOutput(metrics=metrics, history=result.history)

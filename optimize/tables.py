@@ -1,0 +1,142 @@
+"""Rich tables for the terminal: per step, per target, and the `stages` / `targets` listings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+
+
+def _number(value: float | None, digits: int = 2, scale: float = 1.0, suffix: str = "") -> str:
+    if value is None:
+        return "—"
+    return f"{value / scale:.{digits}f}{suffix}"
+
+
+def _count(value: float | None) -> str:
+    if value is None:
+        return "—"
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(value) >= size:
+            return f"{value / size:.2f}{unit}"
+    return f"{value:.0f}"
+
+
+def _percent(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.2f}%"
+
+
+def steps_table(result) -> Table:
+    table = Table(title=f"Stages · {result.recipe.recipe.name} · run {result.run_id}", title_justify="left")
+    for column in ("#", "step", "stage", "source", "time", "size MB", "params", "MACs", "bits/w", "accuracy", "agreement"):
+        table.add_column(column, justify="right" if column not in ("step", "stage", "source") else "left")
+    for step in result.steps:
+        m = step.metrics
+        agreement = m.get("agreement_top1", m.get("agreement_cosine"))
+        table.add_row(
+            str(step.index + 1),
+            step.step_id,
+            step.stage,
+            "[dim]cache[/]" if step.cached else "[bold]ran[/]",
+            f"{step.seconds:.1f}s",
+            _number(m.get("size_mb")),
+            _count(m.get("parameters")),
+            _count(m.get("macs")),
+            _number(m.get("bits_per_weight"), 1),
+            _percent(m.get("accuracy")),
+            _percent(agreement),
+        )
+    return table
+
+
+def targets_table(result) -> Table:
+    table = Table(title="Targets", title_justify="left")
+    columns = ("target", "runtime", "status", "accuracy", "agreement", "p50 ms", "p90 ms", "p99 ms",
+               "throughput/s", "peak MB", "size MB", "speedup")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("target", "runtime", "status") else "right")
+    for target in result.targets:
+        m = target.metrics
+        status = {"ok": "[green]ok[/]", "failed": "[red]failed[/]"}.get(target.status, f"[yellow]{target.status}[/]")
+        if target.evaluation is not None and target.evaluation.cached:
+            status += " [dim](cache)[/]"
+        table.add_row(
+            target.name,
+            f"{target.runtime} {target.runtime_version}",
+            status,
+            _percent(m.get("accuracy")),
+            _percent(m.get("agreement_top1", m.get("agreement_cosine"))),
+            _number(m.get("latency_p50_ms"), 3),
+            _number(m.get("latency_p90_ms"), 3),
+            _number(m.get("latency_p99_ms"), 3),
+            _number(m.get("throughput_sps"), 0),
+            _number(m.get("peak_memory_mb"), 1),
+            _number(m.get("size_mb")),
+            _number(m.get("speedup"), 2, suffix="×"),
+        )
+    return table
+
+
+def target_reasons(result) -> list[str]:
+    return [f"{t.name}: {t.status} — {t.reason}" for t in result.targets if t.reason]
+
+
+def _type_name(annotation: Any) -> str:
+    text = getattr(annotation, "__name__", None) or str(annotation)
+    return text.replace("typing.", "").replace("Annotated[", "").replace("NoneType", "None")
+
+
+def field_rows(model: type) -> list[tuple[str, str, str, str]]:
+    """(name, type, default, description) for each documented field of a pydantic model."""
+    from pydantic_core import PydanticUndefined
+
+    rows = []
+    for name, info in model.model_fields.items():
+        if isinstance(info.json_schema_extra, dict) and info.json_schema_extra.get("internal"):
+            continue
+        if info.default is not PydanticUndefined:
+            default = repr(info.default)
+        elif info.default_factory is not None:
+            default = repr(info.default_factory())
+        else:
+            default = "required"
+        type_text = _type_name(info.annotation)
+        constraints = " ".join(str(m) for m in info.metadata)
+        rows.append((info.alias or name, type_text + (f" ({constraints})" if constraints else ""), default, info.description or ""))
+    return rows
+
+
+def stages_tables() -> list[Table]:
+    from optimize.stages import STAGES
+
+    tables = []
+    for name, stage in STAGES:
+        table = Table(
+            title=f"[bold]{name}[/]  {stage.consumes.value} → {stage.produces.value}\n{stage.summary()}",
+            title_justify="left",
+        )
+        for column in ("parameter", "type", "default", "description"):
+            table.add_column(column)
+        for row in field_rows(stage.Params):
+            table.add_row(*row)
+        tables.append(table)
+    return tables
+
+
+def device_classes_table(classes: dict, availability: dict) -> Table:
+    table = Table(title="Device classes", title_justify="left")
+    for column in ("name", "runtime", "arch", "precisions", "build here", "run here", "why not", "description"):
+        table.add_column(column)
+    for name, device_class in classes.items():
+        available = availability[name]
+        table.add_row(
+            name,
+            device_class.runtime + (f" {device_class.runtime_version}" if device_class.runtime_version else ""),
+            device_class.arch,
+            ", ".join(device_class.accepted_precisions),
+            "[green]yes[/]" if available.can_build else "[red]no[/]",
+            "[green]yes[/]" if available.can_run else "[red]no[/]",
+            available.reason,
+            device_class.description,
+        )
+    return table

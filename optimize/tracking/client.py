@@ -1,0 +1,118 @@
+"""MLflow logging: one parent run per `optimize run`, one child run per target.
+
+A thin adapter over MlflowClient with explicit run ids (no global "active run" state), so the
+pipeline can log from anywhere and a failure to log never breaks a build.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+MAX_PARAM_VALUE = 6000
+
+
+def resolve_tracking_uri(cli_uri: str | None, artifacts_dir: Path) -> str:
+    """--tracking-uri, then MLFLOW_TRACKING_URI, then a SQLite file in the artifacts folder."""
+    if cli_uri:
+        return cli_uri
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    return f"sqlite:///{(artifacts_dir / 'mlflow.db').resolve()}"
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, str]:
+    """{'a': {'b': [1, 2]}} → {'a.b.0': '1', 'a.b.1': '2'}; None values are dropped."""
+    items: dict[str, str] = {}
+    if isinstance(value, Mapping):
+        for key, inner in value.items():
+            items.update(flatten(inner, f"{prefix}.{key}" if prefix else str(key)))
+    elif isinstance(value, (list, tuple)):
+        for index, inner in enumerate(value):
+            items.update(flatten(inner, f"{prefix}.{index}" if prefix else str(index)))
+    elif value is not None:
+        items[prefix] = str(value)[:MAX_PARAM_VALUE]
+    return items
+
+
+def metric_key(*parts: str) -> str:
+    """MLflow accepts letters, digits, '_', '-', '.', ' ', '/' in keys."""
+    return ".".join(parts).replace(":", "_")
+
+
+def _quiet_mlflow() -> None:
+    for name in ("mlflow", "alembic", "sqlalchemy", "urllib3"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+class Tracker:
+    def __init__(self, uri: str, experiment: str, artifacts_dir: Path):
+        _quiet_mlflow()
+        from mlflow.tracking import MlflowClient
+
+        self.uri = uri
+        self.client = MlflowClient(tracking_uri=uri)
+        found = self.client.get_experiment_by_name(experiment)
+        if found is not None:
+            self.experiment_id = found.experiment_id
+        else:
+            location = None
+            if uri.startswith("sqlite:") or uri.startswith("file:") or "://" not in uri:
+                location = (artifacts_dir / "mlruns").resolve().as_uri()
+            self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
+
+    def start_run(self, name: str, tags: Mapping[str, str], parent: str | None = None) -> str:
+        tags = dict(tags)
+        if parent:
+            tags["mlflow.parentRunId"] = parent
+        return self.client.create_run(self.experiment_id, run_name=name, tags=tags).info.run_id
+
+    def log_params(self, run_id: str, params: Mapping[str, str]) -> None:
+        from mlflow.entities import Param
+
+        entries = [Param(key[:250], value) for key, value in params.items()]
+        for start in range(0, len(entries), 100):
+            self.client.log_batch(run_id, params=entries[start : start + 100])
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
+        import math
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        entries = [
+            Metric(key, float(value), now, step)
+            for key, value in metrics.items()
+            if isinstance(value, (int, float)) and math.isfinite(value)
+        ]
+        for start in range(0, len(entries), 500):
+            self.client.log_batch(run_id, metrics=entries[start : start + 500])
+
+    def log_series(self, run_id: str, key: str, values: list[float]) -> None:
+        for step, value in enumerate(values, start=1):
+            self.log_metrics(run_id, {key: value}, step=step)
+
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        for key, value in tags.items():
+            self.client.set_tag(run_id, key, str(value))
+
+    def log_artifact(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
+        if path.is_dir():
+            self.client.log_artifacts(run_id, str(path), artifact_path)
+        else:
+            self.client.log_artifact(run_id, str(path), artifact_path)
+
+    def finish(self, run_id: str, status: str = "FINISHED") -> None:
+        self.client.set_terminated(run_id, status=status)
+
+    def run_url(self, run_id: str) -> str:
+        if self.uri.startswith("http"):
+            return f"{self.uri.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{run_id}"
+        return f"{self.uri} experiment {self.experiment_id} run {run_id}"

@@ -1,0 +1,65 @@
+"""What of a run goes into MLflow: the recipe and per-step numbers on the parent run, one child
+run per target with its numbers, tags and built engine."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from optimize.pipeline import RunResult
+from optimize.tracking.client import Tracker, flatten, metric_key
+from optimize.versions import all_library_versions, host_identity
+
+log = logging.getLogger(__name__)
+
+
+def _library_tags() -> dict[str, str]:
+    return {f"lib.{name}": version for name, version in all_library_versions().items()}
+
+
+def log_run(tracker: Tracker, result: RunResult, manifest_path: Path, status: str) -> dict[str, Any]:
+    """Log a finished run; returns run ids for the manifest."""
+    recipe = result.recipe.recipe
+    host = host_identity()
+    parent = tracker.start_run(
+        f"{recipe.name}-{result.run_id}",
+        {"optimize.run_id": result.run_id, "optimize.recipe": recipe.name, "host": host["hostname"], **_library_tags()},
+    )
+    tracker.log_params(parent, flatten(recipe.model_dump(mode="json", exclude={"device_classes"})))
+    for step in result.steps:
+        prefix = f"{step.index:02d}_{step.step_id}"
+        tracker.log_metrics(parent, {metric_key("stage", prefix, k): v for k, v in step.metrics.items()})
+        tracker.log_metrics(parent, {metric_key("stage", prefix, "seconds"): step.seconds})
+        for series, values in step.history.items():
+            tracker.log_series(parent, metric_key("stage", prefix, series), values)
+    tracker.log_artifact(parent, result.recipe.path, "recipe")
+    tracker.log_artifact(parent, manifest_path)
+
+    children = {}
+    for target in result.targets:
+        child = tracker.start_run(
+            f"{recipe.name}-{target.name}",
+            {
+                "device_class": target.name,
+                "runtime": target.runtime,
+                "runtime_version": target.runtime_version,
+                "target_status": target.status,
+                "host": host["hostname"],
+                "cpu": host["cpu"],
+                "optimize.run_id": result.run_id,
+                **_library_tags(),
+            },
+            parent=parent,
+        )
+        if target.reason:
+            tracker.set_tags(child, {"target_reason": target.reason})
+        tracker.log_metrics(child, target.metrics)
+        if target.baseline is not None:
+            tracker.log_metrics(child, {f"fp32.{k}": v for k, v in target.baseline.metrics.items()})
+        if target.engine is not None:
+            tracker.log_artifact(child, target.engine.path, "engine")
+        tracker.finish(child, "FINISHED" if target.status in ("ok", "built", "skipped") else "FAILED")
+        children[target.name] = child
+    tracker.finish(parent, status)
+    return {"uri": tracker.uri, "experiment_id": tracker.experiment_id, "parent_run_id": parent, "target_runs": children}

@@ -1,0 +1,148 @@
+"""The training loop shared by `train` and `distill`: optimiser, schedule, early stopping on
+eval accuracy, restoring the best epoch, per-epoch progress and history."""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import Field, PositiveInt
+
+from optimize.stages.base import StageContext, StageParams
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+
+class TrainingParams(StageParams):
+    epochs: PositiveInt = Field(4, le=10_000, description="passes over the training data")
+    batch_size: PositiveInt = Field(64, le=65_536, description="samples per optimiser step")
+    optimizer: Literal["adamw", "adam", "sgd"] = Field("adamw", description="optimiser")
+    lr: float = Field(2e-3, gt=0, le=10, description="peak learning rate")
+    weight_decay: float = Field(1e-4, ge=0, le=1, description="decoupled weight decay (adamw) or L2 (adam, sgd)")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
+    schedule: Literal["cosine", "onecycle", "constant"] = Field("cosine", description="learning-rate schedule")
+    seed: int = Field(0, description="seed for initialisation noise and shuffling")
+    early_stopping_patience: PositiveInt | None = Field(
+        None, description="stop after this many epochs without a better eval accuracy (needs data.eval)"
+    )
+    restore_best: bool = Field(True, description="keep the weights of the epoch with the best eval accuracy")
+
+
+@dataclass
+class FitResult:
+    history: dict[str, list[float]] = field(default_factory=dict)
+    best_epoch: int | None = None
+    best_accuracy: float | None = None
+    epochs_run: int = 0
+
+
+def call_model(model: nn.Module, inputs) -> torch.Tensor:
+    """Models are called positionally; a dict batch is in the model's input order already."""
+    if isinstance(inputs, dict):
+        return model(*inputs.values())
+    return model(inputs)
+
+
+def make_optimizer(params: TrainingParams, parameters) -> torch.optim.Optimizer:
+    import torch
+
+    if params.optimizer == "sgd":
+        return torch.optim.SGD(parameters, lr=params.lr, momentum=params.momentum, weight_decay=params.weight_decay)
+    if params.optimizer == "adam":
+        return torch.optim.Adam(parameters, lr=params.lr, weight_decay=params.weight_decay)
+    return torch.optim.AdamW(parameters, lr=params.lr, weight_decay=params.weight_decay)
+
+
+def make_scheduler(params: TrainingParams, optimizer, steps_per_epoch: int):
+    import torch
+
+    total = max(1, params.epochs * steps_per_epoch)
+    if params.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=params.lr, total_steps=total)
+    if params.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+
+
+def accuracy(model: nn.Module, loader) -> float:
+    import torch
+
+    model.eval()
+    correct = total = 0
+    with torch.inference_mode():
+        for inputs, labels in loader:
+            predictions = call_model(model, inputs).argmax(dim=1)
+            correct += int((predictions == labels).sum())
+            total += len(labels)
+    return correct / max(total, 1)
+
+
+def fit(
+    model: nn.Module,
+    params: TrainingParams,
+    context: StageContext,
+    batch_loss: Callable[[object, object], torch.Tensor],
+    extra_modules: list[nn.Module] | None = None,
+) -> FitResult:
+    """Train `model` (and `extra_modules`, e.g. distillation projections) on data.train."""
+    import torch
+
+    torch.manual_seed(params.seed)
+    train_loader = context.data.loader("train", params.batch_size, shuffle=True, seed=params.seed)
+    evaluate = context.data.has("eval") and context.data.labeled("eval")
+    eval_loader = context.data.loader("eval", 256) if evaluate else None
+    trainable = [p for m in [model, *(extra_modules or [])] for p in m.parameters() if p.requires_grad]
+    optimizer = make_optimizer(params, trainable)
+    scheduler = make_scheduler(params, optimizer, len(train_loader))
+
+    result = FitResult(history={"train_loss": [], "eval_accuracy": [], "lr": []})
+    best_state = None
+    stale_epochs = 0
+    with context.progress.task(f"{context.step_id}: epochs", params.epochs) as advance_epoch:
+        for epoch in range(1, params.epochs + 1):
+            model.train()
+            for module in extra_modules or []:
+                module.train()
+            loss_sum, seen = 0.0, 0
+            with context.progress.task(f"{context.step_id}: epoch {epoch}", len(train_loader)) as advance_batch:
+                for inputs, labels in train_loader:
+                    loss = batch_loss(inputs, labels)
+                    if not math.isfinite(float(loss)):
+                        raise FloatingPointError(f"the loss became {float(loss)} in epoch {epoch}; lower the lr")
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    scheduler.step()
+                    loss_sum += float(loss) * len(labels)
+                    seen += len(labels)
+                    advance_batch(status=f"loss {loss_sum / seen:.4f}")
+            result.history["train_loss"].append(loss_sum / max(seen, 1))
+            result.history["lr"].append(optimizer.param_groups[0]["lr"])
+            result.epochs_run = epoch
+            status = f"loss {loss_sum / max(seen, 1):.4f}"
+            if eval_loader is not None:
+                score = accuracy(model, eval_loader)
+                result.history["eval_accuracy"].append(score)
+                status += f"  eval acc {score:.4f}"
+                if result.best_accuracy is None or score > result.best_accuracy:
+                    result.best_accuracy, result.best_epoch, stale_epochs = score, epoch, 0
+                    if params.restore_best:
+                        best_state = copy.deepcopy(model.state_dict())
+                else:
+                    stale_epochs += 1
+            advance_epoch(status=status)
+            context.progress.note(f"  {context.step_id} epoch {epoch}/{params.epochs}: {status}")
+            if params.early_stopping_patience and stale_epochs >= params.early_stopping_patience:
+                context.progress.note(f"  {context.step_id}: early stop, no better eval accuracy for {stale_epochs} epochs")
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    if not result.history["eval_accuracy"]:
+        del result.history["eval_accuracy"]
+    model.eval()
+    return result
