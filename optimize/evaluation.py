@@ -90,7 +90,7 @@ class MemorySampler:
 
 
 def collect_outputs(runner: Runner, data: DataProvider, batch_size: int, max_samples: int | None):
-    """First outputs and labels over the eval set, in order."""
+    """First outputs and labels over the eval set, in order (in-process, for step metrics)."""
     outputs, labels, seen = [], [], 0
     for feeds, batch_labels in data.numpy_batches("eval", batch_size):
         if max_samples is not None and seen >= max_samples:
@@ -105,6 +105,16 @@ def collect_outputs(runner: Runner, data: DataProvider, batch_size: int, max_sam
     return np.concatenate(outputs), np.concatenate(labels)
 
 
+def run_batched(runner: Runner, inputs: dict[str, np.ndarray], batch_size: int) -> np.ndarray:
+    """First outputs of the runner over arrays of samples, batch by batch."""
+    total = len(next(iter(inputs.values())))
+    outputs = [
+        np.asarray(runner.run({name: value[start : start + batch_size] for name, value in inputs.items()})[0])
+        for start in range(0, total, batch_size)
+    ]
+    return np.concatenate(outputs)
+
+
 def time_runs(run: Callable[[], float], warmup: int, min_runs: int, min_time_s: float) -> list[float]:
     """Milliseconds per run, after warm-up, until both min_runs and min_time_s are reached."""
     for _ in range(warmup):
@@ -116,39 +126,42 @@ def time_runs(run: Callable[[], float], warmup: int, min_runs: int, min_time_s: 
     return samples
 
 
-def sample_feeds(data: DataProvider, batch: int) -> dict[str, np.ndarray]:
-    """A batch of real eval samples (repeated when the set is smaller than the batch)."""
-    feeds, _ = next(data.numpy_batches("eval", batch))
-    have = len(next(iter(feeds.values())))
-    if have < batch:
-        repeats = -(-batch // have)
-        feeds = {name: np.concatenate([value] * repeats)[:batch] for name, value in feeds.items()}
-    return feeds
+def take_batch(inputs: dict[str, np.ndarray], batch: int) -> dict[str, np.ndarray]:
+    """The first `batch` samples (repeated when there are fewer), contiguous as a runtime wants."""
+    have = len(next(iter(inputs.values())))
+    repeats = -(-batch // have)
+    return {
+        name: np.ascontiguousarray(np.concatenate([value] * repeats)[:batch] if repeats > 1 else value[:batch])
+        for name, value in inputs.items()
+    }
 
 
 def evaluate_runner(
     runner: Runner,
-    data: DataProvider,
+    inputs: dict[str, np.ndarray],
+    labels: np.ndarray,
+    reference_outputs: np.ndarray | None,
     settings: EvaluationSpec,
     task: str,
-    reference_outputs: np.ndarray | None,
-    throughput_batch: int,
     labeled: bool,
+    throughput_batch: int,
+    max_batch: int | None = None,
 ) -> tuple[dict[str, float], list[float]]:
     """All per-target numbers, plus the raw batch-1 latency samples (for distribution plots)."""
     metrics: dict[str, float] = {}
-    outputs, labels = collect_outputs(runner, data, settings.batch_size, settings.max_samples)
-    metrics["eval_samples"] = float(len(labels))
+    batch_size = min(settings.batch_size, max_batch or settings.batch_size)
+    outputs = run_batched(runner, inputs, batch_size)
+    metrics["eval_samples"] = float(len(outputs))
     if task == "classification" and labeled:
         metrics["accuracy"] = classification_accuracy(outputs, labels)
     if reference_outputs is not None:
         metrics.update(agreement(reference_outputs[: len(outputs)], outputs, task))
 
-    single = sample_feeds(data, 1)
+    single = take_batch(inputs, 1)
     samples = time_runs(lambda: runner.timed_run(single), settings.warmup_runs, settings.min_runs, settings.min_time_s)
     metrics.update(latency_summary(samples))
 
-    batch = sample_feeds(data, throughput_batch)
+    batch = take_batch(inputs, throughput_batch)
     batch_times = time_runs(lambda: runner.timed_run(batch), 2, 3, settings.throughput_time_s)
     metrics["throughput_batch"] = float(throughput_batch)
     metrics["throughput_sps"] = throughput_batch / (float(np.median(batch_times)) / 1000.0)

@@ -199,38 +199,66 @@ class Pipeline:
             raise StageError("source", f"cannot build the model from '{self.recipe.model.source}': {exc}") from exc
         return self._artifact(entry)
 
-    # -- the FP32 reference -------------------------------------------------------------------
-    def reference_outputs(self, reference: Artifact):
-        """Outputs of the FP32 ONNX model on the eval set (ONNX Runtime, this CPU), cached."""
-        import numpy as np
-
-        if reference.hash in self._reference_outputs:
-            return self._reference_outputs[reference.hash]
-        if not self.data.has("eval"):
-            return None
-        from optimize.measure import onnx_outputs
-
+    # -- evaluation data and the FP32 reference -----------------------------------------------
+    def _eval_key(self, kind: str, **extra: Any) -> str:
         settings = self.recipe.evaluation
-        key = hash_value(
-            {
-                "kind": "reference-outputs",
-                "model": reference.hash,
-                "eval": self.data.fingerprint("eval"),
-                "max_samples": settings.max_samples,
-                "onnxruntime": library_versions(["onnxruntime"]),
-            }
+        return hash_value(
+            {"kind": kind, "eval": self.data.fingerprint("eval"), "max_samples": settings.max_samples, **extra}
         )
 
+    def eval_feeds(self) -> Artifact:
+        """The eval set as arrays in one .npz file, for evaluation processes that have no torch."""
+        import numpy as np
+
         def compute(workdir: Path) -> dict[str, Any]:
-            outputs, _ = onnx_outputs(reference, self.data, settings)
+            inputs: dict[str, list] = {}
+            labels = []
+            seen = 0
+            limit = self.recipe.evaluation.max_samples
+            for feeds, batch_labels in self.data.numpy_batches("eval", 256):
+                for name, value in feeds.items():
+                    inputs.setdefault(name, []).append(value)
+                labels.append(batch_labels)
+                seen += len(batch_labels)
+                if limit is not None and seen >= limit:
+                    break
+            arrays = {f"input:{name}": np.concatenate(parts)[:limit] for name, parts in inputs.items()}
+            np.savez(workdir / "feeds.npz", labels=np.concatenate(labels)[:limit], **arrays)
+            write_artifact_meta(workdir, ArtifactKind.ONNX, "feeds.npz", role="eval")
+            return {}
+
+        entry, _ = self._cached(self._eval_key("eval-feeds"), "eval data", compute)
+        return self._artifact(entry)
+
+    def reference_outputs(self, reference: Artifact) -> Artifact | None:
+        """Outputs of the FP32 ONNX model on the eval set (ONNX Runtime on this CPU), cached."""
+        if not self.data.has("eval"):
+            return None
+        import numpy as np
+
+        from optimize.measure import onnx_outputs
+
+        def compute(workdir: Path) -> dict[str, Any]:
+            outputs, _ = onnx_outputs(reference, self.data, self.recipe.evaluation)
             np.save(workdir / "outputs.npy", outputs)
             write_artifact_meta(workdir, ArtifactKind.ONNX, "outputs.npy", reference=reference.hash)
             return {}
 
+        key = self._eval_key("reference-outputs", model=reference.hash, libraries=library_versions(["onnxruntime"]))
         entry, _ = self._cached(key, "FP32 reference outputs", compute)
-        outputs = np.load(self._artifact(entry).file, allow_pickle=False)
-        self._reference_outputs[reference.hash] = outputs
-        return outputs
+        return self._artifact(entry)
+
+    def reference_array(self, reference: Artifact | None):
+        if reference is None:
+            return None
+        if reference.hash not in self._reference_outputs:
+            import numpy as np
+
+            stored = self.reference_outputs(reference)
+            self._reference_outputs[reference.hash] = (
+                np.load(stored.file, allow_pickle=False) if stored is not None else None
+            )
+        return self._reference_outputs[reference.hash]
 
     # -- steps --------------------------------------------------------------------------------
     def _run_step(
@@ -269,9 +297,7 @@ class Pipeline:
             seconds = time.perf_counter() - started
             artifact = Artifact.open(workdir, "pending")
             self._check_finite(step_id, artifact)
-            ref_outputs = None
-            if artifact.kind == ArtifactKind.ONNX:
-                ref_outputs = self.reference_outputs(reference) if reference is not None else None
+            ref_outputs = self.reference_array(reference) if artifact.kind == ArtifactKind.ONNX else None
             metrics = measure(artifact, self.source, self.data, self.recipe.evaluation, self.recipe.model.task, ref_outputs)
             if "macs" not in metrics and "macs" in previous_metrics:
                 metrics["macs"] = previous_metrics["macs"]  # export and quantisation keep the MACs
@@ -311,7 +337,7 @@ class Pipeline:
         return self._artifact(entry), entry["build"], cached, key
 
     def _evaluate(self, engine: Artifact, device_class, runtime, reference: Artifact | None) -> Evaluation:
-        from optimize.evaluation import MemorySampler, evaluate_runner
+        from optimize.eval_worker import run_in_subprocess
 
         settings = self.recipe.evaluation
         reference_outputs = self.reference_outputs(reference) if reference is not None else None
@@ -322,27 +348,35 @@ class Pipeline:
                 "engine": engine.hash,
                 "eval": self.data.fingerprint("eval"),
                 "settings": settings.model_dump(mode="json"),
-                "reference": reference.hash if reference is not None else None,
+                "reference": reference_outputs.hash if reference_outputs is not None else None,
                 "task": self.recipe.model.task,
-                "threads": device_class.threads,
-                "batch": device_class.batch.opt,
+                "device_class": build_settings(device_class),
                 "host": host,
                 "runtime": runtime.device_identity(device_class),
             }
         )
+        feeds = self.eval_feeds()
 
         def compute(workdir: Path) -> dict[str, Any]:
-            with MemorySampler() as memory:
-                runner = runtime.open(engine, device_class)
-                try:
-                    metrics, samples = evaluate_runner(
-                        runner, self.data, settings, self.recipe.model.task, reference_outputs,
-                        throughput_batch=device_class.batch.opt, labeled=self.data.labeled("eval"),
-                    )
-                finally:
-                    runner.close()
-            metrics["peak_memory_mb"] = memory.peak_mb
-            return {"metrics": metrics, "latency_samples_ms": samples}
+            scratch = self.store.new_workdir()
+            try:
+                return run_in_subprocess(
+                    {
+                        "device_class": device_class.model_dump(mode="json"),
+                        "settings": settings.model_dump(mode="json"),
+                        "engine_path": str(engine.path),
+                        "engine_hash": engine.hash,
+                        "feeds": str(feeds.file),
+                        "reference": str(reference_outputs.file) if reference_outputs is not None else None,
+                        "task": self.recipe.model.task,
+                        "labeled": self.data.labeled("eval"),
+                    },
+                    scratch,
+                )
+            except RuntimeError as exc:
+                raise TargetError(device_class.name, str(exc)) from exc
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
 
         entry, cached = self._cached(key, f"{device_class.name} evaluation", compute)
         return Evaluation(metrics=entry["metrics"], latency_samples_ms=entry["latency_samples_ms"], cached=cached, key=key)

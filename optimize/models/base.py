@@ -69,8 +69,12 @@ class ModelSource:
             tensors.append(torch.randn(shape).to(dtype) if dtype.is_floating_point else torch.ones(shape, dtype=dtype))
         return tuple(tensors)
 
-    def pretrained(self) -> nn.Module:
-        """The starting model: built, with `model.weights` loaded on top when given."""
+    def pretrained(self, seed: int = 0) -> nn.Module:
+        """The starting model: built (random layers seeded, so runs repeat), with
+        `model.weights` loaded on top when given."""
+        import torch
+
+        torch.manual_seed(seed)
         model = self.build(pretrained=True)
         if self.spec.weights is not None:
             model.load_state_dict(load_state_dict_file(self.spec.weights), strict=True)

@@ -1,0 +1,44 @@
+# `make demo` and `make test` each do all set-up on a fresh machine (a .venv from pyproject.toml,
+# pinned by constraints.txt). Nothing else is needed first.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+ARTIFACTS ?= artifacts
+
+.PHONY: setup demo test test-fast bench lint format lock clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/optimize run recipes/resnet18-digits.yaml --artifacts $(ARTIFACTS)
+
+test: setup
+	$(BIN)/python -m pytest
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow"
+
+bench: setup
+	$(BIN)/python -m benchmarks
+
+lint: setup
+	$(BIN)/ruff check optimize tests benchmarks
+	$(BIN)/ruff format --check optimize tests benchmarks
+
+format: setup
+	$(BIN)/ruff check --fix optimize tests benchmarks
+	$(BIN)/ruff format optimize tests benchmarks
+
+# Re-pin constraints.txt from the current environment after changing dependencies.
+lock: setup
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^optimize' > constraints.txt
+
+clean:
+	rm -rf $(ARTIFACTS) .pytest_cache .ruff_cache
