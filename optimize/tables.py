@@ -81,9 +81,38 @@ def target_reasons(result) -> list[str]:
     return [f"{t.name}: {t.status} — {t.reason}" for t in result.targets if t.reason]
 
 
-def _type_name(annotation: Any) -> str:
-    text = getattr(annotation, "__name__", None) or str(annotation)
-    return text.replace("typing.", "").replace("Annotated[", "").replace("NoneType", "None")
+def type_text(annotation: Any) -> str:
+    """A readable type: Literal['a', 'b'] → 'a' | 'b', Optional[int] → int | None."""
+    import types
+    import typing
+
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Literal:
+        return " | ".join(repr(a) for a in args)
+    if origin is typing.Annotated:
+        return type_text(args[0])
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(type_text(a) for a in args)
+    if origin is not None:
+        name = getattr(origin, "__name__", str(origin))
+        return f"{name}[{', '.join(type_text(a) for a in args)}]"
+    if annotation is type(None):
+        return "None"
+    return getattr(annotation, "__name__", str(annotation).replace("typing.", ""))
+
+
+_BOUNDS = {"ge": "≥", "gt": ">", "le": "≤", "lt": "<", "min_length": "len ≥", "max_length": "len ≤"}
+
+
+def constraint_text(metadata: list[Any]) -> str:
+    parts = []
+    for item in metadata:
+        for attribute, symbol in _BOUNDS.items():
+            value = getattr(item, attribute, None)
+            if value is not None:
+                parts.append(f"{symbol} {value}")
+    return ", ".join(parts)
 
 
 def field_rows(model: type) -> list[tuple[str, str, str, str]]:
@@ -100,9 +129,9 @@ def field_rows(model: type) -> list[tuple[str, str, str, str]]:
             default = repr(info.default_factory())
         else:
             default = "required"
-        type_text = _type_name(info.annotation)
-        constraints = " ".join(str(m) for m in info.metadata)
-        rows.append((info.alias or name, type_text + (f" ({constraints})" if constraints else ""), default, info.description or ""))
+        constraints = constraint_text(info.metadata)
+        shown_type = type_text(info.annotation) + (f" ({constraints})" if constraints else "")
+        rows.append((info.alias or name, shown_type, default, info.description or ""))
     return rows
 
 

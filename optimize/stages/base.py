@@ -75,7 +75,7 @@ class Stage:
 
     @classmethod
     def summary(cls) -> str:
-        return (cls.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
+        return " ".join((cls.__doc__ or "").strip().split("\n\n")[0].split())
 
     @classmethod
     def roles_read(cls, params: StageParams) -> tuple[str, ...]:

@@ -1,0 +1,30 @@
+"""Tiny models for tests: real torch modules small enough to train in a second on 2 cores."""
+
+from torch import nn
+
+
+def tiny_cnn(num_classes: int = 10, width: int = 16, channels: int = 3) -> nn.Module:
+    """Conv-BN-ReLU blocks with a residual add: enough structure for pruning and export."""
+
+    class TinyResidualCNN(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Sequential(nn.Conv2d(channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
+            self.block = nn.Sequential(
+                nn.Conv2d(width, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
+                nn.Conv2d(width, width, 3, padding=1, bias=False), nn.BatchNorm2d(width),
+            )
+            self.pool = nn.AdaptiveAvgPool2d(1)
+            self.fc = nn.Linear(width, num_classes)
+
+        def forward(self, x):
+            x = self.stem(x)
+            x = nn.functional.relu(x + self.block(x))
+            return self.fc(self.pool(x).flatten(1))
+
+    return TinyResidualCNN()
+
+
+def tiny_mlp(num_classes: int = 10, features: int = 64, hidden: int = 32) -> nn.Module:
+    """Flatten → Linear → ReLU → Linear: a model with MatMul/Gemm weights only."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(features, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))

@@ -1,0 +1,72 @@
+"""Shared fixtures: a recipe writer around a tiny model on a digits subset, and CLI helpers."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ASSETS = Path(__file__).parent / "assets"
+REPO = Path(__file__).resolve().parent.parent
+
+
+def tiny_recipe_dict(**overrides: Any) -> dict[str, Any]:
+    """A fast recipe: a tiny residual CNN on 8×8 digits, a few seconds end to end."""
+    recipe: dict[str, Any] = {
+        "name": "tiny",
+        "model": {
+            "source": "python:tiny_models:tiny_cnn",
+            "args": {"num_classes": 10, "width": 8},
+            "input": {"name": "images", "shape": [1, 3, 8, 8]},
+            "output_name": "logits",
+        },
+        "data": {
+            "train": {"source": "digits", "split": "train", "image_size": 8, "samples": 400},
+            "eval": {"source": "digits", "split": "test", "image_size": 8, "samples": 100},
+            "calibration": {"source": "digits", "split": "calibration", "image_size": 8, "samples": 64},
+        },
+        "stages": [{"train": {"epochs": 3, "lr": 0.02, "batch_size": 16}}, {"export": {"opset": 17}}],
+        "targets": ["x86-cpu-onnxruntime"],
+        "evaluation": {"warmup_runs": 2, "min_runs": 5, "min_time_s": 0.05, "throughput_time_s": 0.05},
+    }
+    for key, value in overrides.items():
+        if value is None:
+            recipe.pop(key, None)
+        else:
+            recipe[key] = value
+    return recipe
+
+
+@pytest.fixture
+def write_recipe(tmp_path: Path):
+    """write_recipe(dict_or_text, name='recipe.yaml') → path, with tiny_models.py beside it."""
+    shutil.copy(ASSETS / "tiny_models.py", tmp_path / "tiny_models.py")
+
+    def write(content: dict[str, Any] | str, name: str = "recipe.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(content if isinstance(content, str) else yaml.safe_dump(content, sort_keys=False))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def artifacts(tmp_path: Path) -> Path:
+    return tmp_path / "artifacts"
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 600):
+    """Run the real `optimize` command in a subprocess (as a user would)."""
+    import os
+
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop("MLFLOW_TRACKING_URI", None) if env is None or "MLFLOW_TRACKING_URI" not in env else None
+    return subprocess.run(
+        [sys.executable, "-m", "optimize", *args],
+        capture_output=True, text=True, cwd=cwd or REPO, env=full_env, timeout=timeout,
+    )
