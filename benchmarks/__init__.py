@@ -1,0 +1,1 @@
+"""Speed, size and accuracy comparisons, run by `make bench` (python -m benchmarks [NAME ...])."""

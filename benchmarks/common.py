@@ -1,0 +1,39 @@
+"""Shared by the benchmarks: run a recipe through the real pipeline (cached in
+artifacts/bench), and time ONNX models side by side under identical conditions."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from optimize.console import Progress
+from optimize.pipeline import Pipeline, RunOptions, RunResult
+from optimize.recipe.loader import load_recipe
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH_ARTIFACTS = REPO / "artifacts" / "bench"
+
+
+def run_recipe(path: Path | str, targets: list[str] | None = None) -> RunResult:
+    """The recipe's steps through the pipeline; unchanged steps come from the cache."""
+    loaded = load_recipe(REPO / path)
+    options = RunOptions(artifacts_dir=BENCH_ARTIFACTS, only_targets=targets or [], progress=Progress(enabled=True))
+    with options.progress.live():
+        return Pipeline(loaded, options).run()
+
+
+def onnx_p50_ms(path: Path, feeds: dict[str, np.ndarray], threads: int, seconds: float = 2.0) -> float:
+    """Median batch-1 latency of an ONNX file in ONNX Runtime (CPU, `threads` intra-op threads)."""
+    from optimize.evaluation import latency_summary, time_runs
+    from optimize.onnx_tools import session
+
+    ort_session = session(path, threads=threads)
+
+    def once() -> float:
+        start = time.perf_counter()
+        ort_session.run(None, feeds)
+        return (time.perf_counter() - start) * 1000.0
+
+    return latency_summary(time_runs(once, warmup=20, min_runs=100, min_time_s=seconds))["latency_p50_ms"]
