@@ -430,7 +430,7 @@ class Pipeline:
                 advance(status=result.step_id)
         classes = device_classes_for(self.recipe.device_classes)
         targets = []
-        wanted = self.recipe.targets if not self.options.only_targets else self.options.only_targets
+        wanted = self.recipe.targets if self.options.only_targets is None else self.options.only_targets
         for name in wanted:
             target = self._run_target(name, classes[name], current, reference)
             targets.append(target)
