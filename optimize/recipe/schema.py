@@ -149,6 +149,19 @@ class TrackingSpec(StrictModel):
 # -- the recipe -----------------------------------------------------------------------------
 
 
+def _device_class_file(value: Any, info) -> Any:
+    """`device_classes:` may name a YAML file holding a list of device classes."""
+    if isinstance(value, str):
+        from optimize.recipe.loader import read_yaml_file
+
+        path = resolve_user_path(value, (info.context or {}).get("base_dir"))
+        data = read_yaml_file(path, "device classes").data
+        if not isinstance(data, list):
+            raise PydanticCustomError("device_classes", "{path} must hold a list of device classes", {"path": str(path)})
+        return data
+    return value
+
+
 class Recipe(StrictModel):
     name: Slug = Field(description="names the run folder and the MLflow run")
     description: str = ""
@@ -156,7 +169,9 @@ class Recipe(StrictModel):
     data: DataSpec = Field(default_factory=DataSpec)
     stages: list[StageStep] = Field(default_factory=list, description="steps, in order")
     targets: list[Slug] = Field(default_factory=list, description="device classes to build and evaluate")
-    device_classes: list[DeviceClass] = Field(default_factory=list, description="device classes defined by this recipe")
+    device_classes: Annotated[list[DeviceClass], BeforeValidator(_device_class_file)] = Field(
+        default_factory=list, description="device classes defined here (a list, or a YAML file holding one)"
+    )
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     gates: Gates = Field(default_factory=Gates)
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
