@@ -18,6 +18,8 @@ MAX_BYTES = 1 << 20  # a recipe is a few KiB; anything near this is not a recipe
 MAX_NODES = 100_000  # values after alias expansion
 MAX_DEPTH = 64
 
+_SEQ = "tag:yaml.org,2002:seq"
+_MAP = "tag:yaml.org,2002:map"
 Path_ = tuple  # a YAML path: keys and list indices from the root
 
 
@@ -48,6 +50,8 @@ class _Walker:
         self.lines.setdefault(path, _line(node))
         if isinstance(node, ScalarNode):
             return self.scalars.construct_object(node, deep=True)
+        if node.tag not in (_SEQ, _MAP) and not isinstance(node, ScalarNode):
+            raise YamlProblem(f"unsupported YAML tag {node.tag}", _line(node))
         if isinstance(node, SequenceNode):
             return [self.walk(item, (*path, i), depth + 1) for i, item in enumerate(node.value)]
         if isinstance(node, MappingNode):
@@ -56,14 +60,15 @@ class _Walker:
 
     def _mapping(self, node: MappingNode, path: Path_, depth: int) -> dict:
         result: dict = {}
+        merged: dict = {}  # keys from '<<' merges; explicit keys override them
         for key_node, value_node in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
-                merged = self.walk(value_node, path, depth + 1)
-                for item in merged if isinstance(merged, list) else [merged]:
+                value = self.walk(value_node, path, depth + 1)
+                for item in value if isinstance(value, list) else [value]:
                     if not isinstance(item, dict):
                         raise YamlProblem("a '<<' merge needs a mapping or a list of mappings", _line(value_node))
-                    for key, value in item.items():
-                        result.setdefault(key, value)
+                    for key, inner in item.items():
+                        merged.setdefault(key, inner)
                 continue
             if not isinstance(key_node, ScalarNode):
                 raise YamlProblem("keys must be plain scalars", _line(key_node))
@@ -74,6 +79,8 @@ class _Walker:
                 raise YamlProblem(f"duplicate key '{key}'", _line(key_node))
             self.lines[(*path, key)] = _line(key_node)
             result[key] = self.walk(value_node, (*path, key), depth + 1)
+        for key, value in merged.items():
+            result.setdefault(key, value)
         return result
 
 

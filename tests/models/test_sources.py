@@ -1,0 +1,84 @@
+"""Model sources: torchvision, the user's factory, local weights (weights_only), ONNX files,
+and pickled modules behind an explicit opt-in."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from optimize.models import open_source
+from optimize.models.onnx import graph_inputs
+from optimize.recipe.model_spec import ModelSpec
+from tests.assets.tiny_models import tiny_cnn
+
+INPUT = {"name": "images", "shape": [1, 3, 8, 8]}
+
+
+def source(tmp_path, **spec):
+    return open_source(ModelSpec.model_validate(spec, context={"base_dir": tmp_path}), tmp_path)
+
+
+def test_torchvision_source_builds_with_args(tmp_path):
+    model = source(tmp_path, source="torchvision:resnet18", args={"num_classes": 10}, input=INPUT).pretrained()
+    assert model(torch.randn(1, 3, 8, 8)).shape == (1, 10)
+
+
+def test_start_model_is_seeded(tmp_path):
+    first = source(tmp_path, source="torchvision:mobilenet_v2", args={"num_classes": 10}, input=INPUT).pretrained()
+    second = source(tmp_path, source="torchvision:mobilenet_v2", args={"num_classes": 10}, input=INPUT).pretrained()
+    assert torch.equal(first.classifier[1].weight, second.classifier[1].weight)
+
+
+def test_python_factory_and_state_dict_weights(tmp_path):
+    import shutil
+
+    from tests.conftest import ASSETS
+
+    shutil.copy(ASSETS / "tiny_models.py", tmp_path / "tiny_models.py")
+    trained = tiny_cnn(width=8)
+    torch.nn.init.constant_(trained.fc.bias, 0.25)
+    torch.save(trained.state_dict(), tmp_path / "w.pt")
+    built = source(tmp_path, source="python:tiny_models:tiny_cnn", args={"width": 8}, input=INPUT, weights="w.pt").pretrained()
+    assert torch.equal(built.fc.bias, trained.fc.bias)
+
+
+def test_weights_file_with_pickled_code_is_refused(tmp_path):
+    import pickle
+
+    torch.save({"fc.weight": torch.zeros(1), "evil": pickle.dumps(object)}, tmp_path / "w.pt")
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    torch.save({"x": Evil()}, tmp_path / "evil.pt")
+    built = source(tmp_path, source="torchvision:resnet18", input=INPUT, weights="evil.pt")
+    with pytest.raises(Exception, match="Weights only load failed|weights_only"):
+        built.pretrained()
+
+
+def test_pickle_source_needs_opt_in_and_then_loads(tmp_path):
+    from pydantic import ValidationError
+
+    torch.save(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(192, 10)), tmp_path / "model.pkl")
+    with pytest.raises(ValidationError, match="trust_pickle"):
+        source(tmp_path, source="torch-pickle:model.pkl", input=INPUT)
+    model = source(tmp_path, source="torch-pickle:model.pkl", input=INPUT, trust_pickle=True).pretrained()
+    assert model(torch.randn(1, 3, 8, 8)).shape == (1, 10)
+
+
+def test_onnx_source_reads_its_inputs_from_the_graph(tmp_path):
+    model = tiny_cnn(width=8).eval()
+    torch.onnx.export(model, (torch.randn(1, 3, 8, 8),), str(tmp_path / "m.onnx"), input_names=["pixels"],
+                      output_names=["logits"], dynamic_axes={"pixels": {0: "batch"}}, dynamo=False)
+    (spec,) = graph_inputs(tmp_path / "m.onnx")
+    assert spec.name == "pixels" and spec.shape == [1, 3, 8, 8] and spec.dynamic_batch
+    onnx_source = source(tmp_path, source="onnx:m.onnx")
+    assert onnx_source.output_names() == ["logits"]
+
+
+def test_missing_onnx_file_fails_validation(tmp_path):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="no such ONNX file"):
+        source(tmp_path, source="onnx:missing.onnx")

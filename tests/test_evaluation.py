@@ -1,0 +1,49 @@
+"""The statistics behind every target table: percentiles, agreement, timing loops, batches."""
+
+import numpy as np
+import pytest
+
+from optimize.evaluation import agreement, classification_accuracy, latency_summary, take_batch, time_runs
+
+
+def test_latency_summary_percentiles():
+    summary = latency_summary(list(range(1, 101)))
+    assert summary["latency_p50_ms"] == pytest.approx(50.5)
+    assert summary["latency_p90_ms"] == pytest.approx(90.1)
+    assert summary["latency_p99_ms"] == pytest.approx(99.01)
+    assert summary["latency_mean_ms"] == pytest.approx(50.5)
+    assert summary["latency_runs"] == 100
+    assert latency_summary([]) == {}
+
+
+def test_agreement_for_classifiers():
+    reference = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.2, 0.1]])
+    candidate = np.array([[0.9, 0.1], [0.0, 1.0], [0.0, 1.0], [0.2, 0.1]])
+    result = agreement(reference, candidate, "classification")
+    assert result["agreement_top1"] == 0.75
+    assert result["max_abs_diff"] == pytest.approx(1.0)
+    assert "agreement_cosine" not in result
+
+
+def test_agreement_for_embeddings_is_cosine():
+    reference = np.array([[1.0, 0.0], [0.0, 2.0]])
+    candidate = np.array([[1.0, 1.0], [0.0, 5.0]])
+    result = agreement(reference, candidate, "embedding")
+    assert result["cosine_min"] == pytest.approx(np.sqrt(0.5))
+    assert result["agreement_cosine"] == pytest.approx((np.sqrt(0.5) + 1) / 2)
+
+
+def test_accuracy():
+    assert classification_accuracy(np.array([[0.1, 0.9], [0.8, 0.2]]), np.array([1, 1])) == 0.5
+
+
+def test_time_runs_honours_both_minimums():
+    calls = []
+    samples = time_runs(lambda: calls.append(1) or 1.0, warmup=3, min_runs=7, min_time_s=0.0)
+    assert len(samples) == 7 and len(calls) == 10
+
+
+def test_take_batch_repeats_small_sets():
+    inputs = {"x": np.arange(3).reshape(3, 1)}
+    assert take_batch(inputs, 7)["x"].ravel().tolist() == [0, 1, 2, 0, 1, 2, 0]
+    assert take_batch(inputs, 2)["x"].ravel().tolist() == [0, 1]
