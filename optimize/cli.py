@@ -87,14 +87,16 @@ def main() -> None:
               envvar="OPTIMIZE_ARTIFACTS", help="folder for the store, run folders and the default MLflow database")
 @click.option("--tracking-uri", metavar="URI", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else SQLite in --artifacts)")
 @click.option("--require-targets", is_flag=True, help="a target this host cannot build or run fails the run (exit 3)")
+@click.option("--junit", type=click.Path(path_type=Path), help="also write the gate results as JUnit XML here")
+@click.option("--summary", type=click.Path(path_type=Path), help="also write the Markdown summary (for a PR comment) here")
 @click.option("--quiet", is_flag=True, help="no progress bars")
 @debug_option
 @handle_errors
-def run(recipe: Path, targets, no_cache, artifacts, tracking_uri, require_targets, quiet, debug) -> int:
+def run(recipe: Path, targets, no_cache, artifacts, tracking_uri, require_targets, junit, summary, quiet, debug) -> int:
     """Run RECIPE: stages, then a build and an evaluation per target."""
     _configure(debug)
     from optimize.recipe.loader import load_recipe
-    from optimize.run import execute
+    from optimize.run import GateOutputs, execute
 
     loaded = load_recipe(recipe)
     unknown = [name for name in targets if name not in loaded.recipe.targets]
@@ -114,6 +116,7 @@ def run(recipe: Path, targets, no_cache, artifacts, tracking_uri, require_target
         require_targets=require_targets,
         progress=Progress(enabled=not quiet),
         state=_State,
+        gate_outputs=GateOutputs(junit=junit, summary=summary),
     )
 
 
@@ -164,4 +167,77 @@ def targets(recipe, debug) -> int:
     classes = device_classes_for(recipe_classes)
     availability = {name: RUNTIMES.get(dc.runtime)().availability(dc) for name, dc in classes.items()}
     out.print(device_classes_table(classes, availability))
+    return EXIT_OK
+
+
+artifacts_option = click.option(
+    "--artifacts", type=click.Path(path_type=Path), default=DEFAULT_ARTIFACTS, show_default=True,
+    envvar="OPTIMIZE_ARTIFACTS", help="the artifacts folder the runs were written to",
+)
+
+
+@main.command()
+@click.argument("run_id", default="latest", metavar="[RUN]")
+@click.option("--recipe", metavar="NAME|PATH", help="the recipe whose latest run is meant")
+@artifacts_option
+@click.option("--output", type=click.Path(path_type=Path), help="where to write the HTML (default: the run folder)")
+@debug_option
+@handle_errors
+def report(run_id, recipe, artifacts, output, debug) -> int:
+    """Write the HTML report of RUN (a run id, or 'latest')."""
+    _configure(debug)
+    from optimize.report import write_report
+    from optimize.runs import find_run
+
+    manifest_path = find_run(artifacts.resolve(), run_id, recipe)
+    path = write_report(manifest_path, output)
+    out.print(f"report: {path}")
+    return EXIT_OK
+
+
+@main.command()
+@click.option("--device-class", "device_class", required=True, metavar="NAME", help="the device class to rebuild")
+@click.option("--from", "from_run", default="latest", show_default=True, metavar="RUN|latest", help="the run whose ONNX model to rebuild")
+@click.option("--recipe", metavar="NAME|PATH", help="the recipe whose latest run is meant")
+@artifacts_option
+@click.option("--tracking-uri", metavar="URI", help="MLflow tracking URI")
+@click.option("--require-targets", is_flag=True, help="exit 3 when this host cannot build and run the class")
+@click.option("--accuracy-tolerance", type=float, default=0.005, show_default=True, help="absolute accuracy drop allowed")
+@click.option("--latency-tolerance", type=float, default=0.15, show_default=True, help="relative latency increase allowed")
+@click.option("--quiet", is_flag=True, help="no progress bars")
+@debug_option
+@handle_errors
+def rebuild(device_class, from_run, recipe, artifacts, tracking_uri, require_targets, accuracy_tolerance,
+            latency_tolerance, quiet, debug) -> int:
+    """Rebuild one device class from a run's stored ONNX model and flag regressions (exit 1)."""
+    _configure(debug)
+    from optimize.history import Tolerances
+    from optimize.rebuild import rebuild as run_rebuild
+    from optimize.runs import find_run
+
+    artifacts = artifacts.resolve()
+    manifest_path = find_run(artifacts, from_run, recipe)
+    tolerances = Tolerances(accuracy=accuracy_tolerance, agreement=accuracy_tolerance, latency=latency_tolerance)
+    return run_rebuild(artifacts, manifest_path, device_class, require_targets, tolerances, tracking_uri,
+                       Progress(enabled=not quiet))
+
+
+@main.command()
+@click.option("--device-class", "device_class", metavar="NAME", help="only this device class")
+@click.option("--recipe", metavar="NAME|PATH", help="only this recipe")
+@artifacts_option
+@debug_option
+@handle_errors
+def history(device_class, recipe, artifacts, debug) -> int:
+    """List builds per device class with their headline numbers."""
+    _configure(debug)
+    from optimize.history import read
+    from optimize.runs import recipe_name
+    from optimize.tables import history_table
+
+    records = read(artifacts.resolve(), recipe_name(recipe), device_class)
+    if not records:
+        out.print(f"no builds recorded in {artifacts.resolve() / 'history'}")
+        return EXIT_OK
+    out.print(history_table(records))
     return EXIT_OK

@@ -18,7 +18,13 @@ FORMAT = "optimize-manifest/1"
 def _artifact_record(artifact) -> dict[str, Any] | None:
     if artifact is None:
         return None
-    return {"hash": artifact.hash, "kind": artifact.kind.value, "path": str(artifact.file), "size_bytes": artifact.size_bytes}
+    return {
+        "hash": artifact.hash,
+        "kind": artifact.kind.value,
+        "precision": artifact.precision,
+        "path": str(artifact.file),
+        "size_bytes": artifact.size_bytes,
+    }
 
 
 def manifest_dict(result: RunResult, status: str, tracking: dict[str, Any] | None) -> dict[str, Any]:

@@ -381,7 +381,7 @@ class Pipeline:
         entry, cached = self._cached(key, f"{device_class.name} evaluation", compute)
         return Evaluation(metrics=entry["metrics"], latency_samples_ms=entry["latency_samples_ms"], cached=cached, key=key)
 
-    def _run_target(self, name: str, device_class, final: Artifact, reference: Artifact | None) -> TargetResult:
+    def run_target(self, name: str, device_class, final: Artifact, reference: Artifact | None) -> TargetResult:
         self.current = f"target '{name}'"
         runtime = RUNTIMES.get(device_class.runtime)()
         result = TargetResult(name=name, runtime=device_class.runtime, status="skipped", runtime_version=runtime.version())
@@ -432,7 +432,7 @@ class Pipeline:
         targets = []
         wanted = self.recipe.targets if self.options.only_targets is None else self.options.only_targets
         for name in wanted:
-            target = self._run_target(name, classes[name], current, reference)
+            target = self.run_target(name, classes[name], current, reference)
             targets.append(target)
             self.progress.note(f"[{'green' if target.status == 'ok' else 'yellow'}]•[/] target {name}: {target.status}"
                                + (f" ({target.reason})" if target.reason else ""))

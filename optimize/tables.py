@@ -77,6 +77,45 @@ def targets_table(result) -> Table:
     return table
 
 
+def gates_table(results) -> Table:
+    table = Table(title="Gates", title_justify="left")
+    for column in ("gate", "target", "limit", "measured", "result"):
+        table.add_column(column, justify="right" if column in ("limit", "measured") else "left")
+    style = {"passed": "[green]pass[/]", "failed": "[red]FAIL[/]", "skipped": "[yellow]skipped[/]"}
+    for result in results:
+        measured = "—" if result.measured is None else f"{result.measured:.4g}"
+        table.add_row(result.gate, result.target, f"{result.limit:g}", measured, f"{style[result.status]} {result.detail}")
+    return table
+
+
+def changes_table(changes, previous: dict, current: dict) -> Table:
+    table = Table(title=f"Previous build ({previous['kind']} {previous['run_id']}, {previous['time'][:19]}) vs this one",
+                  title_justify="left")
+    for column in ("metric", "previous", "now", "change", "verdict"):
+        table.add_column(column, justify="right" if column in ("previous", "now") else "left")
+    for change in changes:
+        def show(value):
+            return f"{value:.4g}" if isinstance(value, float) else str(value)
+        table.add_row(change.metric, show(change.previous), show(change.current), change.note,
+                      "[red]REGRESSION[/]" if change.regression else "[green]ok[/]")
+    return table
+
+
+def history_table(records: list[dict]) -> Table:
+    table = Table(title="Builds", title_justify="left")
+    for column in ("time", "recipe", "device class", "kind", "run", "runtime", "status", "accuracy", "p50 ms", "p90 ms", "size MB", "model"):
+        table.add_column(column)
+    for record in records:
+        m = record["metrics"]
+        table.add_row(
+            record["time"][:19].replace("T", " "), record["recipe"], record["device_class"], record["kind"],
+            record["run_id"], f"{record['runtime']} {record['runtime_version']}", record["status"],
+            _percent(m.get("accuracy")), _number(m.get("latency_p50_ms"), 3), _number(m.get("latency_p90_ms"), 3),
+            _number(m.get("size_mb")), record["model_hash"][:12],
+        )
+    return table
+
+
 def target_reasons(result) -> list[str]:
     return [f"{t.name}: {t.status} — {t.reason}" for t in result.targets if t.reason]
 

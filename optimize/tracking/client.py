@@ -70,6 +70,16 @@ class Tracker:
                 location = (artifacts_dir / "mlruns").resolve().as_uri()
             self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
 
+    @classmethod
+    def for_experiment_id(cls, uri: str, experiment_id: str) -> Tracker:
+        """A tracker for an experiment that exists already (to add to a logged run)."""
+        _quiet_mlflow()
+        from mlflow.tracking import MlflowClient
+
+        tracker = cls.__new__(cls)
+        tracker.uri, tracker.client, tracker.experiment_id = uri, MlflowClient(tracking_uri=uri), experiment_id
+        return tracker
+
     def start_run(self, name: str, tags: Mapping[str, str], parent: str | None = None) -> str:
         tags = dict(tags)
         if parent:
@@ -116,6 +126,7 @@ class Tracker:
         self.client.set_terminated(run_id, status=status)
 
     def run_url(self, run_id: str) -> str:
+        """A link for people: the UI page on a server, else the store URI with the run id."""
         if self.uri.startswith("http"):
             return f"{self.uri.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{run_id}"
-        return f"{self.uri} experiment {self.experiment_id} run {run_id}"
+        return f"{self.uri}#experiment={self.experiment_id}&run={run_id}"

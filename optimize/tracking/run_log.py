@@ -18,7 +18,7 @@ def _library_tags() -> dict[str, str]:
     return {f"lib.{name}": version for name, version in all_library_versions().items()}
 
 
-def log_run(tracker: Tracker, result: RunResult, manifest_path: Path, status: str) -> dict[str, Any]:
+def log_run(tracker: Tracker, result: RunResult, manifest_path: Path, status: str, gate_results=()) -> dict[str, Any]:
     """Log a finished run; returns run ids for the manifest."""
     recipe = result.recipe.recipe
     host = host_identity()
@@ -59,7 +59,19 @@ def log_run(tracker: Tracker, result: RunResult, manifest_path: Path, status: st
             tracker.log_metrics(child, {f"fp32.{k}": v for k, v in target.baseline.metrics.items()})
         if target.engine is not None:
             tracker.log_artifact(child, target.engine.path, "engine")
+        gates = [g for g in gate_results if g.target == target.name]
+        tracker.log_metrics(child, {metric_key("gate", g.gate): float(g.passed) for g in gates})
         tracker.finish(child, "FINISHED" if target.status in ("ok", "built", "skipped") else "FAILED")
         children[target.name] = child
+    if gate_results:
+        tracker.log_metrics(parent, {metric_key("gate", g.target, g.gate): float(g.passed) for g in gate_results})
+        tracker.set_tags(parent, {"gates": "passed" if all(g.passed for g in gate_results) else "failed"})
     tracker.finish(parent, status)
-    return {"uri": tracker.uri, "experiment_id": tracker.experiment_id, "parent_run_id": parent, "target_runs": children}
+    return {
+        "uri": tracker.uri,
+        "experiment_id": tracker.experiment_id,
+        "parent_run_id": parent,
+        "parent_url": tracker.run_url(parent),
+        "target_runs": children,
+        "target_urls": {name: tracker.run_url(run_id) for name, run_id in children.items()},
+    }

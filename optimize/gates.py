@@ -1,0 +1,169 @@
+"""Gates: the recipe's budgets checked against what a run measured, for CI.
+
+`decide` is pure: limits and measured numbers in, one GateResult per limit out. The writers turn
+results into gates.json, a JUnit XML file (one test case per gate) and a Markdown summary.
+"""
+
+from __future__ import annotations
+
+import math
+import xml.etree.ElementTree as ET
+from dataclasses import asdict, dataclass
+from typing import Any
+
+# gate field → (measured metric, direction): "max" passes when measured ≤ limit, "min" when ≥.
+GATE_METRICS: dict[str, tuple[str, str]] = {
+    "max_size_mb": ("size_mb", "max"),
+    "min_accuracy": ("accuracy", "min"),
+    "max_accuracy_drop": ("accuracy_drop", "max"),
+    "min_agreement": ("agreement", "min"),
+    "max_latency_p50_ms": ("latency_p50_ms", "max"),
+    "max_latency_p90_ms": ("latency_p90_ms", "max"),
+    "min_speedup": ("speedup", "min"),
+    "max_peak_memory_mb": ("peak_memory_mb", "max"),
+}
+MODEL_GATES = ("max_size_mb", "min_accuracy")  # also checked on the final model itself
+
+
+@dataclass(frozen=True)
+class GateResult:
+    gate: str
+    target: str  # a device class, or "model" for the final model file
+    limit: float
+    measured: float | None
+    status: str  # passed | failed | skipped
+    detail: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.status != "failed"
+
+
+def limits_for(gates, target: str) -> dict[str, float]:
+    """Global limits, overridden by the target's own."""
+    limits = {name: getattr(gates, name) for name in GATE_METRICS if getattr(gates, name) is not None}
+    per_target = gates.per_target.get(target)
+    if per_target is not None:
+        limits.update({name: getattr(per_target, name) for name in GATE_METRICS if getattr(per_target, name) is not None})
+    return limits
+
+
+def check(gate: str, target: str, limit: float, measured: float | None) -> GateResult:
+    metric, direction = GATE_METRICS[gate]
+    if measured is None or (isinstance(measured, float) and math.isnan(measured)):
+        return GateResult(gate, target, limit, None, "failed", f"{metric} was not measured")
+    passed = measured <= limit if direction == "max" else measured >= limit
+    symbol = "≤" if direction == "max" else "≥"
+    detail = f"{metric} {measured:.6g} {'' if passed else 'not '}{symbol} {limit:g}"
+    return GateResult(gate, target, limit, float(measured), "passed" if passed else "failed", detail)
+
+
+def target_measurements(metrics: dict[str, float], is_fp32_model: bool) -> dict[str, float | None]:
+    """The numbers gates read from a target's metrics. An FP32-only run has no drop and no speedup
+    to speak of: its drop is 0 and its speedup 1 by definition."""
+    measured: dict[str, float | None] = {metric: metrics.get(metric) for metric, _ in GATE_METRICS.values()}
+    measured["agreement"] = metrics.get("agreement_top1", metrics.get("agreement_cosine"))
+    if is_fp32_model:
+        measured["accuracy_drop"] = measured["accuracy_drop"] if measured["accuracy_drop"] is not None else 0.0
+        measured["speedup"] = measured["speedup"] if measured["speedup"] is not None else 1.0
+    return measured
+
+
+def decide(gates, targets: list[dict[str, Any]], model_metrics: dict[str, float], is_fp32_model: bool) -> list[GateResult]:
+    """targets: [{"name", "status", "reason", "metrics"}]; model_metrics: the final step's."""
+    results: list[GateResult] = []
+    for gate in MODEL_GATES:
+        limit = getattr(gates, gate)
+        if limit is not None:
+            metric = GATE_METRICS[gate][0]
+            results.append(check(gate, "model", limit, model_metrics.get(metric)))
+    for target in targets:
+        limits = limits_for(gates, target["name"])
+        if target["status"] != "ok":
+            results.extend(
+                GateResult(gate, target["name"], limit, None, "failed" if target["status"] == "failed" else "skipped",
+                           f"target {target['status']}: {target['reason']}")
+                for gate, limit in limits.items()
+            )
+            continue
+        measured = target_measurements(target["metrics"], is_fp32_model)
+        results.extend(check(gate, target["name"], limit, measured[GATE_METRICS[gate][0]]) for gate, limit in limits.items())
+    return results
+
+
+def gates_json(results: list[GateResult]) -> dict[str, Any]:
+    return {
+        "passed": all(r.passed for r in results),
+        "failed": sum(r.status == "failed" for r in results),
+        "skipped": sum(r.status == "skipped" for r in results),
+        "gates": [asdict(r) for r in results],
+    }
+
+
+def junit_xml(results: list[GateResult], suite: str) -> str:
+    """One <testcase> per gate: CI systems show failures natively."""
+    root = ET.Element(
+        "testsuite",
+        name=suite,
+        tests=str(len(results)),
+        failures=str(sum(r.status == "failed" for r in results)),
+        skipped=str(sum(r.status == "skipped" for r in results)),
+        errors="0",
+    )
+    for result in results:
+        case = ET.SubElement(root, "testcase", classname=f"{suite}.{result.target}", name=result.gate)
+        if result.status == "failed":
+            ET.SubElement(case, "failure", message=result.detail, type="GateFailed").text = result.detail
+        elif result.status == "skipped":
+            ET.SubElement(case, "skipped", message=result.detail)
+        else:
+            ET.SubElement(case, "system-out").text = result.detail
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def _fmt(value: float | None) -> str:
+    return "—" if value is None else f"{value:.4g}"
+
+
+def summary_markdown(manifest: dict[str, Any], results: list[GateResult], links: dict[str, str]) -> str:
+    """A pull-request comment: verdict, headline numbers, the gate table, links to MLflow."""
+    failed = [r for r in results if r.status == "failed"]
+    verdict = "❌ gates failed" if failed else "✅ all gates passed"
+    recipe = manifest["recipe"]["name"]
+    lines = [f"## `{recipe}` · {verdict}", "", f"Run `{manifest['run_id']}` on {manifest['host']['cpu']}.", ""]
+    steps = manifest["steps"]
+    if steps:
+        final = steps[-1]["metrics"]
+        first = steps[0]["metrics"]
+        lines += [
+            "| | first step | final model |",
+            "| --- | --- | --- |",
+            f"| size MB | {_fmt(first.get('size_mb'))} | {_fmt(final.get('size_mb'))} |",
+            f"| parameters | {_fmt(first.get('parameters'))} | {_fmt(final.get('parameters'))} |",
+            f"| accuracy | {_fmt(first.get('accuracy'))} | {_fmt(final.get('accuracy'))} |",
+            "",
+        ]
+    if manifest["targets"]:
+        lines += ["| target | status | accuracy | p50 ms | p90 ms | speedup | size MB |", "| --- | --- | --- | --- | --- | --- | --- |"]
+        for target in manifest["targets"]:
+            m = target["metrics"]
+            lines.append(
+                f"| {target['name']} | {target['status']} | {_fmt(m.get('accuracy'))} | {_fmt(m.get('latency_p50_ms'))} | "
+                f"{_fmt(m.get('latency_p90_ms'))} | {_fmt(m.get('speedup'))} | {_fmt(m.get('size_mb'))} |"
+            )
+        lines.append("")
+    if results:
+        lines += ["| gate | target | limit | measured | result |", "| --- | --- | --- | --- | --- |"]
+        icon = {"passed": "✅", "failed": "❌", "skipped": "⏭️"}
+        for result in results:
+            lines.append(
+                f"| {result.gate} | {result.target} | {result.limit:g} | {_fmt(result.measured)} | {icon[result.status]} {result.detail} |"
+            )
+        lines.append("")
+    else:
+        lines += ["No gates are set in the recipe.", ""]
+    if links:
+        shown = [f"[{name}]({url})" if url.startswith("http") else f"{name}: `{url}`" for name, url in links.items()]
+        lines += ["MLflow: " + " · ".join(shown), ""]
+    return "\n".join(lines)

@@ -1,0 +1,129 @@
+"""Build history per recipe and device class, and the comparison that flags regressions.
+
+Every `optimize run` and `optimize rebuild` appends one JSON line per target to
+artifacts/history/<recipe>/<device-class>.jsonl; the nightly rebuild compares its numbers with
+the previous line for the same recipe and device class.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from optimize.versions import host_identity
+
+HEADLINE = ("accuracy", "agreement_top1", "agreement_cosine", "latency_p50_ms", "latency_p90_ms",
+            "throughput_sps", "size_mb", "peak_memory_mb")
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    accuracy: float = 0.005  # absolute drop allowed
+    agreement: float = 0.005  # absolute drop allowed
+    latency: float = 0.15  # relative increase allowed
+    latency_floor_ms: float = 0.05  # increases smaller than this are timer noise, never regressions
+    size: float = 0.05  # relative increase allowed
+    memory: float = 0.25  # relative increase allowed
+
+
+@dataclass(frozen=True)
+class Change:
+    metric: str
+    previous: float | str | None
+    current: float | str | None
+    regression: bool
+    note: str = ""
+
+
+def _history_file(artifacts_dir: Path, recipe: str, device_class: str) -> Path:
+    return artifacts_dir / "history" / recipe / f"{device_class}.jsonl"
+
+
+def target_record(recipe: str, run_id: str, kind: str, target, model_hash: str, source_run: str | None = None) -> dict[str, Any]:
+    metrics = target.metrics
+    return {
+        "time": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "kind": kind,
+        "run_id": run_id,
+        "source_run_id": source_run or run_id,
+        "recipe": recipe,
+        "device_class": target.name,
+        "runtime": target.runtime,
+        "runtime_version": target.runtime_version,
+        "model_hash": model_hash,
+        "engine_hash": target.engine.hash if target.engine is not None else None,
+        "status": target.status,
+        "reason": target.reason,
+        "host": host_identity()["hostname"],
+        "metrics": {key: metrics[key] for key in HEADLINE if key in metrics},
+    }
+
+
+def append(artifacts_dir: Path, record: dict[str, Any]) -> None:
+    """Append one line under an exclusive lock, so concurrent runs never interleave lines."""
+    path = _history_file(artifacts_dir, record["recipe"], record["device_class"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        handle.write(json.dumps(record, sort_keys=True) + "\n")
+        handle.flush()
+        fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def record_run(artifacts_dir: Path, result) -> None:
+    for target in result.targets:
+        append(artifacts_dir, target_record(result.recipe.recipe.name, result.run_id, "run", target, result.final.hash))
+
+
+def read(artifacts_dir: Path, recipe: str | None = None, device_class: str | None = None) -> list[dict[str, Any]]:
+    root = artifacts_dir / "history"
+    pattern = f"{recipe or '*'}/{device_class or '*'}.jsonl"
+    records = []
+    for path in sorted(root.glob(pattern)):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                continue  # a line cut short by a killed process
+    return sorted(records, key=lambda r: r["time"])
+
+
+def previous_build(artifacts_dir: Path, recipe: str, device_class: str) -> dict[str, Any] | None:
+    records = read(artifacts_dir, recipe, device_class)
+    return records[-1] if records else None
+
+
+def compare(previous: dict[str, Any], current: dict[str, Any], tolerances: Tolerances) -> list[Change]:
+    """What changed between two builds of the same recipe on the same device class."""
+    changes = [Change("status", previous["status"], current["status"],
+                      regression=previous["status"] == "ok" and current["status"] != "ok",
+                      note=current.get("reason", "") if current["status"] != "ok" else "")]
+    if previous["status"] != "ok" or current["status"] != "ok":
+        return changes
+    old, new = previous["metrics"], current["metrics"]
+
+    def drop(metric: str, tolerance: float) -> None:
+        if metric in old and metric in new:
+            delta = new[metric] - old[metric]
+            changes.append(Change(metric, old[metric], new[metric], regression=delta < -tolerance,
+                                  note=f"{delta:+.4f} (tolerance -{tolerance:g})"))
+
+    def growth(metric: str, tolerance: float, floor: float = 0.0) -> None:
+        if old.get(metric) and metric in new:
+            ratio = new[metric] / old[metric] - 1
+            regression = ratio > tolerance and new[metric] - old[metric] > floor
+            note = f"{ratio:+.1%} (tolerance +{tolerance:.0%}" + (f", ignored below +{floor:g}" if floor else "") + ")"
+            changes.append(Change(metric, old[metric], new[metric], regression=regression, note=note))
+
+    drop("accuracy", tolerances.accuracy)
+    drop("agreement_top1", tolerances.agreement)
+    drop("agreement_cosine", tolerances.agreement)
+    growth("latency_p50_ms", tolerances.latency, tolerances.latency_floor_ms)
+    growth("latency_p90_ms", tolerances.latency, tolerances.latency_floor_ms)
+    growth("size_mb", tolerances.size)
+    growth("peak_memory_mb", tolerances.memory)
+    return changes

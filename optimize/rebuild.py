@@ -1,0 +1,137 @@
+"""`optimize rebuild`: rebuild and re-evaluate one device class from a run's stored ONNX model,
+without the torch stages, and compare with the previous build of that recipe on that class."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from optimize.artifacts import Artifact
+from optimize.console import Progress, out
+from optimize.errors import EXIT_GATE_FAILED, EXIT_OK, EXIT_STAGE_FAILED, OptimizeError, UsageError
+from optimize.history import Change, Tolerances, append, compare, previous_build, target_record
+from optimize.manifest import read_manifest
+from optimize.pipeline import new_run_id
+from optimize.recipe.loader import LoadedRecipe
+
+
+class MissingArtifact(OptimizeError):
+    pass
+
+
+def rebuild_exit_code(status: str, changes: list[Change], had_previous: bool, require_targets: bool) -> int:
+    if any(change.regression for change in changes):
+        return EXIT_GATE_FAILED
+    if status == "failed" and not had_previous:
+        return EXIT_STAGE_FAILED
+    if status != "ok" and require_targets:
+        return EXIT_STAGE_FAILED
+    return EXIT_OK
+
+
+def recipe_of(manifest: dict) -> LoadedRecipe:
+    """The recipe as the run resolved it, with device classes as the recipe file defines them now
+    (a changed device class is exactly what a rebuild should pick up)."""
+    from optimize.recipe.loader import load_recipe
+    from optimize.recipe.schema import Recipe
+
+    path = Path(manifest["recipe"]["path"])
+    resolved = dict(manifest["recipe"]["resolved"])
+    if path.is_file():
+        try:
+            resolved["device_classes"] = [
+                dc.model_dump(mode="json") for dc in load_recipe(path).recipe.device_classes
+            ]
+        except OptimizeError:
+            pass  # the file no longer validates: keep the classes the run used
+    recipe = Recipe.model_validate(resolved, context={"base_dir": path.parent})
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    return LoadedRecipe(recipe=recipe, path=path, text=text)
+
+
+def _stored(pipeline, record: dict | None, what: str) -> Artifact | None:
+    if record is None:
+        return None
+    if not pipeline.store.verify_object(record["hash"]):
+        raise MissingArtifact(f"the run's {what} ({record['hash'][:12]}) is no longer in the store at "
+                              f"{pipeline.store.root}; re-run the recipe to recreate it")
+    return Artifact.open(pipeline.store.object_path(record["hash"]), record["hash"])
+
+
+def rebuild(
+    artifacts_dir: Path,
+    manifest_path: Path,
+    device_class_name: str,
+    require_targets: bool,
+    tolerances: Tolerances,
+    tracking_uri: str | None,
+    progress: Progress,
+) -> int:
+    from optimize.pipeline import Pipeline, RunOptions
+    from optimize.registry import did_you_mean
+    from optimize.tables import changes_table
+    from optimize.targets import device_classes_for
+
+    manifest = read_manifest(manifest_path)
+    loaded = recipe_of(manifest)
+    classes = device_classes_for(loaded.recipe.device_classes)
+    if device_class_name not in classes:
+        raise UsageError(f"--device-class {device_class_name}: unknown{did_you_mean(device_class_name, classes)}; "
+                         f"valid: {', '.join(classes)}")
+    pipeline = Pipeline(loaded, RunOptions(artifacts_dir=artifacts_dir, no_cache=True, progress=progress))
+    final = _stored(pipeline, manifest["steps"][-1]["output"] if manifest["steps"] else manifest["source"], "final model")
+    reference = _stored(pipeline, manifest["reference"], "FP32 reference model")
+    previous = previous_build(artifacts_dir, loaded.recipe.name, device_class_name)
+
+    with progress.live():
+        target = pipeline.run_target(device_class_name, classes[device_class_name], final, reference)
+    rebuild_id = new_run_id()
+    record = target_record(loaded.recipe.name, rebuild_id, "rebuild", target, final.hash, source_run=manifest["run_id"])
+    changes = compare(previous, record, tolerances) if previous else []
+    append(artifacts_dir, record)
+    _track(loaded, manifest, target, record, changes, tracking_uri, artifacts_dir)
+
+    out.print(f"rebuild {rebuild_id} of run {manifest['run_id']} ({loaded.recipe.name}) for {device_class_name}: {target.status}"
+              + (f" — {target.reason}" if target.reason else ""))
+    if previous:
+        out.print(changes_table(changes, previous, record))
+    else:
+        out.print("no previous build of this recipe on this device class: nothing to compare (recorded as the baseline)")
+    code = rebuild_exit_code(target.status, changes, previous is not None, require_targets)
+    if code == EXIT_GATE_FAILED:
+        regressions = [c for c in changes if c.regression]
+        out.print(f"[red]regression:[/] " + "; ".join(f"{c.metric} {c.previous} → {c.current} {c.note}" for c in regressions))
+    elif previous:
+        out.print("[green]no regression[/]")
+    return code
+
+
+def _track(loaded, manifest, target, record, changes, tracking_uri, artifacts_dir) -> None:
+    if not loaded.recipe.tracking.enabled:
+        return
+    from optimize.console import console
+    from optimize.tracking.client import Tracker, metric_key, resolve_tracking_uri
+
+    uri = resolve_tracking_uri(tracking_uri, artifacts_dir)
+    try:
+        tracker = Tracker(uri, loaded.recipe.tracking.experiment or loaded.recipe.name, artifacts_dir)
+        source_run = manifest.get("tracking", {}).get("parent_run_id", "")
+        run_id = tracker.start_run(
+            f"{loaded.recipe.name}-{target.name}-rebuild",
+            {
+                "optimize.kind": "rebuild",
+                "optimize.rebuild_id": record["run_id"],
+                "optimize.source_run_id": manifest["run_id"],
+                "optimize.source_mlflow_run": source_run,
+                "mlflow.note.content": f"Rebuild of run {manifest['run_id']} (MLflow run {source_run}) for {target.name}",
+                "device_class": target.name,
+                "runtime": target.runtime,
+                "runtime_version": target.runtime_version,
+                "target_status": target.status,
+                "regression": str(any(c.regression for c in changes)).lower(),
+            },
+        )
+        tracker.log_metrics(run_id, target.metrics)
+        tracker.log_metrics(run_id, {metric_key("regression", c.metric): float(c.regression) for c in changes})
+        tracker.finish(run_id, "FINISHED" if target.status == "ok" else "FAILED")
+    except Exception as exc:
+        console.print(f"[yellow]warning:[/] could not log the rebuild to MLflow at {uri}: {type(exc).__name__}: {exc}")
