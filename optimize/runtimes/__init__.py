@@ -4,4 +4,4 @@ from optimize.registry import Registry
 
 RUNTIMES: Registry = Registry("runtime")
 
-from optimize.runtimes import onnxruntime, openvino  # noqa: E402,F401  (registration)
+from optimize.runtimes import onnxruntime, openvino, tensorrt  # noqa: E402,F401  (registration)
