@@ -56,6 +56,7 @@ def _evaluate(request: dict[str, Any]) -> dict[str, Any]:
             metrics, samples = evaluate_runner(
                 runner, inputs, labels, reference, settings, request["task"], request["labeled"],
                 throughput_batch=device_class.batch.opt, max_batch=device_class.batch.max,
+                latency_batch=device_class.batch.min,
             )
         finally:
             runner.close()

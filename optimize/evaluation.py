@@ -105,13 +105,17 @@ def collect_outputs(runner: Runner, data: DataProvider, batch_size: int, max_sam
     return np.concatenate(outputs), np.concatenate(labels)
 
 
-def run_batched(runner: Runner, inputs: dict[str, np.ndarray], batch_size: int) -> np.ndarray:
-    """First outputs of the runner over arrays of samples, batch by batch."""
+def run_batched(runner: Runner, inputs: dict[str, np.ndarray], batch_size: int, min_batch: int = 1) -> np.ndarray:
+    """First outputs of the runner over arrays of samples, batch by batch; a last batch smaller
+    than the engine's minimum is padded with repeats and the padding dropped from the outputs."""
     total = len(next(iter(inputs.values())))
-    outputs = [
-        np.asarray(runner.run({name: value[start : start + batch_size] for name, value in inputs.items()})[0])
-        for start in range(0, total, batch_size)
-    ]
+    outputs = []
+    for start in range(0, total, batch_size):
+        count = min(batch_size, total - start)
+        batch = {name: value[start : start + count] for name, value in inputs.items()}
+        if count < min_batch:
+            batch = take_batch(batch, min_batch)
+        outputs.append(np.asarray(runner.run(batch)[0])[:count])
     return np.concatenate(outputs)
 
 
@@ -146,20 +150,23 @@ def evaluate_runner(
     labeled: bool,
     throughput_batch: int,
     max_batch: int | None = None,
+    latency_batch: int = 1,
 ) -> tuple[dict[str, float], list[float]]:
-    """All per-target numbers, plus the raw batch-1 latency samples (for distribution plots)."""
+    """All per-target numbers, plus the raw latency samples (for distribution plots). Latency is
+    per request at `latency_batch` (1, unless the engine accepts no smaller batch)."""
     metrics: dict[str, float] = {}
-    batch_size = min(settings.batch_size, max_batch or settings.batch_size)
-    outputs = run_batched(runner, inputs, batch_size)
+    batch_size = max(min(settings.batch_size, max_batch or settings.batch_size), latency_batch)
+    outputs = run_batched(runner, inputs, batch_size, min_batch=latency_batch)
     metrics["eval_samples"] = float(len(outputs))
     if task == "classification" and labeled:
         metrics["accuracy"] = classification_accuracy(outputs, labels)
     if reference_outputs is not None:
         metrics.update(agreement(reference_outputs[: len(outputs)], outputs, task))
 
-    single = take_batch(inputs, 1)
+    single = take_batch(inputs, latency_batch)
     samples = time_runs(lambda: runner.timed_run(single), settings.warmup_runs, settings.min_runs, settings.min_time_s)
     metrics.update(latency_summary(samples))
+    metrics["latency_batch"] = float(latency_batch)
 
     batch = take_batch(inputs, throughput_batch)
     batch_times = time_runs(lambda: runner.timed_run(batch), 2, 3, settings.throughput_time_s)

@@ -124,8 +124,11 @@ def engine_cache_key(model_hash: str, device_class_settings: dict[str, Any], ide
 
 
 def build_settings(device_class) -> dict[str, Any]:
-    """The parts of a device class that change the built engine (not its name or description)."""
-    return device_class.model_dump(mode="json", exclude={"name", "description", "memory_budget_mb", "accepted_precisions"})
+    """The parts of a device class that change the built engine (not its name, description,
+    budgets or inference threads, which only matter when the engine runs)."""
+    return device_class.model_dump(
+        mode="json", exclude={"name", "description", "memory_budget_mb", "accepted_precisions", "threads"}
+    )
 
 
 class Pipeline:
@@ -351,6 +354,7 @@ class Pipeline:
                 "reference": reference_outputs.hash if reference_outputs is not None else None,
                 "task": self.recipe.model.task,
                 "device_class": build_settings(device_class),
+                "threads": device_class.threads,
                 "host": host,
                 "runtime": runtime.device_identity(device_class),
             }

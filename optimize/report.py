@@ -43,9 +43,17 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return html.escape(str(value))
 
 
+def _is_number(cell: str) -> bool:
+    return cell == "—" or cell.replace(",", "").replace(".", "", 1).replace("e", "", 1).replace("+", "").replace("-", "").isdigit()
+
+
 def _table(headers: list[str], rows: list[list[Any]]) -> str:
+    """Numbers right-aligned, text left-aligned."""
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
+    body = "".join(
+        "<tr>" + "".join(f"<td{'' if _is_number(str(cell)) else ' class=l'}>{cell}</td>" for cell in row) + "</tr>"
+        for row in rows
+    )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -65,7 +73,7 @@ def stage_plot(steps: list[dict[str, Any]]) -> str | None:
     left.bar(labels, sizes, color="#8fb3e8", label="size MB")
     left.set_ylabel("size on disk (MB)")
     for index, size in enumerate(sizes):
-        left.annotate(f"{size:.2f}", (index, size), ha="center", va="bottom", fontsize=8)
+        left.annotate(f"{size:.3g}", (index, size), ha="center", va="bottom", fontsize=8)
     if any(a is not None for a in accuracy):
         right = left.twinx()
         right.plot(labels, [a * 100 if a is not None else float("nan") for a in accuracy], "o-", color="#c0262d")

@@ -47,3 +47,16 @@ def test_take_batch_repeats_small_sets():
     inputs = {"x": np.arange(3).reshape(3, 1)}
     assert take_batch(inputs, 7)["x"].ravel().tolist() == [0, 1, 2, 0, 1, 2, 0]
     assert take_batch(inputs, 2)["x"].ravel().tolist() == [0, 1]
+
+
+def test_run_batched_pads_a_short_last_batch_to_the_engine_minimum():
+    from optimize.evaluation import run_batched
+
+    class MinBatchRunner:
+        def run(self, feeds):
+            assert len(feeds["x"]) >= 4, "engine refuses batches below 4"
+            return [feeds["x"] * 2]
+
+    inputs = {"x": np.arange(10, dtype=np.float32).reshape(10, 1)}
+    outputs = run_batched(MinBatchRunner(), inputs, batch_size=4, min_batch=4)
+    assert outputs.ravel().tolist() == [2.0 * i for i in range(10)]

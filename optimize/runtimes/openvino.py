@@ -26,6 +26,9 @@ class OpenVINOSettings(StrictModel):
     inference_precision: Literal["f32", "bf16", "f16"] | None = Field(
         None, description="precision for non-quantized layers (null: the plugin's default for the device)"
     )
+    ir_weights: Literal["fp32", "fp16"] = Field(
+        "fp32", description="float weights stored in the IR; fp16 halves the files, the plugin widens them at load"
+    )
 
 
 def compile_config(settings: OpenVINOSettings, threads: int | None) -> dict[str, str]:
@@ -82,7 +85,8 @@ class OpenVINORuntime(Runtime):
         import openvino as ov
 
         converted = ov.convert_model(str(model.file))
-        ov.save_model(converted, str(workdir / self.engine_file), compress_to_fp16=False)
+        ov.save_model(converted, str(workdir / self.engine_file),
+                      compress_to_fp16=device_class.settings.ir_weights == "fp16")
         info: dict[str, Any] = {"ir_files": ["model.xml", "model.bin"]}
         if self.availability(device_class).can_run:
             started = time.perf_counter()

@@ -1,0 +1,88 @@
+"""Gate decisions (pure), the JUnit file read back by a standard JUnit parser, the summary."""
+
+from __future__ import annotations
+
+import pytest
+
+from optimize.gates import GateResult, decide, gates_json, junit_xml, summary_markdown
+from optimize.recipe.schema import Gates
+
+TARGET = {
+    "name": "x86-cpu-onnxruntime",
+    "status": "ok",
+    "reason": "",
+    "metrics": {"size_mb": 2.0, "accuracy": 0.97, "accuracy_drop": 0.004, "agreement_top1": 0.99,
+                "latency_p50_ms": 1.5, "latency_p90_ms": 2.0, "speedup": 2.5, "peak_memory_mb": 50.0},
+}
+
+
+def test_global_limits_apply_to_model_and_targets_and_per_target_overrides():
+    gates = Gates(max_size_mb=4, min_accuracy=0.9, per_target={"x86-cpu-onnxruntime": {"max_latency_p90_ms": 1.0}})
+    results = decide(gates, [TARGET], {"size_mb": 1.9, "accuracy": 0.98}, is_fp32_model=False)
+    by_key = {(r.target, r.gate): r for r in results}
+    assert by_key[("model", "max_size_mb")].status == "passed"
+    assert by_key[("x86-cpu-onnxruntime", "min_accuracy")].status == "passed"
+    failed = by_key[("x86-cpu-onnxruntime", "max_latency_p90_ms")]
+    assert failed.status == "failed" and failed.measured == 2.0 and "not ≤ 1" in failed.detail
+
+
+@pytest.mark.parametrize(
+    "gate, limit, passes",
+    [("max_size_mb", 2.0, True), ("max_size_mb", 1.99, False), ("min_accuracy", 0.97, True), ("min_accuracy", 0.971, False),
+     ("max_accuracy_drop", 0.004, True), ("max_accuracy_drop", 0.003, False), ("min_agreement", 0.99, True),
+     ("min_speedup", 3.0, False), ("max_peak_memory_mb", 49.0, False), ("max_latency_p50_ms", 1.5, True)],
+)
+def test_each_gate_direction(gate, limit, passes):
+    (result,) = [r for r in decide(Gates(**{gate: limit}), [TARGET], {}, False) if r.target != "model"]
+    assert result.passed is passes
+
+
+def test_unmeasured_metric_fails_rather_than_passing_silently():
+    target = {**TARGET, "metrics": {"latency_p50_ms": 1.0}}
+    (result,) = decide(Gates(min_accuracy=0.5), [target], {}, False)[1:]
+    assert result.status == "failed" and "not measured" in result.detail
+
+
+def test_fp32_only_run_has_no_drop_and_unit_speedup():
+    target = {**TARGET, "metrics": {"accuracy": 0.9, "latency_p50_ms": 1.0}}
+    results = decide(Gates(max_accuracy_drop=0.0, min_speedup=1.0), [target], {}, is_fp32_model=True)
+    assert all(r.passed for r in results)
+
+
+def test_skipped_target_skips_its_gates_and_failed_target_fails_them():
+    skipped = {"name": "jetson-orin-tensorrt", "status": "skipped", "reason": "no GPU", "metrics": {}}
+    failed = {"name": "t4-tensorrt", "status": "failed", "reason": "build failed", "metrics": {}}
+    results = decide(Gates(max_latency_p50_ms=5), [skipped, failed], {}, False)
+    assert [r.status for r in results] == ["skipped", "failed"]
+
+
+def test_junit_file_parses_with_a_standard_parser(tmp_path):
+    from junitparser import Failure, JUnitXml, Skipped
+
+    results = [
+        GateResult("max_size_mb", "model", 4.0, 2.0, "passed", "size_mb 2 ≤ 4"),
+        GateResult("max_latency_p90_ms", "x86-cpu-onnxruntime", 1.0, 2.0, "failed", "latency_p90_ms 2 not ≤ 1"),
+        GateResult("max_latency_p50_ms", "jetson-orin-tensorrt", 5.0, None, "skipped", "target skipped: no GPU"),
+    ]
+    path = tmp_path / "junit.xml"
+    path.write_text(junit_xml(results, "optimize.demo"))
+    suite = next(iter(JUnitXml.fromfile(str(path))))
+    assert (suite.tests, suite.failures, suite.skipped) == (3, 1, 1)
+    cases = {case.name: case for case in suite}
+    failure = cases["max_latency_p90_ms"].result[0]
+    assert isinstance(failure, Failure) and "not ≤ 1" in failure.message
+    assert isinstance(cases["max_latency_p50_ms"].result[0], Skipped)
+    assert cases["max_size_mb"].is_passed
+    assert gates_json(results)["failed"] == 1 and not gates_json(results)["passed"]
+
+
+def test_summary_has_verdict_tables_and_links():
+    manifest = {
+        "recipe": {"name": "demo"}, "run_id": "r1", "host": {"cpu": "cpu"},
+        "steps": [{"metrics": {"size_mb": 44.0, "accuracy": 0.99}}, {"metrics": {"size_mb": 11.0, "accuracy": 0.985}}],
+        "targets": [TARGET],
+    }
+    results = [GateResult("max_size_mb", "model", 4.0, 11.0, "failed", "size_mb 11 not ≤ 4")]
+    text = summary_markdown(manifest, results, {"run": "http://127.0.0.1:5000/#/experiments/1/runs/abc"})
+    assert "❌ gates failed" in text and "| max_size_mb | model | 4 | 11 |" in text
+    assert "[run](http://127.0.0.1:5000/#/experiments/1/runs/abc)" in text
