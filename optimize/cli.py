@@ -37,7 +37,7 @@ def _configure(debug: bool) -> None:
         format="%(levelname)s: %(message)s" if debug else "warning: %(message)s",
         stream=sys.stderr,
     )
-    for noisy in ("mlflow", "alembic", "nncf", "urllib3", "matplotlib", "PIL", "httpx"):
+    for noisy in ("mlflow", "alembic", "nncf", "urllib3", "urllib3.connectionpool", "matplotlib", "PIL", "httpx"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.ERROR)
     if not debug:
         warnings.filterwarnings("ignore")
@@ -240,4 +240,49 @@ def history(device_class, recipe, artifacts, debug) -> int:
         out.print(f"no builds recorded in {artifacts.resolve() / 'history'}")
         return EXIT_OK
     out.print(history_table(records))
+    return EXIT_OK
+
+
+@main.command()
+@click.option("--tracking-uri", metavar="URI", help="the server to upload to (default: each run's own target, "
+              "else MLFLOW_TRACKING_URI)")
+@artifacts_option
+@click.option("--all", "include_all", is_flag=True, help="also upload runs that were logged with no server configured")
+@debug_option
+@handle_errors
+def sync(tracking_uri, artifacts, include_all, debug) -> int:
+    """Upload runs buffered in the local MLflow store to the tracking server, exactly once."""
+    _configure(debug)
+    import os
+
+    from optimize.tracking.client import local_store_uri
+    from optimize.tracking.offline import store_lock
+    from optimize.tracking.sync import SyncReport, pending_runs, sync_run
+
+    artifacts = artifacts.resolve()
+    if not (artifacts / "mlflow.db").is_file():
+        out.print(f"nothing to sync: no local MLflow store at {artifacts / 'mlflow.db'}")
+        return EXIT_OK
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if include_all and not uri:
+        raise UsageError("--all needs a server: pass --tracking-uri or set MLFLOW_TRACKING_URI")
+    local = local_store_uri(artifacts)
+    pending = pending_runs(local, uri, include_all)
+    if not pending:
+        out.print("nothing to sync: every buffered run is on its server")
+        return EXIT_OK
+    report = SyncReport()
+    for index, (run_id, target) in enumerate(pending):
+        try:
+            with store_lock(artifacts):
+                sync_run(local, target, run_id, report)
+        except Exception as exc:
+            from optimize.errors import OptimizeError
+
+            left = len(pending) - index
+            reason = str(exc).splitlines()[0][:200]
+            raise OptimizeError(f"cannot sync to {target}: {reason}; {left} run(s) stay buffered") from exc
+        out.print(f"{run_id} → {target}: {'uploaded' if run_id in report.uploaded else 'already there'} "
+                  f"(remote run {report.remote_ids[run_id]})")
+    out.print(f"synced {len(report.uploaded)} run(s), {len(report.already)} were already on the server")
     return EXIT_OK

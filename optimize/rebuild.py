@@ -108,13 +108,13 @@ def rebuild(
 def _track(loaded, manifest, target, record, changes, tracking_uri, artifacts_dir) -> None:
     if not loaded.recipe.tracking.enabled:
         return
-    from optimize.console import console
-    from optimize.tracking.client import Tracker, metric_key, resolve_tracking_uri
+    from optimize.tracking.client import metric_key
+    from optimize.tracking.offline import track
 
-    uri = resolve_tracking_uri(tracking_uri, artifacts_dir)
-    try:
-        tracker = Tracker(uri, loaded.recipe.tracking.experiment or loaded.recipe.name, artifacts_dir)
-        source_run = manifest.get("tracking", {}).get("parent_run_id", "")
+    source = manifest.get("tracking") or {}
+    source_run = (source.get("remote") or source).get("parent_run_id", "")
+
+    def log(tracker, extra_tags) -> dict:
         run_id = tracker.start_run(
             f"{loaded.recipe.name}-{target.name}-rebuild",
             {
@@ -128,10 +128,13 @@ def _track(loaded, manifest, target, record, changes, tracking_uri, artifacts_di
                 "runtime_version": target.runtime_version,
                 "target_status": target.status,
                 "regression": str(any(c.regression for c in changes)).lower(),
+                **extra_tags,
             },
         )
         tracker.log_metrics(run_id, target.metrics)
         tracker.log_metrics(run_id, {metric_key("regression", c.metric): float(c.regression) for c in changes})
         tracker.finish(run_id, "FINISHED" if target.status == "ok" else "FAILED")
-    except Exception as exc:
-        console.print(f"[yellow]warning:[/] could not log the rebuild to MLflow at {uri}: {type(exc).__name__}: {exc}")
+        return {"uri": tracker.uri, "experiment_id": tracker.experiment_id, "parent_run_id": run_id,
+                "parent_url": tracker.run_url(run_id), "target_runs": {}, "target_urls": {}}
+
+    track(artifacts_dir, tracking_uri, loaded.recipe.tracking.experiment or loaded.recipe.name, log)

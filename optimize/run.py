@@ -42,6 +42,7 @@ def execute(
     from optimize.history import record_run
     from optimize.manifest import manifest_dict, write_run_folder
     from optimize.pipeline import Pipeline, RunOptions
+    from optimize.tracking.offline import attach_files
 
     options = RunOptions(
         artifacts_dir=artifacts_dir, no_cache=no_cache, only_targets=only_targets,
@@ -62,14 +63,14 @@ def execute(
     status = "FINISHED" if code == EXIT_OK else "FAILED"
 
     manifest_path = write_run_folder(result, status, tracking=None)
+    record_run(artifacts_dir, result)
     tracking = _track(loaded, result, manifest_path, tracking_uri, artifacts_dir, status, gate_results)
     if tracking:
         manifest_path = write_run_folder(result, status, tracking)
-    record_run(artifacts_dir, result)
-    gate_files = _write_gate_files(result, manifest_path, gate_results, tracking, gate_outputs)
+    files = _write_gate_files(result, manifest_path, gate_results, tracking, gate_outputs)
     report = _write_report(manifest_path)
     if tracking:
-        _log_files(tracking, [*gate_files, *([report] if report else [])])
+        attach_files(artifacts_dir, tracking, [*files, *([report] if report else [])])
 
     _print_summary(result, gate_results, tracking)
     if code == EXIT_STAGE_FAILED:
@@ -90,7 +91,8 @@ def _write_gate_files(result, manifest_path: Path, gate_results, tracking, outpu
     run_dir = result.run_dir
     links = {}
     if tracking:
-        links = {"run": tracking["parent_url"], **{name: url for name, url in tracking["target_urls"].items()}}
+        shown = tracking.get("remote") or tracking
+        links = {"run": shown["parent_url"], **shown["target_urls"]}
     files = {
         run_dir / "gates.json": None,
         run_dir / "junit.xml": junit_xml(gate_results, f"optimize.{result.recipe.recipe.name}"),
@@ -129,7 +131,7 @@ def _print_summary(result, gate_results, tracking) -> None:
         out.print(gates_table(gate_results))
     out.print(f"run folder: {result.run_dir} (report.html, summary.md, junit.xml, manifest.json)")
     if tracking:
-        out.print(f"MLflow: {tracking['parent_url']}")
+        out.print(f"MLflow: {(tracking.get('remote') or tracking)['parent_url']}")
     cached = sum(step.cached for step in result.steps)
     out.print(f"{len(result.steps)} steps ({cached} from cache), {len(result.targets)} targets in {result.seconds:.1f}s")
 
@@ -137,24 +139,12 @@ def _print_summary(result, gate_results, tracking) -> None:
 def _track(loaded, result, manifest_path, tracking_uri, artifacts_dir, status, gate_results) -> dict | None:
     if not loaded.recipe.tracking.enabled:
         return None
-    from optimize.tracking.client import Tracker, resolve_tracking_uri
+    from optimize.tracking.offline import track
     from optimize.tracking.run_log import log_run
 
-    uri = resolve_tracking_uri(tracking_uri, artifacts_dir)
-    try:
-        tracker = Tracker(uri, loaded.recipe.tracking.experiment or loaded.recipe.name, artifacts_dir)
-        return log_run(tracker, result, manifest_path, status, gate_results)
-    except Exception as exc:  # tracking must never lose a finished build
-        console.print(f"[yellow]warning:[/] could not log to MLflow at {uri}: {type(exc).__name__}: {exc}")
-        return None
-
-
-def _log_files(tracking: dict, files: list[Path]) -> None:
-    from optimize.tracking.client import Tracker
-
-    try:
-        tracker = Tracker.for_experiment_id(tracking["uri"], tracking["experiment_id"])
-        for path in files:
-            tracker.log_artifact(tracking["parent_run_id"], path, "report")
-    except Exception as exc:
-        console.print(f"[yellow]warning:[/] could not log gate files to MLflow: {type(exc).__name__}: {exc}")
+    return track(
+        artifacts_dir,
+        tracking_uri,
+        loaded.recipe.tracking.experiment or loaded.recipe.name,
+        lambda tracker, tags: log_run(tracker, result, manifest_path, status, gate_results, tags),
+    )

@@ -17,13 +17,18 @@ log = logging.getLogger(__name__)
 MAX_PARAM_VALUE = 6000
 
 
+def local_store_uri(artifacts_dir: Path) -> str:
+    """The SQLite store in the artifacts folder: the default destination and the offline buffer."""
+    return f"sqlite:///{(artifacts_dir / 'mlflow.db').resolve()}"
+
+
 def resolve_tracking_uri(cli_uri: str | None, artifacts_dir: Path) -> str:
     """--tracking-uri, then MLFLOW_TRACKING_URI, then a SQLite file in the artifacts folder."""
     if cli_uri:
         return cli_uri
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return os.environ["MLFLOW_TRACKING_URI"]
-    return f"sqlite:///{(artifacts_dir / 'mlflow.db').resolve()}"
+    return local_store_uri(artifacts_dir)
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, str]:
@@ -48,6 +53,12 @@ def metric_key(*parts: str) -> str:
 def _quiet_mlflow() -> None:
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    # Fail fast when a server is down: results are buffered locally and synced later, so minutes
+    # of retries (MLflow's default) would only delay the build.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
     import mlflow  # noqa: F401  (configures its loggers on import; we lower them after)
 
     for name in ("mlflow", "alembic", "sqlalchemy", "urllib3"):
@@ -79,6 +90,14 @@ class Tracker:
         tracker = cls.__new__(cls)
         tracker.uri, tracker.client, tracker.experiment_id = uri, MlflowClient(tracking_uri=uri), experiment_id
         return tracker
+
+    @classmethod
+    def for_experiment_name(cls, uri: str, name: str) -> Tracker:
+        _quiet_mlflow()
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri=uri)
+        return cls.for_experiment_id(uri, client.get_experiment_by_name(name).experiment_id)
 
     def start_run(self, name: str, tags: Mapping[str, str], parent: str | None = None) -> str:
         tags = dict(tags)

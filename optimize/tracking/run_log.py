@@ -18,15 +18,25 @@ def _library_tags() -> dict[str, str]:
     return {f"lib.{name}": version for name, version in all_library_versions().items()}
 
 
-def log_run(tracker: Tracker, result: RunResult, manifest_path: Path, status: str, gate_results=()) -> dict[str, Any]:
+def recipe_params(recipe) -> dict[str, Any]:
+    """The recipe as written: steps as {stage: params}, so params read 'stages.0.train.epochs'."""
+    params = recipe.model_dump(mode="json", exclude={"device_classes"})
+    params["stages"] = [{step.pop("stage"): step} for step in params["stages"]]
+    return params
+
+
+def log_run(
+    tracker: Tracker, result: RunResult, manifest_path: Path, status: str, gate_results=(), extra_tags=None
+) -> dict[str, Any]:
     """Log a finished run; returns run ids for the manifest."""
     recipe = result.recipe.recipe
     host = host_identity()
     parent = tracker.start_run(
         f"{recipe.name}-{result.run_id}",
-        {"optimize.run_id": result.run_id, "optimize.recipe": recipe.name, "host": host["hostname"], **_library_tags()},
+        {"optimize.run_id": result.run_id, "optimize.recipe": recipe.name, "host": host["hostname"],
+         **_library_tags(), **(extra_tags or {})},
     )
-    tracker.log_params(parent, flatten(recipe.model_dump(mode="json", exclude={"device_classes"})))
+    tracker.log_params(parent, flatten(recipe_params(recipe)))
     for step in result.steps:
         prefix = f"{step.index:02d}_{step.step_id}"
         tracker.log_metrics(parent, {metric_key("stage", prefix, k): v for k, v in step.metrics.items()})

@@ -1,0 +1,82 @@
+"""Offline-first tracking: every run is logged to the local SQLite store first (one writer at a
+time, under a file lock), then copied to the tracking server when one is configured. A server
+that is down or fails midway costs nothing: the run stays buffered for `optimize sync`."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from optimize.console import console
+from optimize.tracking.client import Tracker, local_store_uri, resolve_tracking_uri
+from optimize.tracking.sync import TARGET, sync_run
+
+
+@contextlib.contextmanager
+def store_lock(artifacts_dir: Path) -> Iterator[None]:
+    """Serialises writers of the local SQLite store across processes (SQLite allows one)."""
+    artifacts_dir.mkdir(parents=True, exist_ok=True)
+    with open(artifacts_dir / ".mlflow.lock", "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def track(
+    artifacts_dir: Path,
+    cli_uri: str | None,
+    experiment: str,
+    log: Callable[[Tracker, dict[str, str]], dict[str, Any]],
+) -> dict[str, Any] | None:
+    """Log with `log(tracker, extra_tags)` locally, then replicate. Returns what the manifest
+    records: local ids and URLs, plus the server's when the copy succeeded."""
+    local_uri = local_store_uri(artifacts_dir)
+    target = resolve_tracking_uri(cli_uri, artifacts_dir)
+    extra_tags = {TARGET: target} if target != local_uri else {}
+    try:
+        with store_lock(artifacts_dir):
+            tracking = log(Tracker(local_uri, experiment, artifacts_dir), extra_tags)
+    except Exception as exc:  # tracking must never lose a finished build: the manifest has it all
+        console.print(f"[yellow]warning:[/] could not log to the local MLflow store {local_uri}: {type(exc).__name__}: {exc}")
+        return None
+    if not extra_tags:
+        return tracking
+    try:
+        with store_lock(artifacts_dir):
+            report = sync_run(local_uri, target, tracking["parent_run_id"])
+        remote = Tracker.for_experiment_name(target, experiment)
+        tracking["remote"] = {
+            "uri": target,
+            "parent_run_id": report.remote_ids[tracking["parent_run_id"]],
+            "parent_url": remote.run_url(report.remote_ids[tracking["parent_run_id"]]),
+            "target_urls": {name: remote.run_url(report.remote_ids[run]) for name, run in tracking["target_runs"].items()},
+        }
+    except Exception as exc:
+        tracking["buffered_for"] = target
+        console.print(
+            f"[yellow]tracking server {target} unreachable ({type(exc).__name__}); results are buffered in "
+            f"{local_uri} — run `optimize sync` to upload them[/]"
+        )
+    return tracking
+
+
+def attach_files(artifacts_dir: Path, tracking: dict[str, Any], files: list[Path], folder: str = "report") -> None:
+    """Add files written after logging (report, gates) to the local run, and to its server copy."""
+    targets = [(tracking["uri"], tracking["experiment_id"], tracking["parent_run_id"], True)]
+    remote = tracking.get("remote")
+    if remote:
+        targets.append((remote["uri"], None, remote["parent_run_id"], False))
+    for uri, experiment_id, run_id, is_local in targets:
+        try:
+            with store_lock(artifacts_dir) if is_local else contextlib.nullcontext():
+                tracker = Tracker.for_experiment_id(uri, experiment_id or "")
+                for path in files:
+                    tracker.log_artifact(run_id, path, folder)
+        except Exception as exc:
+            console.print(f"[yellow]warning:[/] could not attach {folder} files to MLflow run {run_id} at {uri}: "
+                          f"{type(exc).__name__}: {exc}")
