@@ -12,6 +12,7 @@ import warnings
 from pathlib import Path
 
 import click
+from rich.markup import escape
 
 from optimize.console import Progress, console, out
 from optimize.errors import (
@@ -54,8 +55,8 @@ def handle_errors(command):
         except OptimizeError as exc:
             if _State.debug:
                 traceback.print_exc()
-            for line in str(exc).splitlines():
-                console.print(f"[red]error:[/] {line}", soft_wrap=True)
+            for line in str(exc).split("\n"):
+                console.print(f"[red]error:[/] {escape(line)}", soft_wrap=True)
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             console.print(f"[yellow]interrupted[/] during {_State.current}; nothing half-written was kept")
@@ -63,7 +64,8 @@ def handle_errors(command):
         except Exception as exc:  # a bug or an unexpected library failure
             if _State.debug:
                 traceback.print_exc()
-            console.print(f"[red]error:[/] {type(exc).__name__}: {exc} (run with --debug for the traceback)", soft_wrap=True)
+            console.print(f"[red]error:[/] {escape(f'{type(exc).__name__}: {exc}')} (run with --debug for the traceback)",
+                          soft_wrap=True)
             sys.exit(EXIT_STAGE_FAILED)
         sys.exit(code or EXIT_OK)
 

@@ -22,7 +22,7 @@ from optimize.artifacts import Artifact, ArtifactKind, write_artifact_meta
 from optimize.console import Progress
 from optimize.data.base import DataContext
 from optimize.data.provider import ROLES, DataProvider
-from optimize.errors import OptimizeError, StageError, TargetError
+from optimize.errors import OptimizeError, RecipeError, StageError, TargetError
 from optimize.hashing import hash_value, stage_cache_key
 from optimize.models import open_source
 from optimize.recipe.loader import LoadedRecipe
@@ -201,6 +201,40 @@ class Pipeline:
         except Exception as exc:
             raise StageError("source", f"cannot build the model from '{self.recipe.model.source}': {exc}") from exc
         return self._artifact(entry)
+
+    # -- checks before any work ---------------------------------------------------------------
+    def _preflight(self, source: Artifact) -> None:
+        """Fail in seconds, not after training, when the data cannot fit the model: wrong input
+        shapes (checked as each role loads) or labels beyond the classifier's outputs."""
+        if self.recipe.model.task != "classification":
+            return
+        roles = [r for r in ("train", "eval") if self.data.has(r) and self.data.labeled(r)]
+        if not roles:
+            return
+        from optimize.data.provider import check_outputs_fit_labels, dataset_labels
+
+        inputs, _ = next(iter(self.data.loader(roles[0], 2)))
+        if source.kind == ArtifactKind.TORCH:
+            import torch
+
+            from optimize.torch_io import load_into
+            from optimize.training import call_model
+
+            with torch.inference_mode():
+                outputs = call_model(load_into(self.source.build(pretrained=False), source.file), inputs)
+        else:
+            from optimize.data.provider import as_feeds
+            from optimize.onnx_tools import session
+
+            names = [spec.name for spec in self.source.inputs()]
+            outputs = session(source.file).run(None, as_feeds(inputs, names))[0]
+        if len(outputs.shape) != 2:
+            raise RecipeError(
+                f"model: a classifier must output [batch, classes], this one outputs shape {list(outputs.shape)}; "
+                "use task: embedding for other outputs"
+            )
+        for role in roles:
+            check_outputs_fit_labels(role, int(outputs.shape[1]), dataset_labels(self.data.dataset(role)))
 
     # -- evaluation data and the FP32 reference -----------------------------------------------
     def _eval_key(self, kind: str, **extra: Any) -> str:
@@ -418,6 +452,8 @@ class Pipeline:
         run_dir = self.options.artifacts_dir / self.recipe.name / run_id
         steps: list[StepResult] = []
         source = self._source_artifact()
+        self.current = "checking the data against the model"
+        self._preflight(source)
         current = source
         earlier = {"source": source}
         reference = source if source.kind == ArtifactKind.ONNX else None

@@ -6,6 +6,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from rich.markup import escape
+
 from optimize.console import Progress, console, out
 from optimize.errors import EXIT_GATE_FAILED, EXIT_OK, EXIT_STAGE_FAILED
 from optimize.recipe.loader import LoadedRecipe
@@ -76,10 +78,11 @@ def execute(
     if code == EXIT_STAGE_FAILED:
         for target in result.targets:
             if target.status == "failed" or (require_targets and target.status != "ok"):
-                console.print(f"[red]error:[/] target '{target.name}' {target.status}: {target.reason}")
+                console.print(f"[red]error:[/] target '{target.name}' {target.status}: {escape(target.reason)}")
     elif code == EXIT_GATE_FAILED:
         failed = [r for r in gate_results if r.status == "failed"]
-        console.print(f"[red]error:[/] {len(failed)} gate(s) failed: " + "; ".join(f"{r.target} {r.gate}: {r.detail}" for r in failed))
+        console.print(f"[red]error:[/] {len(failed)} gate(s) failed: "
+                      + escape("; ".join(f"{r.target} {r.gate}: {r.detail}" for r in failed)))
     return code
 
 
@@ -126,7 +129,7 @@ def _print_summary(result, gate_results, tracking) -> None:
     if result.targets:
         out.print(targets_table(result))
     for line in target_reasons(result):
-        out.print(f"  {line}")
+        out.print(f"  {escape(line)}")
     if gate_results:
         out.print(gates_table(gate_results))
     out.print(f"run folder: {result.run_dir} (report.html, summary.md, junit.xml, manifest.json)")

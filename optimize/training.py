@@ -113,7 +113,10 @@ def fit(
                 for inputs, labels in train_loader:
                     loss = batch_loss(inputs, labels)
                     if not math.isfinite(float(loss)):
-                        raise FloatingPointError(f"the loss became {float(loss)} in epoch {epoch}; lower the lr")
+                        raise FloatingPointError(
+                            f"the loss became {float(loss)} in epoch {epoch}: the model diverged or produces "
+                            "non-finite outputs; lower the lr or check the model"
+                        )
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()

@@ -76,6 +76,9 @@ class DataProvider:
 
                 dataset = torch.utils.data.Subset(dataset, indices)
             check_sample(role, dataset[0][0], self._context.model_source.inputs())
+            bad = non_finite_samples(dataset)
+            if bad:
+                raise RecipeError(f"data.{role}: {bad} samples contain NaN or infinite values; clean the data first")
             self._datasets[role] = dataset
         return self._datasets[role]
 
@@ -94,6 +97,59 @@ class DataProvider:
         names = [spec.name for spec in self._context.model_source.inputs()]
         for inputs, labels in self.loader(role, batch_size):
             yield as_feeds(inputs, names), labels.numpy()
+
+
+def dataset_labels(dataset):
+    """All labels of a dataset, read without loading inputs where the dataset keeps them apart."""
+    import numpy as np
+    import torch.utils.data
+
+    if isinstance(dataset, torch.utils.data.Subset):
+        return dataset_labels(dataset.dataset)[np.asarray(dataset.indices)]
+    for attribute in ("labels", "targets"):
+        labels = getattr(dataset, attribute, None)
+        if labels is not None:
+            return np.asarray(labels)
+    if isinstance(dataset, torch.utils.data.TensorDataset) and len(dataset.tensors) > 1:
+        return dataset.tensors[1].numpy()
+    return np.asarray([int(dataset[i][1]) for i in range(len(dataset))])
+
+
+def check_outputs_fit_labels(role: str, outputs_per_sample: int, labels) -> None:
+    """A classifier must output at least one value per class that occurs in the labels."""
+    import numpy as np
+
+    labels = np.asarray(labels)
+    if labels.size and labels.min() < -1:
+        raise RecipeError(f"data.{role}: labels must be class indices ≥ 0 (found {int(labels.min())})")
+    highest = int(labels.max()) if labels.size else -1
+    if highest >= outputs_per_sample:
+        raise RecipeError(
+            f"data.{role}: labels go up to {highest} but the model outputs {outputs_per_sample} values per sample; "
+            f"give the model {highest + 1} classes (e.g. model.args.num_classes: {highest + 1}) or use task: embedding"
+        )
+
+
+def non_finite_samples(dataset) -> int:
+    """Samples holding NaN or ±inf, for datasets that keep their inputs in memory (others: 0)."""
+    import torch
+    import torch.utils.data
+
+    indices = None
+    if isinstance(dataset, torch.utils.data.Subset):
+        dataset, indices = dataset.dataset, dataset.indices
+    inputs = getattr(dataset, "inputs", None)
+    if inputs is None and isinstance(dataset, torch.utils.data.TensorDataset):
+        inputs = dataset.tensors[0]
+    tensors = list(inputs.values()) if isinstance(inputs, dict) else [inputs] if inputs is not None else []
+    bad = None
+    for tensor in tensors:
+        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point():
+            rows = ~torch.isfinite(tensor.reshape(len(tensor), -1)).all(dim=1)
+            bad = rows if bad is None else bad | rows
+    if bad is None:
+        return 0
+    return int(bad[indices].sum()) if indices is not None else int(bad.sum())
 
 
 def as_feeds(inputs, names: list[str]) -> dict:

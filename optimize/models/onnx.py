@@ -51,6 +51,12 @@ class OnnxSource(ModelSource):
             return f"no such ONNX file: {path}"
         if spec.weights is not None:
             return "model.weights does not apply to onnx: sources (the weights are in the file)"
+        import onnx
+
+        try:
+            onnx.checker.check_model(str(path))
+        except Exception as exc:  # the checker raises several exception types
+            return f"{path} is not a valid ONNX model: {str(exc).strip().splitlines()[0][:300]}"
         return None
 
     @property

@@ -88,12 +88,17 @@ def _is_scalar(value: Any) -> bool:
     return isinstance(value, (str, int, float, bool)) or value is None
 
 
+def printable(text: str) -> str:
+    """Control characters from the file escaped, so every problem stays on one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _problem_lines(file: Path, problems: list[tuple[tuple, str]], lines: dict[tuple, int]) -> list[str]:
     rendered = []
     for location, message in problems:
         display, line = locate(location, lines)
         where = f"{file}:{line}" if line else str(file)
-        rendered.append(f"{where}: {format_location(display)}: {message}")
+        rendered.append(printable(f"{where}: {format_location(display)}: {message}"))
     return list(dict.fromkeys(rendered))
 
 

@@ -28,3 +28,20 @@ def tiny_cnn(num_classes: int = 10, width: int = 16, channels: int = 3) -> nn.Mo
 def tiny_mlp(num_classes: int = 10, features: int = 64, hidden: int = 32) -> nn.Module:
     """Flatten → Linear → ReLU → Linear: a model with MatMul/Gemm weights only."""
     return nn.Sequential(nn.Flatten(), nn.Linear(features, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
+
+
+def nan_outputs(num_classes: int = 10, channels: int = 3) -> nn.Module:
+    """A numerically broken model (log of a negative number): any stage computing with it meets
+    NaN, as with a user's layer that divides by zero."""
+    import torch
+
+    class Broken(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(channels, num_classes)
+            self.offset = nn.Parameter(torch.tensor(-1.0))
+
+        def forward(self, x):
+            return self.fc(x.mean(dim=(2, 3))) * torch.log(self.offset)
+
+    return Broken()

@@ -93,3 +93,11 @@ def test_real_process_exit_code_and_no_traceback(write_recipe, artifacts):
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().startswith("error:")
     assert not artifacts.exists()
+
+
+def test_markup_and_control_characters_in_a_recipe_are_shown_verbatim(write_recipe):
+    recipe = {**tiny_recipe_dict(), "[bold]x\x1ey": 1}
+    result = CliRunner().invoke(main, ["validate", str(write_recipe(recipe))])
+    assert result.exit_code == 2
+    assert "unknown key '[bold]x\\x1ey'" in result.output
+    assert len([line for line in result.output.splitlines() if line.strip()]) == 1
