@@ -116,6 +116,8 @@ def test_runs_reach_the_server_and_survive_it_going_down(server, write_recipe, a
     assert "unreachable" in stderr and "optimize sync" in stderr
     buffered = _manifest(artifacts)
     assert buffered["tracking"]["buffered_for"] == server.uri and "remote" not in buffered["tracking"]
+    while_down = run_cli("sync", "--artifacts", str(artifacts))
+    assert while_down.returncode == 3 and "1 run(s) stay buffered" in while_down.stderr
 
     server.start()
     first = run_cli("sync", "--artifacts", str(artifacts))
