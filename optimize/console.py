@@ -7,13 +7,12 @@ same stage code runs under a live terminal, in CI logs and silently in tests.
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Callable, Iterator
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.progress import Progress as RichProgress
-
-import sys
 
 # Logs and CI captures are not terminals; give tables room there instead of rich's 80 columns.
 console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 200)

@@ -3,6 +3,7 @@ without the torch stages, and compare with the previous build of that recipe on 
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from optimize.artifacts import Artifact
@@ -37,12 +38,10 @@ def recipe_of(manifest: dict) -> LoadedRecipe:
     path = Path(manifest["recipe"]["path"])
     resolved = dict(manifest["recipe"]["resolved"])
     if path.is_file():
-        try:
+        with contextlib.suppress(OptimizeError):  # a file that no longer validates: keep the run's classes
             resolved["device_classes"] = [
                 dc.model_dump(mode="json") for dc in load_recipe(path).recipe.device_classes
             ]
-        except OptimizeError:
-            pass  # the file no longer validates: keep the classes the run used
     recipe = Recipe.model_validate(resolved, context={"base_dir": path.parent})
     text = path.read_text(encoding="utf-8") if path.is_file() else ""
     return LoadedRecipe(recipe=recipe, path=path, text=text)
@@ -99,7 +98,7 @@ def rebuild(
     code = rebuild_exit_code(target.status, changes, previous is not None, require_targets)
     if code == EXIT_GATE_FAILED:
         regressions = [c for c in changes if c.regression]
-        out.print(f"[red]regression:[/] " + "; ".join(f"{c.metric} {c.previous} → {c.current} {c.note}" for c in regressions))
+        out.print("[red]regression:[/] " + "; ".join(f"{c.metric} {c.previous} → {c.current} {c.note}" for c in regressions))
     elif previous:
         out.print("[green]no regression[/]")
     return code

@@ -70,3 +70,20 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
         [sys.executable, "-m", "optimize", *args],
         capture_output=True, text=True, cwd=cwd or REPO, env=full_env, timeout=timeout,
     )
+
+
+def wait_for_entry(artifacts: Path, label: str, timeout: float = 300) -> None:
+    """Block until the store holds a finished entry with this label (e.g. 'stage train')."""
+    import json
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for entry in (artifacts / "store" / "entries").glob("*.json"):
+            try:
+                if json.loads(entry.read_text()).get("label") == label:
+                    return
+            except ValueError:
+                pass
+        time.sleep(0.2)
+    raise TimeoutError(label)

@@ -10,8 +10,8 @@ def _with(**metrics):
     return {**BASE, "metrics": {**BASE["metrics"], **metrics}}
 
 
-def regressions(previous, current, tolerances=Tolerances()):
-    return [c.metric for c in compare(previous, current, tolerances) if c.regression]
+def regressions(previous, current, tolerances=None):
+    return [c.metric for c in compare(previous, current, tolerances or Tolerances()) if c.regression]
 
 
 def test_unchanged_build_has_no_regression():

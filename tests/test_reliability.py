@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from optimize.store import ArtifactStore
-from tests.conftest import REPO, run_cli, tiny_recipe_dict
+from tests.conftest import REPO, run_cli, tiny_recipe_dict, wait_for_entry
 
 pytestmark = pytest.mark.slow
 
@@ -31,19 +30,6 @@ def _start(recipe: Path, artifacts: Path) -> subprocess.Popen:
     )
 
 
-def _wait_for_entry(artifacts: Path, label: str, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for path in (artifacts / "store" / "entries").glob("*.json"):
-            try:
-                if json.loads(path.read_text()).get("label") == label:
-                    return
-            except ValueError:
-                pass
-        time.sleep(0.2)
-    raise TimeoutError(label)
-
-
 def _latest(artifacts: Path, name: str = "tiny") -> dict:
     run_id = (artifacts / name / "LATEST").read_text().strip()
     return json.loads((artifacts / name / run_id / "manifest.json").read_text())
@@ -59,7 +45,7 @@ def _store_is_consistent(artifacts: Path) -> None:
 def test_sigkill_mid_stage_leaves_nothing_trusted_and_the_next_run_resumes(write_recipe, artifacts):
     recipe = write_recipe(LONG)
     process = _start(recipe, artifacts)
-    _wait_for_entry(artifacts, "stage train")
+    wait_for_entry(artifacts, "stage train")
     time.sleep(1.0)  # inside 'finetune' now
     process.kill()
     process.wait(60)
@@ -75,7 +61,7 @@ def test_sigkill_mid_stage_leaves_nothing_trusted_and_the_next_run_resumes(write
 
 def test_ctrl_c_stops_cleanly_with_130_naming_the_stage(write_recipe, artifacts):
     process = _start(write_recipe(LONG), artifacts)
-    _wait_for_entry(artifacts, "stage train")
+    wait_for_entry(artifacts, "stage train")
     time.sleep(1.0)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)

@@ -60,6 +60,17 @@ class Runtime:
     def availability(self, device_class: DeviceClass) -> Availability:
         raise NotImplementedError
 
+    def version_problem(self, device_class: DeviceClass, installed: str | None = None) -> Availability | None:
+        """Not installed, or not of the class's version line: neither build nor run here."""
+        installed = installed or self.version()
+        if installed in ("not-installed", None):
+            return Availability(False, False, f"{self.distribution} is not installed")
+        if not version_matches(installed, device_class.runtime_version):
+            return Availability(
+                False, False, f"{self.distribution} {installed} is installed; the class needs {device_class.runtime_version}"
+            )
+        return None
+
     def device_identity(self, device_class: DeviceClass) -> dict[str, Any]:
         """Everything besides the model and the class settings that changes the engine."""
         return {"runtime": self.name, "version": self.version()}

@@ -12,7 +12,7 @@ from pydantic import Field
 from optimize.artifacts import Artifact, ArtifactKind, write_artifact_meta
 from optimize.recipe.base import StrictModel
 from optimize.runtimes import RUNTIMES
-from optimize.runtimes.base import Availability, Runner, Runtime, version_matches
+from optimize.runtimes.base import Availability, Runner, Runtime
 from optimize.versions import cpu_model
 
 
@@ -50,12 +50,9 @@ class OnnxRuntime(Runtime):
     engine_file = "model.ort.onnx"
 
     def availability(self, device_class) -> Availability:
-        if self.version() == "not-installed":
-            return Availability(False, False, "onnxruntime is not installed")
-        if not version_matches(self.version(), device_class.runtime_version):
-            return Availability(
-                False, False, f"onnxruntime {self.version()} is installed; the class needs {device_class.runtime_version}"
-            )
+        problem = self.version_problem(device_class)
+        if problem:
+            return problem
         host = platform.machine()
         portable = device_class.settings.graph_optimization_level != "all"
         if device_class.arch not in ("any", host):

@@ -14,7 +14,7 @@ from pydantic import Field
 from optimize.artifacts import Artifact, ArtifactKind, write_artifact_meta
 from optimize.recipe.base import StrictModel
 from optimize.runtimes import RUNTIMES
-from optimize.runtimes.base import Availability, Runner, Runtime, version_matches
+from optimize.runtimes.base import Availability, Runner, Runtime
 
 
 class OpenVINOSettings(StrictModel):
@@ -64,12 +64,9 @@ class OpenVINORuntime(Runtime):
     engine_file = "model.xml"
 
     def availability(self, device_class) -> Availability:
-        if self.version() == "not-installed":
-            return Availability(False, False, "openvino is not installed")
-        if not version_matches(self.version(), device_class.runtime_version):
-            return Availability(
-                False, False, f"openvino {self.version()} is installed; the class needs {device_class.runtime_version}"
-            )
+        problem = self.version_problem(device_class)
+        if problem:
+            return problem
         host = platform.machine()
         if device_class.arch not in ("any", host):
             return Availability(True, False, f"IR built here, but the class runs on {device_class.arch} (host is {host})")

@@ -113,7 +113,7 @@ class ExportStage(Stage):
                     list(inputs) if isinstance(inputs, tuple) else [inputs]
                 )
                 reference = model(*tensors).numpy()
-                candidate = ort_session.run(None, as_feeds(dict(zip(names, tensors)), names))[0]
+                candidate = ort_session.run(None, as_feeds(dict(zip(names, tensors, strict=True)), names))[0]
                 difference = output_difference(reference, candidate)
                 limit = parity_limit(float(np.abs(reference).max(initial=0.0)), params.parity_atol, params.parity_rtol)
                 if difference["max_abs_diff"] > limit:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli, tiny_recipe_dict
+from tests.conftest import run_cli, tiny_recipe_dict, wait_for_entry
 
 pytestmark = pytest.mark.slow
 
@@ -79,19 +79,6 @@ def _manifest(artifacts: Path, name: str = "tiny") -> dict:
     return json.loads((artifacts / name / run_id / "manifest.json").read_text())
 
 
-def _wait_for_entry(artifacts: Path, label: str, timeout: float = 240) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for entry in (artifacts / "store" / "entries").glob("*.json"):
-            try:
-                if json.loads(entry.read_text()).get("label") == label:
-                    return
-            except ValueError:
-                pass
-        time.sleep(0.2)
-    raise TimeoutError(label)
-
-
 def test_runs_reach_the_server_and_survive_it_going_down(server, write_recipe, artifacts):
     recipe = write_recipe(tiny_recipe_dict())
     online = run_cli("run", str(recipe), "--artifacts", str(artifacts), "--quiet", "--tracking-uri", server.uri)
@@ -109,7 +96,7 @@ def test_runs_reach_the_server_and_survive_it_going_down(server, write_recipe, a
         [sys.executable, "-m", "optimize", "run", str(write_recipe(slower)), "--artifacts", str(artifacts), "--quiet",
          "--tracking-uri", server.uri], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    _wait_for_entry(artifacts, "stage train")
+    wait_for_entry(artifacts, "stage train")
     server.stop()
     stdout, stderr = process.communicate(timeout=600)
     assert process.returncode == 0, stderr
