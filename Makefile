@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 ARTIFACTS ?= artifacts
 
-.PHONY: setup demo test test-fast bench lint format lock clean
+.PHONY: setup demo test test-fast bench lint format lock docs clean
 
 setup: $(STAMP)
 
@@ -35,6 +35,10 @@ lint: setup
 format: setup
 	$(BIN)/ruff check --fix optimize tests benchmarks
 	$(BIN)/ruff format optimize tests benchmarks
+
+# Regenerate the recipe reference from the schema (a test fails when it is out of date).
+docs: setup
+	$(BIN)/optimize schema --format markdown > docs/recipe-reference.md
 
 # Re-pin constraints.txt from the current environment after changing dependencies.
 lock: setup

@@ -151,6 +151,19 @@ def stages(debug) -> int:
 
 
 @main.command()
+@click.option("--format", "format_", type=click.Choice(["json", "markdown"]), default="json", show_default=True)
+@debug_option
+@handle_errors
+def schema(format_, debug) -> int:
+    """Print the recipe schema: JSON Schema (for editors) or the Markdown reference."""
+    _configure(debug)
+    from optimize.recipe.reference import json_schema, markdown
+
+    click.echo(json_schema() if format_ == "json" else markdown(), nl=False)
+    return EXIT_OK
+
+
+@main.command()
 @click.option("--recipe", type=click.Path(path_type=Path), help="include device classes defined in this recipe")
 @debug_option
 @handle_errors

@@ -162,12 +162,20 @@ def field_rows(model: type) -> list[tuple[str, str, str, str]]:
     for name, info in model.model_fields.items():
         if isinstance(info.json_schema_extra, dict) and info.json_schema_extra.get("internal"):
             continue
+        from pydantic import BaseModel
+
         if info.default is not PydanticUndefined:
-            default = repr(info.default)
+            value = info.default
         elif info.default_factory is not None:
-            default = repr(info.default_factory())
+            value = info.default_factory()
         else:
+            value = PydanticUndefined
+        if value is PydanticUndefined:
             default = "required"
+        elif isinstance(value, BaseModel):
+            default = "(see its section)"
+        else:
+            default = repr(value)
         constraints = constraint_text(info.metadata)
         shown_type = type_text(info.annotation) + (f" ({constraints})" if constraints else "")
         rows.append((info.alias or name, shown_type, default, info.description or ""))

@@ -1,0 +1,73 @@
+"""The recipe reference, generated from the schema: Markdown for docs/recipe-reference.md and
+JSON Schema for editors (YAML language servers validate and complete recipes with it)."""
+
+from __future__ import annotations
+
+import json
+
+from optimize.tables import field_rows
+
+
+def _section(title: str, model: type, intro: str = "") -> list[str]:
+    lines = [f"### {title}", ""]
+    if intro:
+        lines += [intro, ""]
+    lines += ["| key | type | default | description |", "| --- | --- | --- | --- |"]
+    for name, type_text, default, description in field_rows(model):
+        cells = [f"`{name}`", type_text.replace("|", "\\|"), f"`{default}`", description.replace("|", "\\|")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def _doc(entry) -> str:
+    return " ".join((entry.__doc__ or "").split())
+
+
+def markdown() -> str:
+    from optimize.data import DATA_SOURCES
+    from optimize.recipe.model_spec import InputSpec, ModelSpec
+    from optimize.recipe.schema import DataSpec, EvaluationSpec, Gates, Recipe, TrackingSpec
+    from optimize.runtimes import RUNTIMES
+    from optimize.stages import STAGES
+    from optimize.targets.device_class import BatchProfile, DeviceClassBase
+
+    lines = [
+        "# Recipe reference",
+        "",
+        "Generated from the schema by `optimize schema --format markdown`; do not edit by hand.",
+        "Unknown keys are errors. Relative paths resolve against the recipe's folder; "
+        "`package:<module>/<path>` names a file shipped inside an installed package.",
+        "",
+        "## Top level",
+        "",
+        *_section("recipe", Recipe),
+        "## Model",
+        "",
+        *_section("model", ModelSpec),
+        *_section("model.input", InputSpec),
+        "## Data",
+        "",
+        *_section("data", DataSpec, "Each role is a data source mapping, or the path of a YAML file holding one."),
+    ]
+    for name, spec in DATA_SOURCES:
+        lines += _section(f"data source `{name}`", spec, _doc(spec))
+    lines += ["## Stages", "", "Written as a list: `- <stage>: {params}` (or just `- <stage>`).", ""]
+    for name, stage in STAGES:
+        lines += _section(f"stage `{name}` ({stage.consumes.value} → {stage.produces.value})", stage.Params, stage.summary())
+    lines += ["## Targets and device classes", ""]
+    lines += _section("device class (any runtime)", DeviceClassBase, "`runtime` picks the settings below.")
+    lines += _section("device_class.batch", BatchProfile)
+    for name, runtime in RUNTIMES:
+        lines += _section(f"settings for runtime `{name}`", runtime.Settings, _doc(runtime.Settings))
+    lines += ["## Evaluation, gates, tracking", ""]
+    lines += _section("evaluation", EvaluationSpec)
+    lines += _section("gates", Gates, "Global limits apply to every target (and size/accuracy to the final model); "
+                                       "`per_target` overrides them for one device class.")
+    lines += _section("tracking", TrackingSpec)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def json_schema() -> str:
+    from optimize.recipe.schema import Recipe
+
+    return json.dumps(Recipe.model_json_schema(mode="validation"), indent=2, sort_keys=True) + "\n"
