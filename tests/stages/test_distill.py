@@ -164,7 +164,16 @@ def test_train_prune_distill_export_through_the_cli(write_recipe, artifacts):
         model={**tiny_recipe_dict()["model"], "args": {"num_classes": 10, "width": 32}},
         stages=[
             {"train": {"epochs": 3, "lr": 0.02, "batch_size": 32}},
-            {"prune": {"target_macs": 0.3, "global_pruning": True, "round_to": 1, "iterative_steps": 100}},
+            {
+                "prune": {
+                    "target_macs": 0.3,
+                    "global_pruning": True,
+                    "importance": "taylor",
+                    "taylor_samples": 64,
+                    "round_to": 1,
+                    "iterative_steps": 100,
+                }
+            },
             {"distill": {"epochs": 3, "lr": 0.01, "batch_size": 32, "feature_layers": {"block": "block"}}},
             {"export": {"opset": 17}},
         ],

@@ -88,6 +88,21 @@ def test_overshooting_target_is_an_error_not_a_silent_miss():
         )
 
 
+@pytest.mark.parametrize("importance", ["l1", "l2", "bn_scale", "lamp"])
+def test_each_data_free_importance_prunes_every_layer_evenly(importance):
+    model = tiny_cnn(width=32)
+    report = prune_model(
+        model, PruneParams(channel_ratio=0.5, importance=importance), (torch.randn(1, 3, 8, 8),)
+    )
+    assert {name: after for name, (_, after) in report.channels.items()} == {
+        "stem.0": 16,
+        "block.0": 16,
+        "block.3": 16,
+        "fc": 10,
+    }
+    assert model(torch.randn(2, 3, 8, 8)).shape == (2, 10)
+
+
 def test_ignored_layers_by_glob_and_taylor_importance():
     from optimize.data.digits import DigitsData
 
