@@ -332,6 +332,7 @@ class PruneStage(Stage):
 
     @staticmethod
     def _gradient_batches(params: PruneParams, context: StageContext) -> list:
+        """A fixed few training batches, reused at every step so the ranking only moves with the pruning."""
         batches, seen = [], 0
         for inputs, labels in context.data.loader("train", min(64, params.taylor_samples), shuffle=True):
             batches.append((inputs, labels))
