@@ -112,16 +112,17 @@ def fit(
             with context.progress.task(f"{context.step_id}: epoch {epoch}", len(train_loader)) as advance_batch:
                 for inputs, labels in train_loader:
                     loss = batch_loss(inputs, labels)
-                    if not math.isfinite(float(loss)):
+                    value = float(loss.detach())
+                    if not math.isfinite(value):
                         raise FloatingPointError(
-                            f"the loss became {float(loss)} in epoch {epoch}: the model diverged or produces "
+                            f"the loss became {value} in epoch {epoch}: the model diverged or produces "
                             "non-finite outputs; lower the lr or check the model"
                         )
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
                     scheduler.step()
-                    loss_sum += float(loss) * len(labels)
+                    loss_sum += value * len(labels)
                     seen += len(labels)
                     advance_batch(status=f"loss {loss_sum / seen:.4f}")
             result.history["train_loss"].append(loss_sum / max(seen, 1))
