@@ -45,15 +45,20 @@ def weight_stats(model: onnx.ModelProto) -> dict[str, float]:
         count = int(np.prod(tensor.dims)) if tensor.dims else 1
         elements += count
         bits += count * _ELEMENT_BITS.get(tensor.data_type, 32)
-    for node in model.graph.node:  # MatMulNBits packs 4-bit weights into uint8 initializers
+    initializers = {tensor.name: tensor for tensor in model.graph.initializer}
+    for node in model.graph.node:  # MatMulNBits packs 4-bit weights and zero points into uint8
         if node.op_type == "MatMulNBits":
             attributes = {a.name: a.i for a in node.attribute}
-            packed = next((t for t in model.graph.initializer if t.name == node.input[1]), None)
-            if packed is not None:
-                count = int(np.prod(packed.dims))
-                real = attributes["K"] * attributes["N"]
-                elements += real - count
-                bits += real * attributes.get("bits", 4) - count * 8
+            blocks = -(-attributes["K"] // attributes["block_size"])
+            unpacked = {node.input[1]: attributes["K"] * attributes["N"]}
+            if len(node.input) > 3 and node.input[3]:
+                unpacked[node.input[3]] = blocks * attributes["N"]
+            for name, real in unpacked.items():
+                packed = initializers.get(name)
+                if packed is not None and packed.data_type == 2:  # uint8 (float zero points are not packed)
+                    count = int(np.prod(packed.dims))
+                    elements += real - count
+                    bits += real * attributes.get("bits", 4) - count * 8
     return {"parameters": float(elements), "bits_per_weight": bits / elements if elements else 0.0}
 
 

@@ -4,4 +4,4 @@ from optimize.registry import Registry
 
 STAGES: Registry = Registry("stage")
 
-from optimize.stages import distill, export, prune, train  # noqa: E402,F401  (registration)
+from optimize.stages import distill, export, prune, quantize, train  # noqa: E402,F401  (registration)

@@ -45,3 +45,27 @@ def nan_outputs(num_classes: int = 10, channels: int = 3) -> nn.Module:
             return self.fc(x.mean(dim=(2, 3))) * torch.log(self.offset)
 
     return Broken()
+
+
+def tiny_transformer(num_classes: int = 10, dim: int = 32, tokens: int = 8) -> nn.Module:
+    """An 8×8 image read as 8 tokens of 8 features through one attention + MLP block: its
+    Linear layers on 3-D activations export as MatMul + Add, as in BERT-style transformers."""
+
+    class TinyTransformer(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Linear(tokens, dim)
+            self.query, self.key, self.value = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
+            self.norm1 = nn.LayerNorm(dim)
+            self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
+            self.norm2 = nn.LayerNorm(dim)
+            self.head = nn.Linear(dim, num_classes)
+
+        def forward(self, x):
+            x = self.embed(x.flatten(1, 2))  # (batch, 1, 8, 8) → (batch, 8 tokens, 8 features) → dim
+            scores = self.query(x) @ self.key(x).transpose(1, 2) / dim**0.5
+            x = self.norm1(x + scores.softmax(-1) @ self.value(x))
+            x = self.norm2(x + self.mlp(x))
+            return self.head(x.mean(1))
+
+    return TinyTransformer()

@@ -1,0 +1,120 @@
+"""INT8 post-training quantization with NNCF on the ONNX model (QDQ output), with or without
+accuracy control."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import onnx
+
+    from optimize.quantization.data import Feeds, Validation
+    from optimize.stages.quantize import QuantizeParams
+
+
+def _common_options(params: QuantizeParams, symmetric: bool, calibration: list[Feeds]) -> dict[str, Any]:
+    """Options quantize() and quantize_with_accuracy_control() share."""
+    import nncf
+
+    return {
+        # performance: symmetric weights and activations; mixed: asymmetric activations.
+        "preset": nncf.QuantizationPreset.PERFORMANCE if symmetric else nncf.QuantizationPreset.MIXED,
+        "subset_size": len(calibration),  # already cut to params.subset_size
+        "fast_bias_correction": params.bias_correction == "fast",
+        "model_type": nncf.ModelType.TRANSFORMER if params.model_type == "transformer" else None,
+        "ignored_scope": nncf.IgnoredScope(
+            names=list(params.ignored_nodes), types=list(params.ignored_types)
+        ),
+    }
+
+
+@contextlib.contextmanager
+def _explain_full_bias_correction(params: QuantizeParams) -> Iterator[None]:
+    """Full bias correction runs sub-models that NNCF cuts out of the graph through ONNX Runtime,
+    which fails to load some of them (seen on ResNet-18's downsample blocks: a cut output that
+    ONNX Runtime's own graph fusions remove). Say so, and what to use instead."""
+    try:
+        yield
+    except Exception as exc:
+        if params.bias_correction != "full":
+            raise
+        raise RuntimeError(
+            f"NNCF's full bias correction failed ({exc}); ONNX Runtime cannot load a sub-model NNCF cut "
+            "from this graph. Use bias_correction: fast"
+        ) from exc
+
+
+def signed_activations(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Make every activation quantizer int8 with a zero point of 0, in place.
+
+    NNCF's symmetric (performance) preset stores non-negative tensors (ReLU outputs) as uint8,
+    which TensorRT's explicit quantization does not accept, and its hardware configs refuse
+    forcing signed activations. The same range in int8 needs twice the scale (one bit less
+    resolution for those tensors only).
+    """
+    import numpy as np
+    from onnx import TensorProto, numpy_helper
+
+    initializers = {tensor.name: tensor for tensor in model.graph.initializer}
+    signed_outputs = set()
+    for node in model.graph.node:
+        if node.op_type != "QuantizeLinear" or len(node.input) < 3:
+            continue
+        scale, zero_point = initializers.get(node.input[1]), initializers.get(node.input[2])
+        if zero_point is None or zero_point.data_type != TensorProto.UINT8:
+            continue
+        if numpy_helper.to_array(zero_point).any():
+            raise ValueError(f"{node.name}: asymmetric uint8 activations cannot become symmetric int8")
+        widened = numpy_helper.to_array(scale) * np.float32(255 / 127)
+        scale.CopyFrom(numpy_helper.from_array(widened.astype(np.float32), scale.name))
+        signed = np.zeros(numpy_helper.to_array(zero_point).shape, dtype=np.int8)
+        zero_point.CopyFrom(numpy_helper.from_array(signed, zero_point.name))
+        signed_outputs.add(node.output[0])
+    for value in model.graph.value_info:  # recorded shape-inference types follow the change
+        if value.name in signed_outputs:
+            value.type.tensor_type.elem_type = TensorProto.INT8
+    return model
+
+
+def quantize(
+    model: onnx.ModelProto, calibration: list[Feeds], params: QuantizeParams, symmetric: bool
+) -> onnx.ModelProto:
+    import nncf
+
+    with _explain_full_bias_correction(params):
+        quantized = nncf.quantize(
+            model, nncf.Dataset(calibration), **_common_options(params, symmetric, calibration)
+        )
+    return signed_activations(quantized) if symmetric else quantized
+
+
+def quantize_with_accuracy_control(
+    model: onnx.ModelProto,
+    calibration: list[Feeds],
+    validation: Validation,
+    params: QuantizeParams,
+    symmetric: bool,
+) -> onnx.ModelProto:
+    """Quantize, then return the most sensitive layers to FP32 until the drop on the eval set
+    is at most params.max_accuracy_drop (or params.max_fp32_layers is reached)."""
+    import nncf
+    from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
+
+    restorer = AdvancedAccuracyRestorerParameters(
+        max_num_iterations=params.max_fp32_layers if params.max_fp32_layers is not None else sys.maxsize
+    )
+    with _explain_full_bias_correction(params):
+        quantized = nncf.quantize_with_accuracy_control(
+            model,
+            nncf.Dataset(calibration),
+            validation.nncf_dataset(),
+            validation.nncf_validation_fn,
+            max_drop=params.max_accuracy_drop,
+            drop_type=nncf.DropType.ABSOLUTE,
+            advanced_accuracy_restorer_parameters=restorer,
+            **_common_options(params, symmetric, calibration),
+        )
+    return signed_activations(quantized) if symmetric else quantized

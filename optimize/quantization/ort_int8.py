@@ -1,0 +1,59 @@
+"""INT8 post-training quantization with ONNX Runtime's tools: quant_pre_process (shape
+inference and graph clean-up), then quantize_static to QDQ with per-channel weights."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from optimize.errors import StageError
+from optimize.quantization.data import FeedReader
+from optimize.quantization.graph import nodes_of_types, scope_problems
+
+if TYPE_CHECKING:
+    import onnx
+
+    from optimize.quantization.data import Feeds
+    from optimize.stages.quantize import QuantizeParams
+
+
+def quantize(
+    model_path: Path, calibration: list[Feeds], params: QuantizeParams, symmetric: bool, step_id: str
+) -> onnx.ModelProto:
+    import onnx
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quant_pre_process,
+        quantize_static,
+    )
+
+    with tempfile.TemporaryDirectory(prefix="ort-quant-") as scratch:
+        prepared = Path(scratch) / "prepared.onnx"
+        quant_pre_process(str(model_path), str(prepared))
+        graph = onnx.load(str(prepared), load_external_data=False)
+        problems = scope_problems(graph, list(params.ignored_nodes), list(params.ignored_types))
+        if problems:  # names are checked after pre-processing, which may fuse nodes away
+            raise StageError(step_id, "; ".join(problems))
+        output = Path(scratch) / "quantized.onnx"
+        quantize_static(
+            str(prepared),
+            str(output),
+            FeedReader(calibration),
+            quant_format=QuantFormat.QDQ,
+            per_channel=params.per_channel,
+            # Symmetric activations are signed with a zero point of 0 (what TensorRT wants);
+            # asymmetric ones are unsigned (ONNX Runtime's fast U8S8 path on x86).
+            activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=[*params.ignored_nodes, *nodes_of_types(graph, list(params.ignored_types))],
+            calibrate_method={
+                "minmax": CalibrationMethod.MinMax,
+                "entropy": CalibrationMethod.Entropy,
+                "percentile": CalibrationMethod.Percentile,
+            }[params.calibration_method],
+            extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True},
+        )
+        return onnx.load(str(output))
