@@ -28,7 +28,7 @@ from optimize.console import out
 RESNET = REPO / "recipes" / "resnet18-digits-int8.yaml"
 MINILM = REPO / "recipes" / "minilm-int4.yaml"
 THREADS = (1, 2)
-ROUNDS = 3
+ROUNDS = 5
 
 
 def recipe_data(result, role: str):

@@ -28,20 +28,19 @@ def compress(
     fallback = AdvancedCompressionParameters(
         group_size_fallback_mode=GroupSizeFallbackMode.ADJUST, min_adjusted_group_size=16
     )
+    # calibration is already cut to subset_size
+    data = {"dataset": nncf.Dataset(calibration), "subset_size": len(calibration)} if calibration else {}
     compressed = nncf.compress_weights(
         model,
-        mode=nncf.CompressWeightsMode.INT4_SYM
-        if params.mode == "int4_sym"
-        else nncf.CompressWeightsMode.INT4_ASYM,
+        mode=getattr(nncf.CompressWeightsMode, params.mode.upper()),  # INT4_SYM / INT4_ASYM
         ratio=params.ratio,
         group_size=params.group_size,
         all_layers=params.all_layers,
         ignored_scope=nncf.IgnoredScope(names=list(params.ignored_nodes), types=list(params.ignored_types)),
-        dataset=nncf.Dataset(calibration) if calibration else None,
-        subset_size=len(calibration) if calibration else 1,  # calibration is already cut to subset_size
         awq=params.awq,
         scale_estimation=params.scale_estimation,
         advanced_parameters=fallback,
+        **data,
     )
     repair_matmulnbits(compressed)
     return compressed

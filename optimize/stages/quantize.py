@@ -56,7 +56,8 @@ class QuantizeParams(StageParams):
     activations: Literal["auto", "symmetric", "asymmetric"] = Field(
         "auto",
         description="int8 activations (NNCF preset performance = symmetric, mixed = asymmetric); auto: "
-        "symmetric when a target runs TensorRT or there are no targets, else asymmetric (CPUs)",
+        "symmetric int8 (what TensorRT takes) when a target runs TensorRT or there are no targets, else "
+        "asymmetric (ONNX Runtime's fast uint8 path on CPUs)",
     )
     subset_size: int | None = Field(
         None,
