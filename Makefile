@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: setup
-	$(BIN)/optimize run recipes/resnet18-digits.yaml --artifacts $(ARTIFACTS)
+	$(BIN)/optimize run recipes/resnet18-digits-edge.yaml --artifacts $(ARTIFACTS)
 
 test: setup
 	$(BIN)/python -m pytest

@@ -373,7 +373,7 @@ class Pipeline:
         entry, cached = self._cached(key, f"{device_class.name} engine", compute)
         return self._artifact(entry), entry["build"], cached, key
 
-    def _evaluate(self, engine: Artifact, device_class, runtime, reference: Artifact | None) -> Evaluation:
+    def evaluate_engine(self, engine: Artifact, device_class, runtime, reference: Artifact | None) -> Evaluation:
         from optimize.eval_worker import run_in_subprocess
 
         settings = self.recipe.evaluation
@@ -435,10 +435,10 @@ class Pipeline:
                     return result
                 if not self.data.has("eval"):
                     raise TargetError(name, "evaluation needs data.eval")
-                result.evaluation = self._evaluate(result.engine, device_class, runtime, reference)
+                result.evaluation = self.evaluate_engine(result.engine, device_class, runtime, reference)
                 if reference is not None and reference.hash != final.hash and "fp32" in device_class.accepted_precisions:
                     baseline_engine, _, _, _ = self._build(reference, device_class, runtime)
-                    result.baseline = self._evaluate(baseline_engine, device_class, runtime, reference)
+                    result.baseline = self.evaluate_engine(baseline_engine, device_class, runtime, reference)
         except TargetError as exc:
             result.status, result.reason = "failed", str(exc).split(": ", 1)[1]
             return result
