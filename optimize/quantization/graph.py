@@ -72,6 +72,23 @@ def int4_layer_names(model: onnx.ModelProto) -> list[str]:
     return names
 
 
+def activation_storage(model: onnx.ModelProto) -> str:
+    """How the activation quantizers (QuantizeLinear nodes) store values, read from the graph."""
+    from onnx import TensorProto, numpy_helper
+
+    initializers = {tensor.name: tensor for tensor in model.graph.initializer}
+    zero_points = [
+        initializers[node.input[2]]
+        for node in model.graph.node
+        if node.op_type == "QuantizeLinear" and len(node.input) > 2 and node.input[2] in initializers
+    ]
+    if any(numpy_helper.to_array(zero_point).any() for zero_point in zero_points):
+        return "asymmetric"
+    if any(zero_point.data_type == TensorProto.UINT8 for zero_point in zero_points):
+        return "symmetric (zero point 0), uint8 where non-negative"
+    return "symmetric signed int8 (zero point 0)"
+
+
 def scope_problems(model: onnx.ModelProto, names: list[str], types: list[str]) -> list[str]:
     """An ignored scope naming nodes or op types the model lacks is a typo, not a no-op."""
     node_names = [node.name for node in model.graph.node]

@@ -15,13 +15,17 @@ if TYPE_CHECKING:
     from optimize.stages.quantize import QuantizeParams
 
 
-def _common_options(params: QuantizeParams, symmetric: bool, calibration: list[Feeds]) -> dict[str, Any]:
+def _common_options(params: QuantizeParams, scheme: str, calibration: list[Feeds]) -> dict[str, Any]:
     """Options quantize() and quantize_with_accuracy_control() share."""
     import nncf
 
+    presets = {  # performance: zero points of 0; mixed: asymmetric activations; None: NNCF decides
+        "symmetric": nncf.QuantizationPreset.PERFORMANCE,
+        "asymmetric": nncf.QuantizationPreset.MIXED,
+        "cpu": None,  # performance for CNNs, mixed for transformers
+    }
     return {
-        # performance: symmetric weights and activations; mixed: asymmetric activations.
-        "preset": nncf.QuantizationPreset.PERFORMANCE if symmetric else nncf.QuantizationPreset.MIXED,
+        "preset": presets[scheme],
         "subset_size": len(calibration),  # already cut to params.subset_size
         "fast_bias_correction": params.bias_correction == "fast",
         "model_type": nncf.ModelType.TRANSFORMER if params.model_type == "transformer" else None,
@@ -80,15 +84,15 @@ def signed_activations(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def quantize(
-    model: onnx.ModelProto, calibration: list[Feeds], params: QuantizeParams, symmetric: bool
+    model: onnx.ModelProto, calibration: list[Feeds], params: QuantizeParams, scheme: str
 ) -> onnx.ModelProto:
     import nncf
 
     with _explain_full_bias_correction(params):
         quantized = nncf.quantize(
-            model, nncf.Dataset(calibration), **_common_options(params, symmetric, calibration)
+            model, nncf.Dataset(calibration), **_common_options(params, scheme, calibration)
         )
-    return signed_activations(quantized) if symmetric else quantized
+    return signed_activations(quantized) if scheme == "symmetric" else quantized
 
 
 def quantize_with_accuracy_control(
@@ -96,7 +100,7 @@ def quantize_with_accuracy_control(
     calibration: list[Feeds],
     validation: Validation,
     params: QuantizeParams,
-    symmetric: bool,
+    scheme: str,
 ) -> onnx.ModelProto:
     """Quantize, then return the most sensitive layers to FP32 until the drop on the eval set
     is at most params.max_accuracy_drop (or params.max_fp32_layers is reached)."""
@@ -115,6 +119,6 @@ def quantize_with_accuracy_control(
             max_drop=params.max_accuracy_drop,
             drop_type=nncf.DropType.ABSOLUTE,
             advanced_accuracy_restorer_parameters=restorer,
-            **_common_options(params, symmetric, calibration),
+            **_common_options(params, scheme, calibration),
         )
-    return signed_activations(quantized) if symmetric else quantized
+    return signed_activations(quantized) if scheme == "symmetric" else quantized

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 
 def quantize(
-    model_path: Path, calibration: list[Feeds], params: QuantizeParams, symmetric: bool, step_id: str
+    model_path: Path, calibration: list[Feeds], params: QuantizeParams, scheme: str, step_id: str
 ) -> onnx.ModelProto:
     import onnx
     from onnxruntime.quantization import (
@@ -30,6 +30,7 @@ def quantize(
         quantize_static,
     )
 
+    symmetric = scheme == "symmetric"  # ONNX Runtime's CPU default is asymmetric uint8
     with tempfile.TemporaryDirectory(prefix="ort-quant-") as scratch:
         prepared = Path(scratch) / "prepared.onnx"
         quant_pre_process(str(model_path), str(prepared))

@@ -55,9 +55,9 @@ class QuantizeParams(StageParams):
     )
     activations: Literal["auto", "symmetric", "asymmetric"] = Field(
         "auto",
-        description="int8 activations (NNCF preset performance = symmetric, mixed = asymmetric); auto: "
-        "symmetric int8 (what TensorRT takes) when a target runs TensorRT or there are no targets, else "
-        "asymmetric (ONNX Runtime's fast uint8 path on CPUs)",
+        description="int8 activations: symmetric = signed int8, zero point 0 (all TensorRT takes); "
+        "asymmetric = with zero points (NNCF preset mixed); auto: symmetric when a target runs TensorRT "
+        "or there are no targets, else the backend's CPU default (NNCF: its preset for the model type)",
     )
     subset_size: int | None = Field(
         None,
@@ -147,17 +147,18 @@ def target_runtimes(recipe: Recipe) -> dict[str, str]:
     return {name: classes[name].runtime for name in recipe.targets if name in classes}
 
 
-def activation_symmetry(params: QuantizeParams, recipe: Recipe) -> tuple[bool, str]:
-    """(symmetric?, why) for INT8 activations, from the runtimes of the recipe's targets."""
+def activation_scheme(params: QuantizeParams, recipe: Recipe) -> tuple[str, str]:
+    """(scheme, why) for INT8 activations from the runtimes of the recipe's targets: 'symmetric'
+    (signed, zero point 0), 'asymmetric', or 'cpu' (the backend's own default for CPUs)."""
     if params.activations != "auto":
-        return params.activations == "symmetric", "set in the recipe"
+        return params.activations, "set in the recipe"
     runtimes = target_runtimes(recipe)
     tensorrt = [name for name, runtime in runtimes.items() if runtime == "tensorrt"]
     if tensorrt:
-        return True, f"{', '.join(tensorrt)} runs TensorRT, which needs symmetric INT8"
+        return "symmetric", f"{', '.join(tensorrt)} runs TensorRT, which takes only signed symmetric INT8"
     if not runtimes:
-        return True, "no targets: symmetric INT8 runs on every runtime"
-    return False, f"every target runs on a CPU runtime ({', '.join(sorted(set(runtimes.values())))})"
+        return "symmetric", "no targets: signed symmetric INT8 builds on every runtime"
+    return "cpu", f"every target runs on a CPU runtime ({', '.join(sorted(set(runtimes.values())))})"
 
 
 @STAGES.register("quantize")
@@ -166,7 +167,8 @@ class QuantizeStage(Stage):
     keeping sensitive layers in FP32), INT4 weight-only for MatMul/Gemm weights, or FP16.
 
     INT8 output is a QDQ graph that ONNX Runtime, OpenVINO and TensorRT all build. Activations
-    are symmetric when a target runs TensorRT and asymmetric for CPU-only recipes."""
+    are signed symmetric when a target runs TensorRT; CPU-only recipes get the backend's CPU
+    default (NNCF: zero points of 0 and uint8 after ReLU for CNNs, asymmetric for transformers)."""
 
     Params = QuantizeParams
     consumes = ArtifactKind.ONNX
@@ -244,17 +246,17 @@ class QuantizeStage(Stage):
     def _int8(self, model: onnx.ModelProto, params: QuantizeParams, context: StageContext):
         from optimize.quantization import nncf_int8, ort_int8
         from optimize.quantization.data import sample_feeds
-        from optimize.quantization.graph import float_layer_names, quantized_layer_names
+        from optimize.quantization.graph import activation_storage, float_layer_names, quantized_layer_names
 
-        symmetric, why = activation_symmetry(params, context.recipe)
+        scheme, why = activation_scheme(params, context.recipe)
         calibration, _ = sample_feeds(context.data, "calibration", params.subset_size)
         metrics: dict[str, float] = {"calibration_samples": float(len(calibration))}
         if params.backend == "onnxruntime":
-            output = ort_int8.quantize(context.input.file, calibration, params, symmetric, context.step_id)
+            output = ort_int8.quantize(context.input.file, calibration, params, scheme, context.step_id)
         elif params.max_accuracy_drop is None:
-            output = nncf_int8.quantize(model, calibration, params, symmetric)
+            output = nncf_int8.quantize(model, calibration, params, scheme)
         else:
-            output, budget = self._accuracy_controlled(model, calibration, params, symmetric, context)
+            output, budget = self._accuracy_controlled(model, calibration, params, scheme, context)
             metrics.update(budget)
         quantized, fp32 = quantized_layer_names(output), float_layer_names(output)
         if not quantized:
@@ -265,7 +267,7 @@ class QuantizeStage(Stage):
             "precision": "int8",
             "backend": params.backend,
             "format": "QDQ",
-            "activations": "symmetric" if symmetric else "asymmetric",
+            "activations": activation_storage(output),
             "activations_reason": why,
             "weights": f"symmetric {weights}",
             "calibration_samples": len(calibration),
@@ -275,7 +277,7 @@ class QuantizeStage(Stage):
         return output, StageOutput(metrics=metrics, info=info)
 
     def _accuracy_controlled(
-        self, model, calibration, params: QuantizeParams, symmetric: bool, context: StageContext
+        self, model, calibration, params: QuantizeParams, scheme: str, context: StageContext
     ):
         """NNCF's accuracy control, then our own check of the budget on the same eval samples:
         a model that misses it, or meets it only with nothing quantized, fails the stage."""
@@ -285,7 +287,7 @@ class QuantizeStage(Stage):
 
         task = context.recipe.model.task
         validation = Validation.build(context.data, task, model, context.recipe.evaluation.max_samples)
-        output = nncf_int8.quantize_with_accuracy_control(model, calibration, validation, params, symmetric)
+        output = nncf_int8.quantize_with_accuracy_control(model, calibration, validation, params, scheme)
         reference, achieved = validation.metric(model), validation.metric(output)
         drop = reference - achieved
         name = "top-1 accuracy" if task == "classification" else "cosine to FP32"
@@ -366,4 +368,4 @@ class QuantizeStage(Stage):
         """INT8 activation symmetry depends on the recipe's targets, which are not step params."""
         if params.precision != "int8":
             return {}
-        return {"symmetric_activations": activation_symmetry(params, context.recipe)[0]}
+        return {"activation_scheme": activation_scheme(params, context.recipe)[0]}

@@ -20,7 +20,7 @@ from optimize.cli import main
 from optimize.errors import RecipeError, StageError
 from optimize.pipeline import Pipeline, RunOptions
 from optimize.recipe.loader import load_recipe
-from optimize.stages.quantize import QuantizeParams, QuantizeStage, activation_symmetry
+from optimize.stages.quantize import QuantizeParams, QuantizeStage, activation_scheme
 from tests.conftest import ASSETS, run_cli, tiny_recipe_dict
 
 TRAIN = {"train": {"epochs": 3, "lr": 0.02, "batch_size": 16}}
@@ -105,9 +105,11 @@ def test_nncf_int8_is_a_smaller_qdq_model_that_onnxruntime_and_openvino_agree_on
     assert step.metrics["accuracy"] >= export.metrics["accuracy"] - 0.05
     assert step.metrics["size_mb"] < 0.7 * export.metrics["size_mb"]
     assert 8 <= step.metrics["bits_per_weight"] < 10, "int8 weights plus their scales"
-    assert step.info["activations"] == "asymmetric", "the only target is a CPU"
+    # The only target is a CPU: NNCF's CPU default for a CNN, zero points of 0 and uint8 after ReLU.
+    assert step.info["activations"] == "symmetric (zero point 0), uint8 where non-negative"
     assert "onnxruntime" in step.info["activations_reason"]
-    assert any(zp.any() for zp in _activation_zero_points(model)), "asymmetric: zero points other than 0"
+    zero_points = _activation_zero_points(model)
+    assert not any(zp.any() for zp in zero_points) and any(zp.dtype == np.uint8 for zp in zero_points)
     assert step.metrics["int8_layers"] == 4 and step.info["fp32_layers"] == []
 
     images, _ = _eval_images()
@@ -117,14 +119,25 @@ def test_nncf_int8_is_a_smaller_qdq_model_that_onnxruntime_and_openvino_agree_on
     assert (ort_top1 == ov_top1).mean() >= 0.99
 
 
-@pytest.mark.parametrize("backend", ["nncf", "onnxruntime"])
-def test_symmetric_activations_are_int8_with_zero_point_zero(workspace, backend):
-    """What TensorRT's explicit quantization needs, from either backend."""
-    result = _run(workspace, cnn_recipe({"quantize": {"backend": backend, "activations": "symmetric"}}))
-    step = result.steps[-1]
+SIGNED = "symmetric signed int8 (zero point 0)"
+
+
+@pytest.mark.parametrize(
+    "backend, activations, storage",
+    [
+        ("nncf", "symmetric", SIGNED),
+        ("onnxruntime", "symmetric", SIGNED),
+        ("nncf", "asymmetric", "asymmetric"),
+    ],
+)
+def test_activation_schemes_from_either_backend(workspace, backend, activations, storage):
+    """Symmetric is what TensorRT's explicit quantization takes: int8 with zero point 0 everywhere."""
+    quantize = {"backend": backend, "activations": activations}
+    step = _run(workspace, cnn_recipe({"quantize": quantize})).steps[-1]
     zero_points = _activation_zero_points(onnx.load(str(step.artifact.file)))
-    assert zero_points and all(zp.dtype == np.int8 and not zp.any() for zp in zero_points)
-    assert step.info["activations"] == "symmetric"
+    assert step.info["activations"] == storage and step.info["activations_reason"] == "set in the recipe"
+    if activations == "symmetric":
+        assert all(zp.dtype == np.int8 and not zp.any() for zp in zero_points)
     assert step.metrics["agreement_top1"] >= 0.9
 
 
@@ -138,14 +151,16 @@ def _recipe_stub(targets: list[str], runtimes: dict[str, str]):
     )
 
 
-def test_activation_symmetry_follows_the_targets_runtimes():
+def test_activation_scheme_follows_the_targets_runtimes():
     params = QuantizeParams()
     orin = {"orin-trt": "tensorrt"}
-    assert activation_symmetry(params, _recipe_stub(["x86-cpu-onnxruntime", "orin-trt"], orin))[0] is True
-    assert activation_symmetry(params, _recipe_stub(["x86-cpu-onnxruntime"], {}))[0] is False
-    assert activation_symmetry(params, _recipe_stub([], {}))[0] is True
+    assert (
+        activation_scheme(params, _recipe_stub(["x86-cpu-onnxruntime", "orin-trt"], orin))[0] == "symmetric"
+    )
+    assert activation_scheme(params, _recipe_stub(["x86-cpu-onnxruntime"], {}))[0] == "cpu"
+    assert activation_scheme(params, _recipe_stub([], {}))[0] == "symmetric"
     explicit = QuantizeParams(activations="asymmetric")
-    assert activation_symmetry(explicit, _recipe_stub([], {})) == (False, "set in the recipe")
+    assert activation_scheme(explicit, _recipe_stub([], {})) == ("asymmetric", "set in the recipe")
     ((location, message),) = QuantizeStage.check(explicit, _recipe_stub(["orin-trt"], orin), 2)
     assert location == ("stages", 2, "quantize", "activations") and "TensorRT" in message
 
@@ -412,7 +427,7 @@ def test_cli_train_export_quantize_int8_builds_and_evaluates(write_recipe, artif
     manifest = json.loads((artifacts / "tiny" / run_id / "manifest.json").read_text())
     assert [s["stage"] for s in manifest["steps"]] == ["train", "export", "quantize"]
     quantize = manifest["steps"][2]
-    assert quantize["info"]["precision"] == "int8" and quantize["info"]["activations"] == "asymmetric"
+    assert quantize["info"]["precision"] == "int8" and "onnxruntime" in quantize["info"]["activations_reason"]
     (target,) = manifest["targets"]
     assert target["status"] == "ok"
     assert target["metrics"]["accuracy"] >= manifest["steps"][1]["metrics"]["accuracy"] - 0.05
