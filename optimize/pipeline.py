@@ -203,6 +203,15 @@ class Pipeline:
         return self._artifact(entry)
 
     # -- checks before any work ---------------------------------------------------------------
+    def _checked_preflight(self, source: Artifact) -> None:
+        """The preflight once per model and data: a passed check is remembered in the store."""
+        roles = [r for r in ("train", "eval") if self.data.has(r)]
+        key = hash_value(
+            {"kind": "preflight", "model": source.hash, "task": self.recipe.model.task,
+             "data": {role: self.data.fingerprint(role) for role in roles}}
+        )
+        self._cached(key, "data and model check", lambda workdir: self._preflight(source) or {})
+
     def _preflight(self, source: Artifact) -> None:
         """Fail in seconds, not after training, when the data cannot fit the model: wrong input
         shapes (checked as each role loads) or labels beyond the classifier's outputs."""
@@ -453,7 +462,7 @@ class Pipeline:
         steps: list[StepResult] = []
         source = self._source_artifact()
         self.current = "checking the data against the model"
-        self._preflight(source)
+        self._checked_preflight(source)
         current = source
         earlier = {"source": source}
         reference = source if source.kind == ArtifactKind.ONNX else None
