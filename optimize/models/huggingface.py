@@ -38,7 +38,7 @@ def _embedding_module(encoder, pooling: str, normalize: bool, input_names: list[
             self.encoder = encoder
 
         def forward(self, *inputs):
-            features = dict(zip(input_names, inputs))
+            features = dict(zip(input_names, inputs, strict=True))
             hidden = self.encoder(**features).last_hidden_state
             if pooling == "cls":
                 pooled = hidden[:, 0]
@@ -59,7 +59,7 @@ def _classifier_module(model, input_names: list[str]):
             self.model = model
 
         def forward(self, *inputs):
-            return self.model(**dict(zip(input_names, inputs))).logits
+            return self.model(**dict(zip(input_names, inputs, strict=True))).logits
 
     return SequenceClassifier()
 

@@ -5,6 +5,8 @@ Each returns (location, message) pairs so the loader can point at the line in th
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from optimize.artifacts import ArtifactKind
 from optimize.models import MODEL_SOURCES
 from optimize.recipe.schema import Recipe
@@ -15,14 +17,14 @@ from optimize.targets import device_classes_for
 Problem = tuple[tuple, str]
 
 
-def recipe_problems(recipe: Recipe) -> list[Problem]:
+def recipe_problems(recipe: Recipe, base_dir: Path) -> list[Problem]:
     return [
         *_artifact_chain(recipe),
         *_data_roles(recipe),
         *_step_ids(recipe),
         *_targets(recipe),
         *_gates(recipe),
-        *_stage_specific(recipe),
+        *_stage_specific(recipe, base_dir),
     ]
 
 
@@ -109,8 +111,8 @@ def _gates(recipe: Recipe) -> list[Problem]:
     ]
 
 
-def _stage_specific(recipe: Recipe) -> list[Problem]:
+def _stage_specific(recipe: Recipe, base_dir: Path) -> list[Problem]:
     problems = []
     for index, step in enumerate(recipe.stages):
-        problems.extend(STAGES.get(step.stage).check(step, recipe, index))
+        problems.extend(STAGES.get(step.stage).check(step, recipe, index, base_dir))
     return problems

@@ -140,7 +140,7 @@ def load_recipe(path: Path | str) -> LoadedRecipe:
     except ValidationError as exc:
         problems = [describe_error(error) for error in exc.errors()]
         raise RecipeError("\n".join(_problem_lines(path, problems, parsed.lines))) from None
-    problems = recipe_problems(recipe)
+    problems = recipe_problems(recipe, path.parent)
     if problems:
         raise RecipeError("\n".join(_problem_lines(path, problems, parsed.lines)))
     return LoadedRecipe(recipe=recipe, path=path, text=path.read_text(encoding="utf-8"))

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from optimize.console import Progress
     from optimize.data.provider import DataProvider
     from optimize.models.base import ModelSource
+    from optimize.recipe.model_spec import ModelSpec
     from optimize.recipe.schema import Recipe
 
 Location = tuple  # a path into the recipe, e.g. ("stages", 2, "prune", "channel_ratio")
@@ -63,6 +64,17 @@ class StageContext:
         write_artifact_meta(self.workdir, ArtifactKind.TORCH, "model.pt", **meta)
 
 
+def model_skeleton(spec: ModelSpec, base_dir: Path) -> nn.Module | None:
+    """A model's structure for validation-time checks, or None when it cannot be built here
+    (the model source then reports its own problem when the run starts)."""
+    from optimize.models import open_source
+
+    try:
+        return open_source(spec, base_dir).build(pretrained=False)
+    except Exception:  # any failure of user code: leave the reporting to the run
+        return None
+
+
 class Stage:
     """Subclass, set the class attributes, implement run(), and register with @STAGES.register."""
 
@@ -83,8 +95,9 @@ class Stage:
         return cls.data_roles
 
     @classmethod
-    def check(cls, params: StageParams, recipe: Recipe, index: int) -> list[tuple[Location, str]]:
-        """Problems visible from the recipe alone, reported before any work starts."""
+    def check(cls, params: StageParams, recipe: Recipe, index: int, base_dir: Path) -> list[tuple[Location, str]]:
+        """Problems visible from the recipe alone (base_dir: the recipe's folder), reported before
+        any work starts."""
         return []
 
     @classmethod

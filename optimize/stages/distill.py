@@ -5,6 +5,7 @@ information per sample than the hard labels."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, model_validator
@@ -16,8 +17,7 @@ from optimize.recipe.base import Slug
 from optimize.recipe.model_spec import ModelSpec
 from optimize.registry import did_you_mean
 from optimize.stages import STAGES
-from optimize.stages.base import Location, Stage, StageContext, StageOutput
-from optimize.stages.prune import RecipeDirParams, skeleton_for_check
+from optimize.stages.base import Location, Stage, StageContext, StageOutput, model_skeleton
 from optimize.training import TrainingParams, call_model, fit
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from optimize.recipe.schema import Recipe
 
 
-class DistillParams(TrainingParams, RecipeDirParams):
+class DistillParams(TrainingParams):
     teacher: Slug | None = Field(
         None,
         description="id (or stage type) of an earlier step whose model teaches, or 'source'; "
@@ -178,7 +178,7 @@ class DistillStage(Stage):
     data_roles = ("train",)
 
     @classmethod
-    def check(cls, params: DistillParams, recipe: Recipe, index: int) -> list[tuple[Location, str]]:
+    def check(cls, params: DistillParams, recipe: Recipe, index: int, base_dir: Path) -> list[tuple[Location, str]]:
         from optimize.models import MODEL_SOURCES
 
         here = ("stages", index, "distill")
@@ -203,17 +203,17 @@ class DistillStage(Stage):
             problem = step_problem(name, recipe, index)
             if problem:
                 return [((*here, "teacher"), problem)]
-        return cls._feature_problems(params, recipe, here)
+        return cls._feature_problems(params, recipe, here, base_dir)
 
     @staticmethod
     def _feature_problems(
-        params: DistillParams, recipe: Recipe, here: Location
+        params: DistillParams, recipe: Recipe, here: Location, base_dir: Path
     ) -> list[tuple[Location, str]]:
         if not params.feature_layers:
             return []
-        student = skeleton_for_check(recipe.model, params._recipe_dir)
+        student = model_skeleton(recipe.model, base_dir)
         teacher = (
-            skeleton_for_check(params.teacher_model, params._recipe_dir) if params.teacher_model else student
+            model_skeleton(params.teacher_model, base_dir) if params.teacher_model else student
         )
         problems = []
         for model, names, side in (

@@ -8,45 +8,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, PositiveInt, PrivateAttr, ValidationInfo, model_validator
+from pydantic import Field, PositiveInt, model_validator
 from pydantic_core import PydanticCustomError
 
 from optimize.artifacts import ArtifactKind
 from optimize.errors import StageError
 from optimize.stages import STAGES
-from optimize.stages.base import Location, Stage, StageContext, StageOutput, StageParams
+from optimize.stages.base import Location, Stage, StageContext, StageOutput, StageParams, model_skeleton
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from optimize.recipe.model_spec import ModelSpec
     from optimize.recipe.schema import Recipe
 
 TARGETS = ("channel_ratio", "target_macs", "target_params")
-
-
-class RecipeDirParams(StageParams):
-    """Remembers the folder of the recipe it was validated in: a stage's check() needs it to
-    build the model skeleton (a python: source is found relative to the recipe)."""
-
-    _recipe_dir: Path | None = PrivateAttr(None)
-
-    @model_validator(mode="after")
-    def _remember_recipe_dir(self, info: ValidationInfo) -> RecipeDirParams:
-        self._recipe_dir = (info.context or {}).get("base_dir")
-        return self
-
-
-def skeleton_for_check(spec: ModelSpec, base_dir: Path | None) -> nn.Module | None:
-    """The model's structure at validation time, or None when it cannot be built here
-    (the model source then reports its own problem when the run starts)."""
-    from optimize.models import open_source
-
-    try:
-        return open_source(spec, base_dir).build(pretrained=False)
-    except Exception:
-        return None
 
 
 def unmatched_patterns(model: nn.Module, patterns: list[str]) -> list[str]:
@@ -55,7 +31,7 @@ def unmatched_patterns(model: nn.Module, patterns: list[str]) -> list[str]:
     return [p for p in patterns if not any(fnmatch.fnmatchcase(name, p) for name in names)]
 
 
-class PruneParams(RecipeDirParams):
+class PruneParams(StageParams):
     channel_ratio: float | None = Field(
         None, gt=0, lt=1, description="share of channels to remove (one of the three targets)"
     )
@@ -301,7 +277,7 @@ class PruneStage(Stage):
         return ("train",) if params.importance == "taylor" else ()
 
     @classmethod
-    def check(cls, params: PruneParams, recipe: Recipe, index: int) -> list[tuple[Location, str]]:
+    def check(cls, params: PruneParams, recipe: Recipe, index: int, base_dir: Path) -> list[tuple[Location, str]]:
         here = ("stages", index, "prune")
         problems = []
         if params.importance == "taylor" and recipe.model.task != "classification":
@@ -309,7 +285,7 @@ class PruneStage(Stage):
                 ((*here, "importance"), "taylor importance needs a classification model (a loss on labels)")
             )
         if params.ignored_layers:
-            model = skeleton_for_check(recipe.model, params._recipe_dir)
+            model = model_skeleton(recipe.model, base_dir)
             for pattern in unmatched_patterns(model, params.ignored_layers) if model is not None else []:
                 problems.append(((*here, "ignored_layers"), f"'{pattern}' matches no layer of the model"))
         return problems

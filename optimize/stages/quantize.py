@@ -3,6 +3,7 @@ accuracy-aware), INT4 weight-only compression, or FP16 conversion."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
@@ -188,7 +189,7 @@ class QuantizeStage(Stage):
         return params.precision
 
     @classmethod
-    def check(cls, params: QuantizeParams, recipe: Recipe, index: int) -> list[tuple[Location, str]]:
+    def check(cls, params: QuantizeParams, recipe: Recipe, index: int, base_dir: Path) -> list[tuple[Location, str]]:
         where = ("stages", index, "quantize")
         problems = []
         tensorrt = [name for name, runtime in target_runtimes(recipe).items() if runtime == "tensorrt"]

@@ -21,7 +21,7 @@ from optimize.errors import RecipeError, StageError
 from optimize.pipeline import Pipeline, RunOptions
 from optimize.recipe.loader import load_recipe
 from optimize.stages.quantize import QuantizeParams, QuantizeStage, activation_scheme
-from tests.conftest import ASSETS, run_cli, tiny_recipe_dict
+from tests.conftest import ASSETS, REPO, run_cli, tiny_recipe_dict
 
 TRAIN = {"train": {"epochs": 3, "lr": 0.02, "batch_size": 16}}
 
@@ -161,7 +161,7 @@ def test_activation_scheme_follows_the_targets_runtimes():
     assert activation_scheme(params, _recipe_stub([], {}))[0] == "symmetric"
     explicit = QuantizeParams(activations="asymmetric")
     assert activation_scheme(explicit, _recipe_stub([], {})) == ("asymmetric", "set in the recipe")
-    ((location, message),) = QuantizeStage.check(explicit, _recipe_stub(["orin-trt"], orin), 2)
+    ((location, message),) = QuantizeStage.check(explicit, _recipe_stub(["orin-trt"], orin), 2, REPO)
     assert location == ("stages", 2, "quantize", "activations") and "TensorRT" in message
 
 
