@@ -27,6 +27,21 @@ def store_lock(artifacts_dir: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def local_store_problem(artifacts_dir: Path) -> str | None:
+    """Why the local SQLite store cannot be written, found in microseconds (MLflow itself would
+    retry for minutes before giving up)."""
+    import os
+
+    path = artifacts_dir / "mlflow.db"
+    if path.exists() and not path.is_file():
+        return f"{path} exists but is not a file"
+    if path.exists() and not os.access(path, os.W_OK):
+        return f"{path} is not writable"
+    if not path.exists() and not os.access(artifacts_dir, os.W_OK):
+        return f"cannot create {path}: {artifacts_dir} is not writable"
+    return None
+
+
 def track(
     artifacts_dir: Path,
     cli_uri: str | None,
@@ -38,6 +53,11 @@ def track(
     local_uri = local_store_uri(artifacts_dir)
     target = resolve_tracking_uri(cli_uri, artifacts_dir)
     extra_tags = {TARGET: target} if target != local_uri else {}
+    problem = local_store_problem(artifacts_dir)
+    if problem:
+        console.print(f"[yellow]warning:[/] could not log to the local MLflow store {local_uri}: {problem}; "
+                      "the run folder has every result")
+        return None
     try:
         with store_lock(artifacts_dir):
             tracking = log(Tracker(local_uri, experiment, artifacts_dir), extra_tags)
