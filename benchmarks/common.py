@@ -17,7 +17,8 @@ BENCH_ARTIFACTS = REPO / "artifacts" / "bench"
 
 
 def run_recipe(path: Path | str, targets: list[str] | None = None) -> RunResult:
-    """The recipe's steps through the pipeline; unchanged steps come from the cache."""
+    """The recipe's steps through the pipeline (and the named targets only; none by default);
+    unchanged steps come from the cache."""
     loaded = load_recipe(REPO / path)
     options = RunOptions(artifacts_dir=BENCH_ARTIFACTS, only_targets=targets or [], progress=Progress(enabled=True))
     with options.progress.live():

@@ -56,11 +56,12 @@ def _evaluate(request: dict[str, Any]) -> dict[str, Any]:
             metrics, samples = evaluate_runner(
                 runner, inputs, labels, reference, settings, request["task"], request["labeled"],
                 throughput_batch=device_class.batch.opt, max_batch=device_class.batch.max,
-                latency_batch=device_class.batch.min,
+                latency_batch=device_class.batch.min, latency_only=request.get("latency_only", False),
             )
         finally:
             runner.close()
-    metrics["peak_memory_mb"] = memory.peak_mb
+    if not request.get("latency_only"):
+        metrics["peak_memory_mb"] = memory.peak_mb
     return {"metrics": metrics, "latency_samples_ms": samples}
 
 

@@ -33,6 +33,16 @@ def latency_summary(samples_ms: list[float] | np.ndarray) -> dict[str, float]:
     }
 
 
+def pooled_latency(per_process: list[list[float]]) -> dict[str, float]:
+    """Percentiles over the samples of several processes, plus how far their medians spread:
+    thread placement differs from process to process, so one process alone can mislead."""
+    medians = [float(np.median(samples)) for samples in per_process if samples]
+    metrics = latency_summary([s for samples in per_process for s in samples])
+    metrics["latency_processes"] = float(len(medians))
+    metrics["latency_p50_spread"] = (max(medians) - min(medians)) / float(np.median(medians)) if medians else 0.0
+    return metrics
+
+
 def classification_accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
     return float((logits.argmax(axis=1) == labels).mean()) if len(labels) else float("nan")
 
@@ -151,9 +161,13 @@ def evaluate_runner(
     throughput_batch: int,
     max_batch: int | None = None,
     latency_batch: int = 1,
+    latency_only: bool = False,
 ) -> tuple[dict[str, float], list[float]]:
     """All per-target numbers, plus the raw latency samples (for distribution plots). Latency is
     per request at `latency_batch` (1, unless the engine accepts no smaller batch)."""
+    if latency_only:
+        return {}, time_runs(lambda: runner.timed_run(take_batch(inputs, latency_batch)),
+                             settings.warmup_runs, settings.min_runs, settings.min_time_s)
     metrics: dict[str, float] = {}
     batch_size = max(min(settings.batch_size, max_batch or settings.batch_size), latency_batch)
     outputs = run_batched(runner, inputs, batch_size, min_batch=latency_batch)

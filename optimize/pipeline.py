@@ -118,6 +118,16 @@ def new_run_id() -> str:
     return f"{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
 
 
+def per_process_timing(settings):
+    """Each latency process times its share of the recipe's minimum runs and seconds."""
+    import math
+
+    count = settings.latency_processes
+    return settings.model_copy(
+        update={"min_runs": math.ceil(settings.min_runs / count), "min_time_s": settings.min_time_s / count}
+    )
+
+
 def engine_cache_key(model_hash: str, device_class_settings: dict[str, Any], identity: dict[str, Any]) -> str:
     """An engine depends on the model, the class's build settings and the runtime + hardware."""
     return hash_value({"kind": "engine", "model": model_hash, "settings": device_class_settings, "identity": identity})
@@ -404,19 +414,20 @@ class Pipeline:
         )
         feeds = self.eval_feeds()
 
-        def compute(workdir: Path) -> dict[str, Any]:
+        def worker(request_settings, latency_only: bool) -> dict[str, Any]:
             scratch = self.store.new_workdir()
             try:
                 return run_in_subprocess(
                     {
                         "device_class": device_class.model_dump(mode="json"),
-                        "settings": settings.model_dump(mode="json"),
+                        "settings": request_settings.model_dump(mode="json"),
                         "engine_path": str(engine.path),
                         "engine_hash": engine.hash,
                         "feeds": str(feeds.file),
                         "reference": str(reference_outputs.file) if reference_outputs is not None else None,
                         "task": self.recipe.model.task,
                         "labeled": self.data.labeled("eval"),
+                        "latency_only": latency_only,
                     },
                     scratch,
                 )
@@ -424,6 +435,16 @@ class Pipeline:
                 raise TargetError(device_class.name, str(exc)) from exc
             finally:
                 shutil.rmtree(scratch, ignore_errors=True)
+
+        def compute(workdir: Path) -> dict[str, Any]:
+            from optimize.evaluation import pooled_latency
+
+            share = per_process_timing(settings)
+            first = worker(share, latency_only=False)
+            per_process = [first["latency_samples_ms"]]
+            per_process += [worker(share, latency_only=True)["latency_samples_ms"] for _ in range(settings.latency_processes - 1)]
+            metrics = {**first["metrics"], **pooled_latency(per_process)}
+            return {"metrics": metrics, "latency_samples_ms": [s for samples in per_process for s in samples]}
 
         entry, cached = self._cached(key, f"{device_class.name} evaluation", compute)
         return Evaluation(metrics=entry["metrics"], latency_samples_ms=entry["latency_samples_ms"], cached=cached, key=key)

@@ -32,7 +32,7 @@ def tiny_recipe_dict(**overrides: Any) -> dict[str, Any]:
         },
         "stages": [{"train": {"epochs": 3, "lr": 0.02, "batch_size": 16}}, {"export": {"opset": 17}}],
         "targets": ["x86-cpu-onnxruntime"],
-        "evaluation": {"warmup_runs": 2, "min_runs": 5, "min_time_s": 0.05, "throughput_time_s": 0.05},
+        "evaluation": {"warmup_runs": 2, "min_runs": 5, "min_time_s": 0.05, "throughput_time_s": 0.05, "latency_processes": 1},
     }
     for key, value in overrides.items():
         if value is None:

@@ -60,3 +60,12 @@ def test_run_batched_pads_a_short_last_batch_to_the_engine_minimum():
     inputs = {"x": np.arange(10, dtype=np.float32).reshape(10, 1)}
     outputs = run_batched(MinBatchRunner(), inputs, batch_size=4, min_batch=4)
     assert outputs.ravel().tolist() == [2.0 * i for i in range(10)]
+
+
+def test_pooled_latency_spreads_over_processes():
+    from optimize.evaluation import pooled_latency
+
+    pooled = pooled_latency([[1.0, 1.0, 1.0], [2.0, 2.0, 2.0], [1.5, 1.5, 1.5]])
+    assert pooled["latency_processes"] == 3
+    assert pooled["latency_p50_ms"] == 1.5
+    assert pooled["latency_p50_spread"] == pytest.approx((2.0 - 1.0) / 1.5)

@@ -124,6 +124,9 @@ class EvaluationSpec(StrictModel):
     min_runs: PositiveInt = Field(50, le=1_000_000, description="timed batch-1 runs, at least")
     min_time_s: float = Field(2.0, ge=0, le=600, description="keep timing batch-1 runs for at least this long")
     throughput_time_s: float = Field(1.0, ge=0, le=600, description="time spent measuring throughput")
+    latency_processes: PositiveInt = Field(
+        3, le=32, description="fresh processes the latency runs are spread over (thread placement varies per process)"
+    )
 
 
 class GateLimits(StrictModel):
