@@ -12,7 +12,11 @@ from optimize.console import out
 
 
 def main(names: list[str]) -> int:
-    available = sorted(m.name.removeprefix("bench_") for m in pkgutil.iter_modules(benchmarks.__path__) if m.name.startswith("bench_"))
+    available = sorted(
+        m.name.removeprefix("bench_")
+        for m in pkgutil.iter_modules(benchmarks.__path__)
+        if m.name.startswith("bench_")
+    )
     unknown = [n for n in names if n not in available]
     if unknown:
         print(f"unknown benchmark {unknown[0]!r}; available: {', '.join(available)}", file=sys.stderr)

@@ -5,14 +5,13 @@ threads, every model timed in the same process, interleaved over rounds."""
 
 from __future__ import annotations
 
-import statistics
 from pathlib import Path
 
 import numpy as np
 import yaml
 from rich.table import Table
 
-from benchmarks.common import BENCH_ARTIFACTS, REPO, onnx_p50_ms, run_recipe
+from benchmarks.common import BENCH_ARTIFACTS, REPO, interleaved_p50_ms, run_recipe
 from optimize.console import out
 
 RECIPE = REPO / "recipes" / "resnet18-digits-prune.yaml"
@@ -52,19 +51,6 @@ def write_variant(label: str, stages: list) -> Path:
     return path
 
 
-def latencies(models: dict[str, Path], feeds: dict[str, np.ndarray]) -> dict[tuple[str, int], float]:
-    """Median over rounds of each model's p50, models and thread counts interleaved in each round
-    so that load from other processes hits them alike."""
-    samples: dict[tuple[str, int], list[float]] = {}
-    for _ in range(ROUNDS):
-        for threads in THREADS:
-            for label, path in models.items():
-                samples.setdefault((label, threads), []).append(
-                    onnx_p50_ms(path, feeds, threads, seconds=1.0)
-                )
-    return {key: statistics.median(values) for key, values in samples.items()}
-
-
 def main() -> None:
     results = {label: run_recipe(write_variant(label, stages)) for label, stages in variants().items()}
     final = {label: result.steps[-1] for label, result in results.items()}
@@ -74,7 +60,7 @@ def main() -> None:
     feeds = {
         spec["name"]: np.random.default_rng(0).standard_normal([1, *spec["shape"][1:]]).astype(np.float32)
     }
-    p50 = latencies(models, feeds)
+    p50 = interleaved_p50_ms(models, feeds, THREADS, ROUNDS)
 
     base = final["unpruned"].metrics
     table = Table(title=f"Pruning and distillation · {RECIPE.relative_to(REPO)}", title_justify="left")

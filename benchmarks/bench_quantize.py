@@ -14,7 +14,6 @@ rounds so that load from other processes hits them alike; the median over rounds
 
 from __future__ import annotations
 
-import statistics
 import tempfile
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import numpy as np
 import yaml
 from rich.table import Table
 
-from benchmarks.common import BENCH_ARTIFACTS, REPO, onnx_p50_ms, run_recipe
+from benchmarks.common import BENCH_ARTIFACTS, REPO, interleaved_p50_ms, run_recipe
 from optimize.console import out
 
 RESNET = REPO / "recipes" / "resnet18-digits-int8.yaml"
@@ -61,17 +60,6 @@ def outputs(path: Path, inputs: dict[str, np.ndarray], batch: int = 64) -> np.nd
             for start in range(0, total, batch)
         ]
     )
-
-
-def latencies(models: dict[str, Path], feeds: dict[str, np.ndarray]) -> dict[tuple[str, int], float]:
-    samples: dict[tuple[str, int], list[float]] = {}
-    for _ in range(ROUNDS):
-        for threads in THREADS:
-            for label, path in models.items():
-                samples.setdefault((label, threads), []).append(
-                    onnx_p50_ms(path, feeds, threads, seconds=1.0)
-                )
-    return {key: statistics.median(values) for key, values in samples.items()}
 
 
 def plain_anchors(fp32: Path, calibration: list[dict], folder: Path) -> dict[str, Path]:
@@ -157,7 +145,7 @@ def resnet() -> None:
         top1 = {label: outputs(path, inputs).argmax(1) for label, path in models.items()}
         accuracy = {label: float((predicted == labels).mean()) for label, predicted in top1.items()}
         size = {label: path.stat().st_size / 1e6 for label, path in models.items()}
-        p50 = latencies(models, eval_items[0])
+        p50 = interleaved_p50_ms(models, eval_items[0], THREADS, ROUNDS)
         agreement = {
             label: openvino_agreement(models[label], inputs, top1[label]) for label in (ours_label, *extra)
         }
@@ -215,7 +203,9 @@ def minilm() -> None:
         "our INT4 stage": int4_run.steps[-1],
     }
     eval_items, _ = recipe_data(int4_run, "eval")
-    p50 = latencies({label: step.artifact.file for label, step in steps.items()}, eval_items[0])
+    p50 = interleaved_p50_ms(
+        {label: step.artifact.file for label, step in steps.items()}, eval_items[0], THREADS, ROUNDS
+    )
 
     table = Table(
         title=f"MiniLM · {MINILM.relative_to(REPO)} · {len(eval_items)} sentences, cosine to the FP32 embeddings",

@@ -20,7 +20,9 @@ def run_recipe(path: Path | str, targets: list[str] | None = None) -> RunResult:
     """The recipe's steps through the pipeline (and the named targets only; none by default);
     unchanged steps come from the cache."""
     loaded = load_recipe(REPO / path)
-    options = RunOptions(artifacts_dir=BENCH_ARTIFACTS, only_targets=targets or [], progress=Progress(enabled=True))
+    options = RunOptions(
+        artifacts_dir=BENCH_ARTIFACTS, only_targets=targets or [], progress=Progress(enabled=True)
+    )
     with options.progress.live():
         return Pipeline(loaded, options).run()
 
@@ -38,3 +40,18 @@ def onnx_p50_ms(path: Path, feeds: dict[str, np.ndarray], threads: int, seconds:
         return (time.perf_counter() - start) * 1000.0
 
     return latency_summary(time_runs(once, warmup=20, min_runs=100, min_time_s=seconds))["latency_p50_ms"]
+
+
+def interleaved_p50_ms(
+    models: dict[str, Path], feeds: dict[str, np.ndarray], threads: tuple[int, ...] = (1, 2), rounds: int = 3
+) -> dict[tuple[str, int], float]:
+    """Median over rounds of each model's p50 at each thread count; models and thread counts take
+    turns within every round, so load from other processes hits them alike."""
+    import statistics
+
+    samples: dict[tuple[str, int], list[float]] = {}
+    for _ in range(rounds):
+        for count in threads:
+            for label, path in models.items():
+                samples.setdefault((label, count), []).append(onnx_p50_ms(path, feeds, count, seconds=1.0))
+    return {key: statistics.median(values) for key, values in samples.items()}

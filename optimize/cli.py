@@ -38,7 +38,16 @@ def _configure(debug: bool) -> None:
         format="%(levelname)s: %(message)s" if debug else "warning: %(message)s",
         stream=sys.stderr,
     )
-    for noisy in ("mlflow", "alembic", "nncf", "urllib3", "urllib3.connectionpool", "matplotlib", "PIL", "httpx"):
+    for noisy in (
+        "mlflow",
+        "alembic",
+        "nncf",
+        "urllib3",
+        "urllib3.connectionpool",
+        "matplotlib",
+        "PIL",
+        "httpx",
+    ):
         logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.ERROR)
     if not debug:
         warnings.filterwarnings("ignore")
@@ -64,8 +73,10 @@ def handle_errors(command):
         except Exception as exc:  # a bug or an unexpected library failure
             if _State.debug:
                 traceback.print_exc()
-            console.print(f"[red]error:[/] {escape(f'{type(exc).__name__}: {exc}')} (run with --debug for the traceback)",
-                          soft_wrap=True)
+            console.print(
+                f"[red]error:[/] {escape(f'{type(exc).__name__}: {exc}')} (run with --debug for the traceback)",
+                soft_wrap=True,
+            )
             sys.exit(EXIT_STAGE_FAILED)
         sys.exit(code or EXIT_OK)
 
@@ -83,18 +94,40 @@ def main() -> None:
 
 @main.command()
 @click.argument("recipe", type=click.Path(path_type=Path))
-@click.option("--target", "targets", multiple=True, metavar="NAME", help="build only these targets (repeatable)")
+@click.option(
+    "--target", "targets", multiple=True, metavar="NAME", help="build only these targets (repeatable)"
+)
 @click.option("--no-cache", is_flag=True, help="redo every step, build and evaluation")
-@click.option("--artifacts", type=click.Path(path_type=Path), default=DEFAULT_ARTIFACTS, show_default=True,
-              envvar="OPTIMIZE_ARTIFACTS", help="folder for the store, run folders and the default MLflow database")
-@click.option("--tracking-uri", metavar="URI", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else SQLite in --artifacts)")
-@click.option("--require-targets", is_flag=True, help="a target this host cannot build or run fails the run (exit 3)")
-@click.option("--junit", type=click.Path(path_type=Path), help="also write the gate results as JUnit XML here")
-@click.option("--summary", type=click.Path(path_type=Path), help="also write the Markdown summary (for a PR comment) here")
+@click.option(
+    "--artifacts",
+    type=click.Path(path_type=Path),
+    default=DEFAULT_ARTIFACTS,
+    show_default=True,
+    envvar="OPTIMIZE_ARTIFACTS",
+    help="folder for the store, run folders and the default MLflow database",
+)
+@click.option(
+    "--tracking-uri",
+    metavar="URI",
+    help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else SQLite in --artifacts)",
+)
+@click.option(
+    "--require-targets", is_flag=True, help="a target this host cannot build or run fails the run (exit 3)"
+)
+@click.option(
+    "--junit", type=click.Path(path_type=Path), help="also write the gate results as JUnit XML here"
+)
+@click.option(
+    "--summary",
+    type=click.Path(path_type=Path),
+    help="also write the Markdown summary (for a PR comment) here",
+)
 @click.option("--quiet", is_flag=True, help="no progress bars")
 @debug_option
 @handle_errors
-def run(recipe: Path, targets, no_cache, artifacts, tracking_uri, require_targets, junit, summary, quiet, debug) -> int:
+def run(
+    recipe: Path, targets, no_cache, artifacts, tracking_uri, require_targets, junit, summary, quiet, debug
+) -> int:
     """Run RECIPE: stages, then a build and an evaluation per target."""
     _configure(debug)
     from optimize.recipe.loader import load_recipe
@@ -133,7 +166,9 @@ def validate(recipe: Path, debug) -> int:
 
     loaded = load_recipe(recipe)
     steps = " → ".join(loaded.recipe.step_ids()) or "no stages"
-    out.print(f"[green]ok[/] {loaded.path}: {loaded.recipe.name}: {steps}; targets: {', '.join(loaded.recipe.targets) or 'none'}")
+    out.print(
+        f"[green]ok[/] {loaded.path}: {loaded.recipe.name}: {steps}; targets: {', '.join(loaded.recipe.targets) or 'none'}"
+    )
     return EXIT_OK
 
 
@@ -151,7 +186,9 @@ def stages(debug) -> int:
 
 
 @main.command()
-@click.option("--format", "format_", type=click.Choice(["json", "markdown"]), default="json", show_default=True)
+@click.option(
+    "--format", "format_", type=click.Choice(["json", "markdown"]), default="json", show_default=True
+)
 @debug_option
 @handle_errors
 def schema(format_, debug) -> int:
@@ -164,7 +201,9 @@ def schema(format_, debug) -> int:
 
 
 @main.command()
-@click.option("--recipe", type=click.Path(path_type=Path), help="include device classes defined in this recipe")
+@click.option(
+    "--recipe", type=click.Path(path_type=Path), help="include device classes defined in this recipe"
+)
 @debug_option
 @handle_errors
 def targets(recipe, debug) -> int:
@@ -186,8 +225,12 @@ def targets(recipe, debug) -> int:
 
 
 artifacts_option = click.option(
-    "--artifacts", type=click.Path(path_type=Path), default=DEFAULT_ARTIFACTS, show_default=True,
-    envvar="OPTIMIZE_ARTIFACTS", help="the artifacts folder the runs were written to",
+    "--artifacts",
+    type=click.Path(path_type=Path),
+    default=DEFAULT_ARTIFACTS,
+    show_default=True,
+    envvar="OPTIMIZE_ARTIFACTS",
+    help="the artifacts folder the runs were written to",
 )
 
 
@@ -195,7 +238,9 @@ artifacts_option = click.option(
 @click.argument("run_id", default="latest", metavar="[RUN]")
 @click.option("--recipe", metavar="NAME|PATH", help="the recipe whose latest run is meant")
 @artifacts_option
-@click.option("--output", type=click.Path(path_type=Path), help="where to write the HTML (default: the run folder)")
+@click.option(
+    "--output", type=click.Path(path_type=Path), help="where to write the HTML (default: the run folder)"
+)
 @debug_option
 @handle_errors
 def report(run_id, recipe, artifacts, output, debug) -> int:
@@ -211,19 +256,50 @@ def report(run_id, recipe, artifacts, output, debug) -> int:
 
 
 @main.command()
-@click.option("--device-class", "device_class", required=True, metavar="NAME", help="the device class to rebuild")
-@click.option("--from", "from_run", default="latest", show_default=True, metavar="RUN|latest", help="the run whose ONNX model to rebuild")
+@click.option(
+    "--device-class", "device_class", required=True, metavar="NAME", help="the device class to rebuild"
+)
+@click.option(
+    "--from",
+    "from_run",
+    default="latest",
+    show_default=True,
+    metavar="RUN|latest",
+    help="the run whose ONNX model to rebuild",
+)
 @click.option("--recipe", metavar="NAME|PATH", help="the recipe whose latest run is meant")
 @artifacts_option
 @click.option("--tracking-uri", metavar="URI", help="MLflow tracking URI")
 @click.option("--require-targets", is_flag=True, help="exit 3 when this host cannot build and run the class")
-@click.option("--accuracy-tolerance", type=float, default=0.005, show_default=True, help="absolute accuracy drop allowed")
-@click.option("--latency-tolerance", type=float, default=0.15, show_default=True, help="relative latency increase allowed")
+@click.option(
+    "--accuracy-tolerance",
+    type=float,
+    default=0.005,
+    show_default=True,
+    help="absolute accuracy drop allowed",
+)
+@click.option(
+    "--latency-tolerance",
+    type=float,
+    default=0.15,
+    show_default=True,
+    help="relative latency increase allowed",
+)
 @click.option("--quiet", is_flag=True, help="no progress bars")
 @debug_option
 @handle_errors
-def rebuild(device_class, from_run, recipe, artifacts, tracking_uri, require_targets, accuracy_tolerance,
-            latency_tolerance, quiet, debug) -> int:
+def rebuild(
+    device_class,
+    from_run,
+    recipe,
+    artifacts,
+    tracking_uri,
+    require_targets,
+    accuracy_tolerance,
+    latency_tolerance,
+    quiet,
+    debug,
+) -> int:
     """Rebuild one device class from a run's stored ONNX model and flag regressions (exit 1)."""
     _configure(debug)
     from optimize.history import Tolerances
@@ -232,9 +308,18 @@ def rebuild(device_class, from_run, recipe, artifacts, tracking_uri, require_tar
 
     artifacts = artifacts.resolve()
     manifest_path = find_run(artifacts, from_run, recipe)
-    tolerances = Tolerances(accuracy=accuracy_tolerance, agreement=accuracy_tolerance, latency=latency_tolerance)
-    return run_rebuild(artifacts, manifest_path, device_class, require_targets, tolerances, tracking_uri,
-                       Progress(enabled=not quiet))
+    tolerances = Tolerances(
+        accuracy=accuracy_tolerance, agreement=accuracy_tolerance, latency=latency_tolerance
+    )
+    return run_rebuild(
+        artifacts,
+        manifest_path,
+        device_class,
+        require_targets,
+        tolerances,
+        tracking_uri,
+        Progress(enabled=not quiet),
+    )
 
 
 @main.command()
@@ -259,10 +344,15 @@ def history(device_class, recipe, artifacts, debug) -> int:
 
 
 @main.command()
-@click.option("--tracking-uri", metavar="URI", help="the server to upload to (default: each run's own target, "
-              "else MLFLOW_TRACKING_URI)")
+@click.option(
+    "--tracking-uri",
+    metavar="URI",
+    help="the server to upload to (default: each run's own target, else MLFLOW_TRACKING_URI)",
+)
 @artifacts_option
-@click.option("--all", "include_all", is_flag=True, help="also upload runs that were logged with no server configured")
+@click.option(
+    "--all", "include_all", is_flag=True, help="also upload runs that were logged with no server configured"
+)
 @debug_option
 @handle_errors
 def sync(tracking_uri, artifacts, include_all, debug) -> int:
@@ -297,7 +387,9 @@ def sync(tracking_uri, artifacts, include_all, debug) -> int:
             left = len(pending) - index
             reason = str(exc).splitlines()[0][:200]
             raise OptimizeError(f"cannot sync to {target}: {reason}; {left} run(s) stay buffered") from exc
-        out.print(f"{run_id} → {target}: {'uploaded' if run_id in report.uploaded else 'already there'} "
-                  f"(remote run {report.remote_ids[run_id]})")
+        out.print(
+            f"{run_id} → {target}: {'uploaded' if run_id in report.uploaded else 'already there'} "
+            f"(remote run {report.remote_ids[run_id]})"
+        )
     out.print(f"synced {len(report.uploaded)} run(s), {len(report.already)} were already on the server")
     return EXIT_OK

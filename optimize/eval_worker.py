@@ -16,14 +16,18 @@ from typing import Any
 REQUEST_FORMAT = "optimize-eval-request/1"
 
 
-def run_in_subprocess(request: dict[str, Any], workdir: Path, timeout_s: float | None = None) -> dict[str, Any]:
+def run_in_subprocess(
+    request: dict[str, Any], workdir: Path, timeout_s: float | None = None
+) -> dict[str, Any]:
     """Run the worker on `request`; returns its result or raises RuntimeError with its error."""
     request_path = workdir / "request.json"
     result_path = workdir / "result.json"
     request_path.write_text(json.dumps({**request, "format": REQUEST_FORMAT, "result": str(result_path)}))
     completed = subprocess.run(
         [sys.executable, "-m", "optimize.eval_worker", str(request_path)],
-        capture_output=True, text=True, timeout=timeout_s,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
     )
     if completed.returncode != 0 or not result_path.is_file():
         lines = [line for line in completed.stderr.strip().splitlines() if line.strip()]
@@ -54,9 +58,17 @@ def _evaluate(request: dict[str, Any]) -> dict[str, Any]:
         runner = runtime.open(engine, device_class)
         try:
             metrics, samples = evaluate_runner(
-                runner, inputs, labels, reference, settings, request["task"], request["labeled"],
-                throughput_batch=device_class.batch.opt, max_batch=device_class.batch.max,
-                latency_batch=device_class.batch.min, latency_only=request.get("latency_only", False),
+                runner,
+                inputs,
+                labels,
+                reference,
+                settings,
+                request["task"],
+                request["labeled"],
+                throughput_batch=device_class.batch.opt,
+                max_batch=device_class.batch.max,
+                latency_batch=device_class.batch.min,
+                latency_only=request.get("latency_only", False),
             )
         finally:
             runner.close()

@@ -39,7 +39,9 @@ def pooled_latency(per_process: list[list[float]]) -> dict[str, float]:
     medians = [float(np.median(samples)) for samples in per_process if samples]
     metrics = latency_summary([s for samples in per_process for s in samples])
     metrics["latency_processes"] = float(len(medians))
-    metrics["latency_p50_spread"] = (max(medians) - min(medians)) / float(np.median(medians)) if medians else 0.0
+    metrics["latency_p50_spread"] = (
+        (max(medians) - min(medians)) / float(np.median(medians)) if medians else 0.0
+    )
     return metrics
 
 
@@ -115,7 +117,9 @@ def collect_outputs(runner: Runner, data: DataProvider, batch_size: int, max_sam
     return np.concatenate(outputs), np.concatenate(labels)
 
 
-def run_batched(runner: Runner, inputs: dict[str, np.ndarray], batch_size: int, min_batch: int = 1) -> np.ndarray:
+def run_batched(
+    runner: Runner, inputs: dict[str, np.ndarray], batch_size: int, min_batch: int = 1
+) -> np.ndarray:
     """First outputs of the runner over arrays of samples, batch by batch; a last batch smaller
     than the engine's minimum is padded with repeats and the padding dropped from the outputs."""
     total = len(next(iter(inputs.values())))
@@ -145,7 +149,9 @@ def take_batch(inputs: dict[str, np.ndarray], batch: int) -> dict[str, np.ndarra
     have = len(next(iter(inputs.values())))
     repeats = -(-batch // have)
     return {
-        name: np.ascontiguousarray(np.concatenate([value] * repeats)[:batch] if repeats > 1 else value[:batch])
+        name: np.ascontiguousarray(
+            np.concatenate([value] * repeats)[:batch] if repeats > 1 else value[:batch]
+        )
         for name, value in inputs.items()
     }
 
@@ -166,8 +172,12 @@ def evaluate_runner(
     """All per-target numbers, plus the raw latency samples (for distribution plots). Latency is
     per request at `latency_batch` (1, unless the engine accepts no smaller batch)."""
     if latency_only:
-        return {}, time_runs(lambda: runner.timed_run(take_batch(inputs, latency_batch)),
-                             settings.warmup_runs, settings.min_runs, settings.min_time_s)
+        return {}, time_runs(
+            lambda: runner.timed_run(take_batch(inputs, latency_batch)),
+            settings.warmup_runs,
+            settings.min_runs,
+            settings.min_time_s,
+        )
     metrics: dict[str, float] = {}
     batch_size = max(min(settings.batch_size, max_batch or settings.batch_size), latency_batch)
     outputs = run_batched(runner, inputs, batch_size, min_batch=latency_batch)
@@ -178,7 +188,9 @@ def evaluate_runner(
         metrics.update(agreement(reference_outputs[: len(outputs)], outputs, task))
 
     single = take_batch(inputs, latency_batch)
-    samples = time_runs(lambda: runner.timed_run(single), settings.warmup_runs, settings.min_runs, settings.min_time_s)
+    samples = time_runs(
+        lambda: runner.timed_run(single), settings.warmup_runs, settings.min_runs, settings.min_time_s
+    )
     metrics.update(latency_summary(samples))
     metrics["latency_batch"] = float(latency_batch)
 

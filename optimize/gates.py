@@ -44,7 +44,13 @@ def limits_for(gates, target: str) -> dict[str, float]:
     limits = {name: getattr(gates, name) for name in GATE_METRICS if getattr(gates, name) is not None}
     per_target = gates.per_target.get(target)
     if per_target is not None:
-        limits.update({name: getattr(per_target, name) for name in GATE_METRICS if getattr(per_target, name) is not None})
+        limits.update(
+            {
+                name: getattr(per_target, name)
+                for name in GATE_METRICS
+                if getattr(per_target, name) is not None
+            }
+        )
     return limits
 
 
@@ -64,12 +70,16 @@ def target_measurements(metrics: dict[str, float], is_fp32_model: bool) -> dict[
     measured: dict[str, float | None] = {metric: metrics.get(metric) for metric, _ in GATE_METRICS.values()}
     measured["agreement"] = metrics.get("agreement_top1", metrics.get("agreement_cosine"))
     if is_fp32_model:
-        measured["accuracy_drop"] = measured["accuracy_drop"] if measured["accuracy_drop"] is not None else 0.0
+        measured["accuracy_drop"] = (
+            measured["accuracy_drop"] if measured["accuracy_drop"] is not None else 0.0
+        )
         measured["speedup"] = measured["speedup"] if measured["speedup"] is not None else 1.0
     return measured
 
 
-def decide(gates, targets: list[dict[str, Any]], model_metrics: dict[str, float], is_fp32_model: bool) -> list[GateResult]:
+def decide(
+    gates, targets: list[dict[str, Any]], model_metrics: dict[str, float], is_fp32_model: bool
+) -> list[GateResult]:
     """targets: [{"name", "status", "reason", "metrics"}]; model_metrics: the final step's."""
     results: list[GateResult] = []
     for gate in MODEL_GATES:
@@ -81,13 +91,22 @@ def decide(gates, targets: list[dict[str, Any]], model_metrics: dict[str, float]
         limits = limits_for(gates, target["name"])
         if target["status"] != "ok":
             results.extend(
-                GateResult(gate, target["name"], limit, None, "failed" if target["status"] == "failed" else "skipped",
-                           f"target {target['status']}: {target['reason']}")
+                GateResult(
+                    gate,
+                    target["name"],
+                    limit,
+                    None,
+                    "failed" if target["status"] == "failed" else "skipped",
+                    f"target {target['status']}: {target['reason']}",
+                )
                 for gate, limit in limits.items()
             )
             continue
         measured = target_measurements(target["metrics"], is_fp32_model)
-        results.extend(check(gate, target["name"], limit, measured[GATE_METRICS[gate][0]]) for gate, limit in limits.items())
+        results.extend(
+            check(gate, target["name"], limit, measured[GATE_METRICS[gate][0]])
+            for gate, limit in limits.items()
+        )
     return results
 
 
@@ -131,7 +150,12 @@ def summary_markdown(manifest: dict[str, Any], results: list[GateResult], links:
     failed = [r for r in results if r.status == "failed"]
     verdict = "❌ gates failed" if failed else "✅ all gates passed"
     recipe = manifest["recipe"]["name"]
-    lines = [f"## `{recipe}` · {verdict}", "", f"Run `{manifest['run_id']}` on {manifest['host']['cpu']}.", ""]
+    lines = [
+        f"## `{recipe}` · {verdict}",
+        "",
+        f"Run `{manifest['run_id']}` on {manifest['host']['cpu']}.",
+        "",
+    ]
     steps = manifest["steps"]
     if steps:
         final = steps[-1]["metrics"]
@@ -145,7 +169,10 @@ def summary_markdown(manifest: dict[str, Any], results: list[GateResult], links:
             "",
         ]
     if manifest["targets"]:
-        lines += ["| target | status | accuracy | p50 ms | p90 ms | speedup | size MB |", "| --- | --- | --- | --- | --- | --- | --- |"]
+        lines += [
+            "| target | status | accuracy | p50 ms | p90 ms | speedup | size MB |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
         for target in manifest["targets"]:
             m = target["metrics"]
             lines.append(
@@ -164,6 +191,9 @@ def summary_markdown(manifest: dict[str, Any], results: list[GateResult], links:
     else:
         lines += ["No gates are set in the recipe.", ""]
     if links:
-        shown = [f"[{name}]({url})" if url.startswith("http") else f"{name}: `{url}`" for name, url in links.items()]
+        shown = [
+            f"[{name}]({url})" if url.startswith("http") else f"{name}: `{url}`"
+            for name, url in links.items()
+        ]
         lines += ["MLflow: " + " · ".join(shown), ""]
     return "\n".join(lines)

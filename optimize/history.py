@@ -16,8 +16,16 @@ from typing import Any
 
 from optimize.versions import host_identity
 
-HEADLINE = ("accuracy", "agreement_top1", "agreement_cosine", "latency_p50_ms", "latency_p90_ms",
-            "throughput_sps", "size_mb", "peak_memory_mb")
+HEADLINE = (
+    "accuracy",
+    "agreement_top1",
+    "agreement_cosine",
+    "latency_p50_ms",
+    "latency_p90_ms",
+    "throughput_sps",
+    "size_mb",
+    "peak_memory_mb",
+)
 
 
 @dataclass(frozen=True)
@@ -43,7 +51,9 @@ def _history_file(artifacts_dir: Path, recipe: str, device_class: str) -> Path:
     return artifacts_dir / "history" / recipe / f"{device_class}.jsonl"
 
 
-def target_record(recipe: str, run_id: str, kind: str, target, model_hash: str, source_run: str | None = None) -> dict[str, Any]:
+def target_record(
+    recipe: str, run_id: str, kind: str, target, model_hash: str, source_run: str | None = None
+) -> dict[str, Any]:
     metrics = target.metrics
     return {
         "time": dt.datetime.now(dt.timezone.utc).isoformat(),
@@ -76,10 +86,15 @@ def append(artifacts_dir: Path, record: dict[str, Any]) -> None:
 
 def record_run(artifacts_dir: Path, result) -> None:
     for target in result.targets:
-        append(artifacts_dir, target_record(result.recipe.recipe.name, result.run_id, "run", target, result.final.hash))
+        append(
+            artifacts_dir,
+            target_record(result.recipe.recipe.name, result.run_id, "run", target, result.final.hash),
+        )
 
 
-def read(artifacts_dir: Path, recipe: str | None = None, device_class: str | None = None) -> list[dict[str, Any]]:
+def read(
+    artifacts_dir: Path, recipe: str | None = None, device_class: str | None = None
+) -> list[dict[str, Any]]:
     root = artifacts_dir / "history"
     pattern = f"{recipe or '*'}/{device_class or '*'}.jsonl"
     records = []
@@ -102,9 +117,15 @@ def previous_build(artifacts_dir: Path, recipe: str, device_class: str) -> dict[
 
 def compare(previous: dict[str, Any], current: dict[str, Any], tolerances: Tolerances) -> list[Change]:
     """What changed between two builds of the same recipe on the same device class."""
-    changes = [Change("status", previous["status"], current["status"],
-                      regression=previous["status"] == "ok" and current["status"] != "ok",
-                      note=current.get("reason", "") if current["status"] != "ok" else "")]
+    changes = [
+        Change(
+            "status",
+            previous["status"],
+            current["status"],
+            regression=previous["status"] == "ok" and current["status"] != "ok",
+            note=current.get("reason", "") if current["status"] != "ok" else "",
+        )
+    ]
     if previous["status"] != "ok" or current["status"] != "ok":
         return changes
     old, new = previous["metrics"], current["metrics"]
@@ -112,17 +133,32 @@ def compare(previous: dict[str, Any], current: dict[str, Any], tolerances: Toler
     def drop(metric: str, tolerance: float) -> None:
         if metric in old and metric in new:
             delta = new[metric] - old[metric]
-            changes.append(Change(metric, old[metric], new[metric], regression=delta < -tolerance,
-                                  note=f"{delta:+.4f} (tolerance -{tolerance:g})"))
+            changes.append(
+                Change(
+                    metric,
+                    old[metric],
+                    new[metric],
+                    regression=delta < -tolerance,
+                    note=f"{delta:+.4f} (tolerance -{tolerance:g})",
+                )
+            )
 
     def growth(metric: str, tolerance: float | None, floor: float = 0.0) -> None:
         if old.get(metric) and metric in new:
             ratio = new[metric] / old[metric] - 1
             if tolerance is None:
-                changes.append(Change(metric, old[metric], new[metric], regression=False, note=f"{ratio:+.1%} (not checked)"))
+                changes.append(
+                    Change(
+                        metric, old[metric], new[metric], regression=False, note=f"{ratio:+.1%} (not checked)"
+                    )
+                )
                 return
             regression = ratio > tolerance and new[metric] - old[metric] > floor
-            note = f"{ratio:+.1%} (tolerance +{tolerance:.0%}" + (f", ignored below +{floor:g}" if floor else "") + ")"
+            note = (
+                f"{ratio:+.1%} (tolerance +{tolerance:.0%}"
+                + (f", ignored below +{floor:g}" if floor else "")
+                + ")"
+            )
             changes.append(Change(metric, old[metric], new[metric], regression=regression, note=note))
 
     drop("accuracy", tolerances.accuracy)

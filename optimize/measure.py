@@ -31,7 +31,9 @@ def measure_torch(artifact: Artifact, source: ModelSource, data: DataProvider, t
     return metrics
 
 
-def onnx_outputs(artifact: Artifact, data: DataProvider, settings: EvaluationSpec) -> tuple[np.ndarray, np.ndarray]:
+def onnx_outputs(
+    artifact: Artifact, data: DataProvider, settings: EvaluationSpec
+) -> tuple[np.ndarray, np.ndarray]:
     """First outputs of an ONNX model over the eval set through ONNX Runtime on this CPU."""
     from optimize.evaluation import collect_outputs
     from optimize.runtimes.onnxruntime import OnnxRuntimeRunner, OnnxRuntimeSettings

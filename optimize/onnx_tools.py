@@ -20,7 +20,10 @@ def save_model(model: onnx.ModelProto, path: Path) -> None:
 
     large = model.ByteSize() > TWO_GB
     onnx.save_model(
-        model, str(path), save_as_external_data=large, all_tensors_to_one_file=True,
+        model,
+        str(path),
+        save_as_external_data=large,
+        all_tensors_to_one_file=True,
         location=f"{path.name}.data" if large else None,
     )
 
@@ -100,4 +103,7 @@ def output_difference(reference: np.ndarray, candidate: np.ndarray) -> dict[str,
     import numpy as np
 
     diff = np.abs(reference.astype(np.float64) - candidate.astype(np.float64))
-    return {"max_abs_diff": float(diff.max(initial=0.0)), "mean_abs_diff": float(diff.mean()) if diff.size else 0.0}
+    return {
+        "max_abs_diff": float(diff.max(initial=0.0)),
+        "mean_abs_diff": float(diff.mean()) if diff.size else 0.0,
+    }

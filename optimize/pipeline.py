@@ -33,7 +33,7 @@ from optimize.store import ArtifactStore
 from optimize.targets import device_classes_for
 from optimize.versions import host_identity, library_versions
 
-MEASURE_VERSION = 1  # bump when measure.py changes what it records, to refresh cached metrics
+MEASURE_VERSION = 2  # bump when measure.py changes what it records, to refresh cached metrics
 
 
 @dataclass
@@ -130,7 +130,9 @@ def per_process_timing(settings):
 
 def engine_cache_key(model_hash: str, device_class_settings: dict[str, Any], identity: dict[str, Any]) -> str:
     """An engine depends on the model, the class's build settings and the runtime + hardware."""
-    return hash_value({"kind": "engine", "model": model_hash, "settings": device_class_settings, "identity": identity})
+    return hash_value(
+        {"kind": "engine", "model": model_hash, "settings": device_class_settings, "identity": identity}
+    )
 
 
 def build_settings(device_class) -> dict[str, Any]:
@@ -150,16 +152,21 @@ class Pipeline:
         self.store = ArtifactStore(options.artifacts_dir / "store")
         self.source = open_source(self.recipe.model, loaded.base_dir)
         self.data = DataProvider(
-            {role: getattr(self.recipe.data, role) for role in ROLES}, DataContext(loaded.base_dir, self.source)
+            {role: getattr(self.recipe.data, role) for role in ROLES},
+            DataContext(loaded.base_dir, self.source),
         )
         self.tracker = tracker
         self.current = "start-up"  # what is running, for an interrupt message
         self._reference_outputs: dict[str, Any] = {}
 
     # -- the cache ------------------------------------------------------------------------
-    def _cached(self, key: str, label: str, compute: Callable[[Path], dict[str, Any]]) -> tuple[dict[str, Any], bool]:
+    def _cached(
+        self, key: str, label: str, compute: Callable[[Path], dict[str, Any]]
+    ) -> tuple[dict[str, Any], bool]:
         """The entry under key, computing it (into a private work folder) on a miss."""
-        with self.store.lock(key, on_wait=lambda: self.progress.note(f"  waiting: another run is computing {label}")):
+        with self.store.lock(
+            key, on_wait=lambda: self.progress.note(f"  waiting: another run is computing {label}")
+        ):
             if not self.options.no_cache:
                 entry = self.store.get_entry(key)
                 if entry is not None:
@@ -186,7 +193,11 @@ class Pipeline:
         self.current = "loading the model source"
         kind = self.source.artifact_kind
         key = hash_value(
-            {"kind": "source", "fingerprint": self.source.fingerprint(), "libraries": library_versions(["torch", "onnx"])}
+            {
+                "kind": "source",
+                "fingerprint": self.source.fingerprint(),
+                "libraries": library_versions(["torch", "onnx"]),
+            }
         )
 
         def compute(workdir: Path) -> dict[str, Any]:
@@ -194,8 +205,13 @@ class Pipeline:
                 shutil.copyfile(self.source.path, workdir / "model.onnx")
                 inputs = [spec.model_dump(mode="json") for spec in self.source.inputs()]
                 write_artifact_meta(
-                    workdir, ArtifactKind.ONNX, "model.onnx", precision="fp32", inputs=inputs,
-                    outputs=self.source.output_names(), fp32_reference=True,
+                    workdir,
+                    ArtifactKind.ONNX,
+                    "model.onnx",
+                    precision="fp32",
+                    inputs=inputs,
+                    outputs=self.source.output_names(),
+                    fp32_reference=True,
                 )
             else:
                 from optimize.torch_io import save_module
@@ -209,7 +225,9 @@ class Pipeline:
         except OptimizeError:
             raise
         except Exception as exc:
-            raise StageError("source", f"cannot build the model from '{self.recipe.model.source}': {exc}") from exc
+            raise StageError(
+                "source", f"cannot build the model from '{self.recipe.model.source}': {exc}"
+            ) from exc
         return self._artifact(entry)
 
     # -- checks before any work ---------------------------------------------------------------
@@ -217,8 +235,12 @@ class Pipeline:
         """The preflight once per model and data: a passed check is remembered in the store."""
         roles = [r for r in ("train", "eval") if self.data.has(r)]
         key = hash_value(
-            {"kind": "preflight", "model": source.hash, "task": self.recipe.model.task,
-             "data": {role: self.data.fingerprint(role) for role in roles}}
+            {
+                "kind": "preflight",
+                "model": source.hash,
+                "task": self.recipe.model.task,
+                "data": {role: self.data.fingerprint(role) for role in roles},
+            }
         )
         self._cached(key, "data and model check", lambda workdir: self._preflight(source) or {})
 
@@ -259,7 +281,12 @@ class Pipeline:
     def _eval_key(self, kind: str, **extra: Any) -> str:
         settings = self.recipe.evaluation
         return hash_value(
-            {"kind": kind, "eval": self.data.fingerprint("eval"), "max_samples": settings.max_samples, **extra}
+            {
+                "kind": kind,
+                "eval": self.data.fingerprint("eval"),
+                "max_samples": settings.max_samples,
+                **extra,
+            }
         )
 
     def eval_feeds(self) -> Artifact:
@@ -300,7 +327,9 @@ class Pipeline:
             write_artifact_meta(workdir, ArtifactKind.ONNX, "outputs.npy", reference=reference.hash)
             return {}
 
-        key = self._eval_key("reference-outputs", model=reference.hash, libraries=library_versions(["onnxruntime"]))
+        key = self._eval_key(
+            "reference-outputs", model=reference.hash, libraries=library_versions(["onnxruntime"])
+        )
         entry, _ = self._cached(key, "FP32 reference outputs", compute)
         return self._artifact(entry)
 
@@ -318,7 +347,12 @@ class Pipeline:
 
     # -- steps --------------------------------------------------------------------------------
     def _run_step(
-        self, index: int, step, current: Artifact, earlier: dict[str, Artifact], reference: Artifact | None,
+        self,
+        index: int,
+        step,
+        current: Artifact,
+        earlier: dict[str, Artifact],
+        reference: Artifact | None,
         previous_metrics: dict[str, float],
     ) -> StepResult:
         from optimize.measure import measure
@@ -330,8 +364,14 @@ class Pipeline:
         params = step.model_dump(mode="json", exclude={"id", "stage"})
         roles = set(stage_cls.roles_read(step)) | ({"eval"} if self.data.has("eval") else set())
         make_context = lambda workdir: StageContext(  # noqa: E731
-            step_id=step_id, input=current, workdir=workdir, data=self.data, model_source=self.source,
-            progress=self.progress, earlier=earlier, recipe=self.recipe,
+            step_id=step_id,
+            input=current,
+            workdir=workdir,
+            data=self.data,
+            model_source=self.source,
+            progress=self.progress,
+            earlier=earlier,
+            recipe=self.recipe,
         )
         key = stage_cache_key(
             input_hash=current.hash,
@@ -354,7 +394,9 @@ class Pipeline:
             artifact = Artifact.open(workdir, "pending")
             self._check_finite(step_id, artifact)
             ref_outputs = self.reference_array(reference) if artifact.kind == ArtifactKind.ONNX else None
-            metrics = measure(artifact, self.source, self.data, self.recipe.evaluation, self.recipe.model.task, ref_outputs)
+            metrics = measure(
+                artifact, self.source, self.data, self.recipe.evaluation, self.recipe.model.task, ref_outputs
+            )
             if "macs" not in metrics and "macs" in previous_metrics:
                 metrics["macs"] = previous_metrics["macs"]  # export and quantisation keep the MACs
             metrics.update(output.metrics)
@@ -362,9 +404,18 @@ class Pipeline:
 
         entry, cached = self._cached(key, f"stage {step_id}", compute)
         return StepResult(
-            index=index, step_id=step_id, stage=step.stage, params=params, key=key, input_hash=current.hash,
-            artifact=self._artifact(entry), cached=cached, seconds=entry["seconds"],
-            metrics=entry["metrics"], info=entry.get("info", {}), history=entry.get("history", {}),
+            index=index,
+            step_id=step_id,
+            stage=step.stage,
+            params=params,
+            key=key,
+            input_hash=current.hash,
+            artifact=self._artifact(entry),
+            cached=cached,
+            seconds=entry["seconds"],
+            metrics=entry["metrics"],
+            info=entry.get("info", {}),
+            history=entry.get("history", {}),
         )
 
     def _check_finite(self, step_id: str, artifact: Artifact) -> None:
@@ -377,7 +428,9 @@ class Pipeline:
 
     # -- targets --------------------------------------------------------------------------
     def _build(self, model: Artifact, device_class, runtime) -> tuple[Artifact, dict[str, Any], bool, str]:
-        key = engine_cache_key(model.hash, build_settings(device_class), runtime.device_identity(device_class))
+        key = engine_cache_key(
+            model.hash, build_settings(device_class), runtime.device_identity(device_class)
+        )
 
         def compute(workdir: Path) -> dict[str, Any]:
             started = time.perf_counter()
@@ -386,13 +439,17 @@ class Pipeline:
             except OptimizeError:
                 raise
             except Exception as exc:
-                raise TargetError(device_class.name, f"{runtime.name} build failed: {type(exc).__name__}: {exc}") from exc
+                raise TargetError(
+                    device_class.name, f"{runtime.name} build failed: {type(exc).__name__}: {exc}"
+                ) from exc
             return {"build": {**info, "build_time_s": time.perf_counter() - started}}
 
         entry, cached = self._cached(key, f"{device_class.name} engine", compute)
         return self._artifact(entry), entry["build"], cached, key
 
-    def evaluate_engine(self, engine: Artifact, device_class, runtime, reference: Artifact | None) -> Evaluation:
+    def evaluate_engine(
+        self, engine: Artifact, device_class, runtime, reference: Artifact | None
+    ) -> Evaluation:
         from optimize.eval_worker import run_in_subprocess
 
         settings = self.recipe.evaluation
@@ -442,31 +499,46 @@ class Pipeline:
             share = per_process_timing(settings)
             first = worker(share, latency_only=False)
             per_process = [first["latency_samples_ms"]]
-            per_process += [worker(share, latency_only=True)["latency_samples_ms"] for _ in range(settings.latency_processes - 1)]
+            per_process += [
+                worker(share, latency_only=True)["latency_samples_ms"]
+                for _ in range(settings.latency_processes - 1)
+            ]
             metrics = {**first["metrics"], **pooled_latency(per_process)}
             return {"metrics": metrics, "latency_samples_ms": [s for samples in per_process for s in samples]}
 
         entry, cached = self._cached(key, f"{device_class.name} evaluation", compute)
-        return Evaluation(metrics=entry["metrics"], latency_samples_ms=entry["latency_samples_ms"], cached=cached, key=key)
+        return Evaluation(
+            metrics=entry["metrics"], latency_samples_ms=entry["latency_samples_ms"], cached=cached, key=key
+        )
 
-    def run_target(self, name: str, device_class, final: Artifact, reference: Artifact | None) -> TargetResult:
+    def run_target(
+        self, name: str, device_class, final: Artifact, reference: Artifact | None
+    ) -> TargetResult:
         self.current = f"target '{name}'"
         runtime = RUNTIMES.get(device_class.runtime)()
-        result = TargetResult(name=name, runtime=device_class.runtime, status="skipped", runtime_version=runtime.version())
+        result = TargetResult(
+            name=name, runtime=device_class.runtime, status="skipped", runtime_version=runtime.version()
+        )
         availability = runtime.availability(device_class)
         if not availability.can_build:
             result.reason = availability.reason
             return result
         try:
             with self.progress.task(f"{name}: build + evaluate", None):
-                result.engine, result.build, result.build_cached, result.engine_key = self._build(final, device_class, runtime)
+                result.engine, result.build, result.build_cached, result.engine_key = self._build(
+                    final, device_class, runtime
+                )
                 if not availability.can_run:
                     result.status, result.reason = "built", availability.reason
                     return result
                 if not self.data.has("eval"):
                     raise TargetError(name, "evaluation needs data.eval")
                 result.evaluation = self.evaluate_engine(result.engine, device_class, runtime, reference)
-                if reference is not None and reference.hash != final.hash and "fp32" in device_class.accepted_precisions:
+                if (
+                    reference is not None
+                    and reference.hash != final.hash
+                    and "fp32" in device_class.accepted_precisions
+                ):
                     baseline_engine, _, _, _ = self._build(reference, device_class, runtime)
                     result.baseline = self.evaluate_engine(baseline_engine, device_class, runtime, reference)
         except TargetError as exc:
@@ -489,14 +561,18 @@ class Pipeline:
         reference = source if source.kind == ArtifactKind.ONNX else None
         with self.progress.task("stages", len(self.recipe.stages)) as advance:
             for index, step in enumerate(self.recipe.stages):
-                result = self._run_step(index, step, current, earlier, reference, steps[-1].metrics if steps else {})
+                result = self._run_step(
+                    index, step, current, earlier, reference, steps[-1].metrics if steps else {}
+                )
                 steps.append(result)
                 current = result.artifact
                 earlier[result.step_id] = current
                 if reference is None and current.kind == ArtifactKind.ONNX:
                     reference = current
                 note = "cached" if result.cached else f"{result.seconds:.1f}s"
-                self.progress.note(f"[green]✓[/] step {index + 1}/{len(self.recipe.stages)} {result.step_id} ({note})")
+                self.progress.note(
+                    f"[green]✓[/] step {index + 1}/{len(self.recipe.stages)} {result.step_id} ({note})"
+                )
                 advance(status=result.step_id)
         classes = device_classes_for(self.recipe.device_classes)
         targets = []
@@ -504,12 +580,20 @@ class Pipeline:
         for name in wanted:
             target = self.run_target(name, classes[name], current, reference)
             targets.append(target)
-            self.progress.note(f"[{'green' if target.status == 'ok' else 'yellow'}]•[/] target {name}: {target.status}"
-                               + (f" ({target.reason})" if target.reason else ""))
+            self.progress.note(
+                f"[{'green' if target.status == 'ok' else 'yellow'}]•[/] target {name}: {target.status}"
+                + (f" ({target.reason})" if target.reason else "")
+            )
         self.current = "writing the manifest"
         return RunResult(
-            run_id=run_id, run_dir=run_dir, recipe=self.loaded, source=source, steps=steps,
-            targets=targets, seconds=time.perf_counter() - started, reference=reference,
+            run_id=run_id,
+            run_dir=run_dir,
+            recipe=self.loaded,
+            source=source,
+            steps=steps,
+            targets=targets,
+            seconds=time.perf_counter() - started,
+            reference=reference,
         )
 
 

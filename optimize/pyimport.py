@@ -22,7 +22,12 @@ class ImportProblem(Exception):
 def split_reference(reference: str) -> tuple[str, str]:
     """'pkg.module:function' → ('pkg.module', 'function')."""
     module, sep, name = reference.rpartition(":")
-    if not sep or not module or not name.isidentifier() or not all(p.isidentifier() for p in module.split(".")):
+    if (
+        not sep
+        or not module
+        or not name.isidentifier()
+        or not all(p.isidentifier() for p in module.split("."))
+    ):
         raise ImportProblem(f"'{reference}' is not of the form <module>:<function> (e.g. my_models:build)")
     return module, name
 

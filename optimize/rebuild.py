@@ -51,8 +51,10 @@ def _stored(pipeline, record: dict | None, what: str) -> Artifact | None:
     if record is None:
         return None
     if not pipeline.store.verify_object(record["hash"]):
-        raise MissingArtifact(f"the run's {what} ({record['hash'][:12]}) is no longer in the store at "
-                              f"{pipeline.store.root}; re-run the recipe to recreate it")
+        raise MissingArtifact(
+            f"the run's {what} ({record['hash'][:12]}) is no longer in the store at "
+            f"{pipeline.store.root}; re-run the recipe to recreate it"
+        )
     return Artifact.open(pipeline.store.object_path(record["hash"]), record["hash"])
 
 
@@ -74,31 +76,44 @@ def rebuild(
     loaded = recipe_of(manifest)
     classes = device_classes_for(loaded.recipe.device_classes)
     if device_class_name not in classes:
-        raise UsageError(f"--device-class {device_class_name}: unknown{did_you_mean(device_class_name, classes)}; "
-                         f"valid: {', '.join(classes)}")
+        raise UsageError(
+            f"--device-class {device_class_name}: unknown{did_you_mean(device_class_name, classes)}; "
+            f"valid: {', '.join(classes)}"
+        )
     pipeline = Pipeline(loaded, RunOptions(artifacts_dir=artifacts_dir, no_cache=True, progress=progress))
-    final = _stored(pipeline, manifest["steps"][-1]["output"] if manifest["steps"] else manifest["source"], "final model")
+    final = _stored(
+        pipeline, manifest["steps"][-1]["output"] if manifest["steps"] else manifest["source"], "final model"
+    )
     reference = _stored(pipeline, manifest["reference"], "FP32 reference model")
     previous = previous_build(artifacts_dir, loaded.recipe.name, device_class_name)
 
     with progress.live():
         target = pipeline.run_target(device_class_name, classes[device_class_name], final, reference)
     rebuild_id = new_run_id()
-    record = target_record(loaded.recipe.name, rebuild_id, "rebuild", target, final.hash, source_run=manifest["run_id"])
+    record = target_record(
+        loaded.recipe.name, rebuild_id, "rebuild", target, final.hash, source_run=manifest["run_id"]
+    )
     changes = compare(previous, record, tolerances) if previous else []
     append(artifacts_dir, record)
     _track(loaded, manifest, target, record, changes, tracking_uri, artifacts_dir)
 
-    out.print(f"rebuild {rebuild_id} of run {manifest['run_id']} ({loaded.recipe.name}) for {device_class_name}: {target.status}"
-              + (f" — {target.reason}" if target.reason else ""))
+    out.print(
+        f"rebuild {rebuild_id} of run {manifest['run_id']} ({loaded.recipe.name}) for {device_class_name}: {target.status}"
+        + (f" — {target.reason}" if target.reason else "")
+    )
     if previous:
         out.print(changes_table(changes, previous, record))
     else:
-        out.print("no previous build of this recipe on this device class: nothing to compare (recorded as the baseline)")
+        out.print(
+            "no previous build of this recipe on this device class: nothing to compare (recorded as the baseline)"
+        )
     code = rebuild_exit_code(target.status, changes, previous is not None, require_targets)
     if code == EXIT_GATE_FAILED:
         regressions = [c for c in changes if c.regression]
-        out.print("[red]regression:[/] " + "; ".join(f"{c.metric} {c.previous} → {c.current} {c.note}" for c in regressions))
+        out.print(
+            "[red]regression:[/] "
+            + "; ".join(f"{c.metric} {c.previous} → {c.current} {c.note}" for c in regressions)
+        )
     elif previous:
         out.print("[green]no regression[/]")
     return code
@@ -131,9 +146,17 @@ def _track(loaded, manifest, target, record, changes, tracking_uri, artifacts_di
             },
         )
         tracker.log_metrics(run_id, target.metrics)
-        tracker.log_metrics(run_id, {metric_key("regression", c.metric): float(c.regression) for c in changes})
+        tracker.log_metrics(
+            run_id, {metric_key("regression", c.metric): float(c.regression) for c in changes}
+        )
         tracker.finish(run_id, "FINISHED" if target.status == "ok" else "FAILED")
-        return {"uri": tracker.uri, "experiment_id": tracker.experiment_id, "parent_run_id": run_id,
-                "parent_url": tracker.run_url(run_id), "target_runs": {}, "target_urls": {}}
+        return {
+            "uri": tracker.uri,
+            "experiment_id": tracker.experiment_id,
+            "parent_run_id": run_id,
+            "parent_url": tracker.run_url(run_id),
+            "target_runs": {},
+            "target_urls": {},
+        }
 
     track(artifacts_dir, tracking_uri, loaded.recipe.tracking.experiment or loaded.recipe.name, log)

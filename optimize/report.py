@@ -44,14 +44,24 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 
 def _is_number(cell: str) -> bool:
-    return cell == "—" or cell.replace(",", "").replace(".", "", 1).replace("e", "", 1).replace("+", "").replace("-", "").isdigit()
+    return (
+        cell == "—"
+        or cell.replace(",", "")
+        .replace(".", "", 1)
+        .replace("e", "", 1)
+        .replace("+", "")
+        .replace("-", "")
+        .isdigit()
+    )
 
 
 def _table(headers: list[str], rows: list[list[Any]]) -> str:
     """Numbers right-aligned, text left-aligned."""
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
     body = "".join(
-        "<tr>" + "".join(f"<td{'' if _is_number(str(cell)) else ' class=l'}>{cell}</td>" for cell in row) + "</tr>"
+        "<tr>"
+        + "".join(f"<td{'' if _is_number(str(cell)) else ' class=l'}>{cell}</td>" for cell in row)
+        + "</tr>"
         for row in rows
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
@@ -76,7 +86,9 @@ def stage_plot(steps: list[dict[str, Any]]) -> str | None:
         left.annotate(f"{size:.3g}", (index, size), ha="center", va="bottom", fontsize=8)
     if any(a is not None for a in accuracy):
         right = left.twinx()
-        right.plot(labels, [a * 100 if a is not None else float("nan") for a in accuracy], "o-", color="#c0262d")
+        right.plot(
+            labels, [a * 100 if a is not None else float("nan") for a in accuracy], "o-", color="#c0262d"
+        )
         right.set_ylabel("eval accuracy (%)", color="#c0262d")
     left.set_title("Size and accuracy through the stages")
     return _png(figure)
@@ -108,7 +120,13 @@ def pareto_plot(targets: list[dict[str, Any]], precision: str) -> str | None:
     markers = {"fp32": "s", "fp16": "^", "int8": "o", "int4": "D"}
     for name, point_precision, latency, score in points:
         axis.scatter(latency, score * 100, marker=markers.get(point_precision, "o"), s=60)
-        axis.annotate(f"{name} {point_precision}", (latency, score * 100), fontsize=8, xytext=(4, 4), textcoords="offset points")
+        axis.annotate(
+            f"{name} {point_precision}",
+            (latency, score * 100),
+            fontsize=8,
+            xytext=(4, 4),
+            textcoords="offset points",
+        )
     axis.set_xlabel("p50 latency, batch 1 (ms)")
     axis.set_ylabel("accuracy (%)")
     axis.set_title("Accuracy against latency per target and precision")
@@ -139,52 +157,109 @@ def render(manifest: dict[str, Any], gates: dict[str, Any] | None) -> str:
     steps, targets = manifest["steps"], manifest["targets"]
     precision = steps[-1]["output"].get("precision", "fp32") if steps else "fp32"
     stage_rows = [
-        [html.escape(s["id"]), html.escape(s["stage"]), "cache" if s["cached"] else "ran", _fmt(s["seconds"]),
-         _fmt(s["metrics"].get("size_mb")), _fmt(s["metrics"].get("parameters")), _fmt(s["metrics"].get("macs")),
-         _fmt(s["metrics"].get("bits_per_weight")), _fmt(s["metrics"].get("accuracy"), 4),
-         _fmt(s["metrics"].get("agreement_top1", s["metrics"].get("agreement_cosine")), 4)]
+        [
+            html.escape(s["id"]),
+            html.escape(s["stage"]),
+            "cache" if s["cached"] else "ran",
+            _fmt(s["seconds"]),
+            _fmt(s["metrics"].get("size_mb")),
+            _fmt(s["metrics"].get("parameters")),
+            _fmt(s["metrics"].get("macs")),
+            _fmt(s["metrics"].get("bits_per_weight")),
+            _fmt(s["metrics"].get("accuracy"), 4),
+            _fmt(s["metrics"].get("agreement_top1", s["metrics"].get("agreement_cosine")), 4),
+        ]
         for s in steps
     ]
     status_class = {"ok": "ok", "failed": "bad"}
     target_rows = []
     for t in targets:
         m = t["metrics"]
-        target_rows.append([
-            html.escape(t["name"]), html.escape(f"{t['runtime']} {t['runtime_version']}"),
-            f"<span class='{status_class.get(t['status'], 'warn')}'>{html.escape(t['status'])}</span> {html.escape(t['reason'])}",
-            _fmt(m.get("accuracy"), 4), _fmt(m.get("accuracy_drop"), 3),
-            _fmt(m.get("agreement_top1", m.get("agreement_cosine")), 4),
-            _fmt(m.get("latency_p50_ms")), _fmt(m.get("latency_p90_ms")), _fmt(m.get("latency_p99_ms")),
-            _fmt(m.get("throughput_sps")), _fmt(m.get("peak_memory_mb")), _fmt(m.get("size_mb")),
-            _fmt(m.get("build_time_s")), _fmt(m.get("speedup")),
-        ])
+        target_rows.append(
+            [
+                html.escape(t["name"]),
+                html.escape(f"{t['runtime']} {t['runtime_version']}"),
+                f"<span class='{status_class.get(t['status'], 'warn')}'>{html.escape(t['status'])}</span> {html.escape(t['reason'])}",
+                _fmt(m.get("accuracy"), 4),
+                _fmt(m.get("accuracy_drop"), 3),
+                _fmt(m.get("agreement_top1", m.get("agreement_cosine")), 4),
+                _fmt(m.get("latency_p50_ms")),
+                _fmt(m.get("latency_p90_ms")),
+                _fmt(m.get("latency_p99_ms")),
+                _fmt(m.get("throughput_sps")),
+                _fmt(m.get("peak_memory_mb")),
+                _fmt(m.get("size_mb")),
+                _fmt(m.get("build_time_s")),
+                _fmt(m.get("speedup")),
+            ]
+        )
     parts = [
         f"<h1>{name}</h1>",
         f"<div class='meta'>run {html.escape(manifest['run_id'])} · {html.escape(manifest['status'])} · "
         f"{html.escape(manifest['finished'][:19])} · {html.escape(manifest['host']['cpu'])} · "
         f"{len(steps)} steps, {len(targets)} targets in {manifest['seconds']:.1f}s</div>",
         "<h2>Stages</h2>",
-        _table(["step", "stage", "source", "time s", "size MB", "params", "MACs", "bits/w", "accuracy", "agreement"], stage_rows),
+        _table(
+            [
+                "step",
+                "stage",
+                "source",
+                "time s",
+                "size MB",
+                "params",
+                "MACs",
+                "bits/w",
+                "accuracy",
+                "agreement",
+            ],
+            stage_rows,
+        ),
         "<h2>Targets</h2>",
-        _table(["target", "runtime", "status", "accuracy", "acc. drop", "agreement", "p50 ms", "p90 ms", "p99 ms",
-                "throughput/s", "peak MB", "size MB", "build s", "speedup"], target_rows),
+        _table(
+            [
+                "target",
+                "runtime",
+                "status",
+                "accuracy",
+                "acc. drop",
+                "agreement",
+                "p50 ms",
+                "p90 ms",
+                "p99 ms",
+                "throughput/s",
+                "peak MB",
+                "size MB",
+                "build s",
+                "speedup",
+            ],
+            target_rows,
+        ),
     ]
     if gates and gates["gates"]:
         gate_rows = [
-            [html.escape(g["gate"]), html.escape(g["target"]), _fmt(g["limit"]), _fmt(g["measured"], 4),
-             f"<span class='{'ok' if g['status'] == 'passed' else 'bad' if g['status'] == 'failed' else 'warn'}'>"
-             f"{g['status']}</span> {html.escape(g['detail'])}"]
+            [
+                html.escape(g["gate"]),
+                html.escape(g["target"]),
+                _fmt(g["limit"]),
+                _fmt(g["measured"], 4),
+                f"<span class='{'ok' if g['status'] == 'passed' else 'bad' if g['status'] == 'failed' else 'warn'}'>"
+                f"{g['status']}</span> {html.escape(g['detail'])}",
+            ]
             for g in gates["gates"]
         ]
         parts += ["<h2>Gates</h2>", _table(["gate", "target", "limit", "measured", "result"], gate_rows)]
     plots = [
         (stage_plot(steps), "Size and eval accuracy after each step"),
-        (pareto_plot(targets, precision), "Accuracy against p50 latency: the model and its FP32 baseline per target"),
+        (
+            pareto_plot(targets, precision),
+            "Accuracy against p50 latency: the model and its FP32 baseline per target",
+        ),
         (latency_plot(targets), "Batch-1 latency samples per target"),
     ]
     figures = "".join(
         f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{image}'><figcaption>{html.escape(caption)}</figcaption></figure>"
-        for image, caption in plots if image
+        for image, caption in plots
+        if image
     )
     parts += ["<h2>Plots</h2>", f"<div class='plots'>{figures}</div>"]
     tracking = manifest.get("tracking") or {}

@@ -47,8 +47,11 @@ def execute(
     from optimize.tracking.offline import attach_files
 
     options = RunOptions(
-        artifacts_dir=artifacts_dir, no_cache=no_cache, only_targets=only_targets,
-        require_targets=require_targets, progress=progress,
+        artifacts_dir=artifacts_dir,
+        no_cache=no_cache,
+        only_targets=only_targets,
+        require_targets=require_targets,
+        progress=progress,
     )
     pipeline = Pipeline(loaded, options)
     try:
@@ -61,7 +64,9 @@ def execute(
     final_metrics = draft["steps"][-1]["metrics"] if draft["steps"] else {}
     is_fp32_model = result.reference is not None and result.reference.hash == result.final.hash
     gate_results = decide(loaded.recipe.gates, draft["targets"], final_metrics, is_fp32_model)
-    code = exit_code_for([t.status for t in result.targets], require_targets, all(r.passed for r in gate_results))
+    code = exit_code_for(
+        [t.status for t in result.targets], require_targets, all(r.passed for r in gate_results)
+    )
     status = "FINISHED" if code == EXIT_OK else "FAILED"
 
     manifest_path = write_run_folder(result, status, tracking=None)
@@ -78,15 +83,21 @@ def execute(
     if code == EXIT_STAGE_FAILED:
         for target in result.targets:
             if target.status == "failed" or (require_targets and target.status != "ok"):
-                console.print(f"[red]error:[/] target '{target.name}' {target.status}: {escape(target.reason)}")
+                console.print(
+                    f"[red]error:[/] target '{target.name}' {target.status}: {escape(target.reason)}"
+                )
     elif code == EXIT_GATE_FAILED:
         failed = [r for r in gate_results if r.status == "failed"]
-        console.print(f"[red]error:[/] {len(failed)} gate(s) failed: "
-                      + escape("; ".join(f"{r.target} {r.gate}: {r.detail}" for r in failed)))
+        console.print(
+            f"[red]error:[/] {len(failed)} gate(s) failed: "
+            + escape("; ".join(f"{r.target} {r.gate}: {r.detail}" for r in failed))
+        )
     return code
 
 
-def _write_gate_files(result, manifest_path: Path, gate_results, tracking, outputs: GateOutputs) -> list[Path]:
+def _write_gate_files(
+    result, manifest_path: Path, gate_results, tracking, outputs: GateOutputs
+) -> list[Path]:
     from optimize.gates import gates_json, junit_xml, summary_markdown
     from optimize.manifest import read_manifest
     from optimize.store import atomic_write_json, atomic_write_text
@@ -136,7 +147,9 @@ def _print_summary(result, gate_results, tracking) -> None:
     if tracking:
         out.print(f"MLflow: {(tracking.get('remote') or tracking)['parent_url']}")
     cached = sum(step.cached for step in result.steps)
-    out.print(f"{len(result.steps)} steps ({cached} from cache), {len(result.targets)} targets in {result.seconds:.1f}s")
+    out.print(
+        f"{len(result.steps)} steps ({cached} from cache), {len(result.targets)} targets in {result.seconds:.1f}s"
+    )
 
 
 def _track(loaded, result, manifest_path, tracking_uri, artifacts_dir, status, gate_results) -> dict | None:

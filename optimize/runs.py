@@ -24,13 +24,17 @@ def find_run(artifacts_dir: Path, run: str, recipe: str | None = None) -> Path:
     name = recipe_name(recipe)
     recipes = sorted(p.parent.name for p in artifacts_dir.glob("*/LATEST"))
     if name is not None and name not in recipes:
-        raise UsageError(f"no runs of recipe '{name}' in {artifacts_dir}{did_you_mean(name, recipes)}; "
-                         f"recipes with runs: {', '.join(recipes) or 'none'}")
+        raise UsageError(
+            f"no runs of recipe '{name}' in {artifacts_dir}{did_you_mean(name, recipes)}; "
+            f"recipes with runs: {', '.join(recipes) or 'none'}"
+        )
     if run == "latest":
         if name is None:
             if len(recipes) != 1:
-                raise UsageError(f"'latest' needs --recipe when {artifacts_dir} holds runs of "
-                                 f"{len(recipes)} recipes ({', '.join(recipes) or 'none'})")
+                raise UsageError(
+                    f"'latest' needs --recipe when {artifacts_dir} holds runs of "
+                    f"{len(recipes)} recipes ({', '.join(recipes) or 'none'})"
+                )
             name = recipes[0]
         run = (artifacts_dir / name / "LATEST").read_text().strip()
     candidates = sorted(artifacts_dir.glob(f"{name or '*'}/{run}/manifest.json"))

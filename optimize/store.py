@@ -158,7 +158,9 @@ class ArtifactStore:
     def put_entry(self, key: str, record: dict[str, Any]) -> dict[str, Any]:
         for digest in record.get("artifacts", {}).values():
             if not self.object_path(digest).is_dir():
-                raise StoreError(f"refusing to write cache entry {key[:12]}: artifact {digest[:12]} is not stored")
+                raise StoreError(
+                    f"refusing to write cache entry {key[:12]}: artifact {digest[:12]} is not stored"
+                )
         record = {**record, "key": key, "created": time.time()}
         atomic_write_json(self._entry_path(key), record)
         return record

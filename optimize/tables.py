@@ -28,7 +28,19 @@ def _percent(value: float | None) -> str:
 
 def steps_table(result) -> Table:
     table = Table(title=f"Stages · {result.recipe.recipe.name} · run {result.run_id}", title_justify="left")
-    for column in ("#", "step", "stage", "source", "time", "size MB", "params", "MACs", "bits/w", "accuracy", "agreement"):
+    for column in (
+        "#",
+        "step",
+        "stage",
+        "source",
+        "time",
+        "size MB",
+        "params",
+        "MACs",
+        "bits/w",
+        "accuracy",
+        "agreement",
+    ):
         table.add_column(column, justify="right" if column not in ("step", "stage", "source") else "left")
     for step in result.steps:
         m = step.metrics
@@ -51,13 +63,27 @@ def steps_table(result) -> Table:
 
 def targets_table(result) -> Table:
     table = Table(title="Targets", title_justify="left")
-    columns = ("target", "runtime", "status", "accuracy", "agreement", "p50 ms", "p90 ms", "p99 ms",
-               "throughput/s", "peak MB", "size MB", "speedup")
+    columns = (
+        "target",
+        "runtime",
+        "status",
+        "accuracy",
+        "agreement",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "throughput/s",
+        "peak MB",
+        "size MB",
+        "speedup",
+    )
     for column in columns:
         table.add_column(column, justify="left" if column in ("target", "runtime", "status") else "right")
     for target in result.targets:
         m = target.metrics
-        status = {"ok": "[green]ok[/]", "failed": "[red]failed[/]"}.get(target.status, f"[yellow]{target.status}[/]")
+        status = {"ok": "[green]ok[/]", "failed": "[red]failed[/]"}.get(
+            target.status, f"[yellow]{target.status}[/]"
+        )
         if target.evaluation is not None and target.evaluation.cached:
             status += " [dim](cache)[/]"
         table.add_row(
@@ -84,34 +110,70 @@ def gates_table(results) -> Table:
     style = {"passed": "[green]pass[/]", "failed": "[red]FAIL[/]", "skipped": "[yellow]skipped[/]"}
     for result in results:
         measured = "—" if result.measured is None else f"{result.measured:.4g}"
-        table.add_row(result.gate, result.target, f"{result.limit:g}", measured, f"{style[result.status]} {result.detail}")
+        table.add_row(
+            result.gate,
+            result.target,
+            f"{result.limit:g}",
+            measured,
+            f"{style[result.status]} {result.detail}",
+        )
     return table
 
 
 def changes_table(changes, previous: dict, current: dict) -> Table:
-    table = Table(title=f"Previous build ({previous['kind']} {previous['run_id']}, {previous['time'][:19]}) vs this one",
-                  title_justify="left")
+    table = Table(
+        title=f"Previous build ({previous['kind']} {previous['run_id']}, {previous['time'][:19]}) vs this one",
+        title_justify="left",
+    )
     for column in ("metric", "previous", "now", "change", "verdict"):
         table.add_column(column, justify="right" if column in ("previous", "now") else "left")
     for change in changes:
+
         def show(value):
             return f"{value:.4g}" if isinstance(value, float) else str(value)
-        table.add_row(change.metric, show(change.previous), show(change.current), change.note,
-                      "[red]REGRESSION[/]" if change.regression else "[green]ok[/]")
+
+        table.add_row(
+            change.metric,
+            show(change.previous),
+            show(change.current),
+            change.note,
+            "[red]REGRESSION[/]" if change.regression else "[green]ok[/]",
+        )
     return table
 
 
 def history_table(records: list[dict]) -> Table:
     table = Table(title="Builds", title_justify="left")
-    for column in ("time", "recipe", "device class", "kind", "run", "runtime", "status", "accuracy", "p50 ms", "p90 ms", "size MB", "model"):
+    for column in (
+        "time",
+        "recipe",
+        "device class",
+        "kind",
+        "run",
+        "runtime",
+        "status",
+        "accuracy",
+        "p50 ms",
+        "p90 ms",
+        "size MB",
+        "model",
+    ):
         table.add_column(column)
     for record in records:
         m = record["metrics"]
         table.add_row(
-            record["time"][:19].replace("T", " "), record["recipe"], record["device_class"], record["kind"],
-            record["run_id"], f"{record['runtime']} {record['runtime_version']}", record["status"],
-            _percent(m.get("accuracy")), _number(m.get("latency_p50_ms"), 3), _number(m.get("latency_p90_ms"), 3),
-            _number(m.get("size_mb")), record["model_hash"][:12],
+            record["time"][:19].replace("T", " "),
+            record["recipe"],
+            record["device_class"],
+            record["kind"],
+            record["run_id"],
+            f"{record['runtime']} {record['runtime_version']}",
+            record["status"],
+            _percent(m.get("accuracy")),
+            _number(m.get("latency_p50_ms"), 3),
+            _number(m.get("latency_p90_ms"), 3),
+            _number(m.get("size_mb")),
+            record["model_hash"][:12],
         )
     return table
 
@@ -201,13 +263,23 @@ def stages_tables() -> list[Table]:
 
 def device_classes_table(classes: dict, availability: dict) -> Table:
     table = Table(title="Device classes", title_justify="left")
-    for column in ("name", "runtime", "arch", "precisions", "build here", "run here", "why not", "description"):
+    for column in (
+        "name",
+        "runtime",
+        "arch",
+        "precisions",
+        "build here",
+        "run here",
+        "why not",
+        "description",
+    ):
         table.add_column(column)
     for name, device_class in classes.items():
         available = availability[name]
         table.add_row(
             name,
-            device_class.runtime + (f" {device_class.runtime_version}" if device_class.runtime_version else ""),
+            device_class.runtime
+            + (f" {device_class.runtime_version}" if device_class.runtime_version else ""),
             device_class.arch,
             ", ".join(device_class.accepted_precisions),
             "[green]yes[/]" if available.can_build else "[red]no[/]",

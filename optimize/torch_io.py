@@ -64,7 +64,9 @@ def load_into(skeleton: nn.Module, path: Path) -> nn.Module:
         current = getattr(module, attr, None)
         if isinstance(current, torch.Tensor) and current.shape != tensor.shape:
             if isinstance(current, nn.Parameter):
-                setattr(module, attr, nn.Parameter(torch.empty_like(tensor), requires_grad=current.requires_grad))
+                setattr(
+                    module, attr, nn.Parameter(torch.empty_like(tensor), requires_grad=current.requires_grad)
+                )
             else:
                 module._buffers[attr] = torch.empty_like(tensor)
     for module_name, attributes in payload["module_attributes"].items():
@@ -79,7 +81,9 @@ def load_into(skeleton: nn.Module, path: Path) -> nn.Module:
     return skeleton.eval()
 
 
-def count_macs_and_params(model: nn.Module, example_inputs: tuple[torch.Tensor, ...]) -> tuple[int | None, int]:
+def count_macs_and_params(
+    model: nn.Module, example_inputs: tuple[torch.Tensor, ...]
+) -> tuple[int | None, int]:
     """MACs at the example batch (None when the tracer cannot follow the model) and parameters."""
     params = sum(p.numel() for p in model.parameters())
     try:

@@ -23,9 +23,13 @@ class TrainingParams(StageParams):
     batch_size: PositiveInt = Field(64, le=65_536, description="samples per optimiser step")
     optimizer: Literal["adamw", "adam", "sgd"] = Field("adamw", description="optimiser")
     lr: float = Field(2e-3, gt=0, le=10, description="peak learning rate")
-    weight_decay: float = Field(1e-4, ge=0, le=1, description="decoupled weight decay (adamw) or L2 (adam, sgd)")
+    weight_decay: float = Field(
+        1e-4, ge=0, le=1, description="decoupled weight decay (adamw) or L2 (adam, sgd)"
+    )
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
-    schedule: Literal["cosine", "onecycle", "constant"] = Field("cosine", description="learning-rate schedule")
+    schedule: Literal["cosine", "onecycle", "constant"] = Field(
+        "cosine", description="learning-rate schedule"
+    )
     seed: int = Field(0, description="seed for initialisation noise and shuffling")
     early_stopping_patience: PositiveInt | None = Field(
         None, description="stop after this many epochs without a better eval accuracy (needs data.eval)"
@@ -52,7 +56,9 @@ def make_optimizer(params: TrainingParams, parameters) -> torch.optim.Optimizer:
     import torch
 
     if params.optimizer == "sgd":
-        return torch.optim.SGD(parameters, lr=params.lr, momentum=params.momentum, weight_decay=params.weight_decay)
+        return torch.optim.SGD(
+            parameters, lr=params.lr, momentum=params.momentum, weight_decay=params.weight_decay
+        )
     if params.optimizer == "adam":
         return torch.optim.Adam(parameters, lr=params.lr, weight_decay=params.weight_decay)
     return torch.optim.AdamW(parameters, lr=params.lr, weight_decay=params.weight_decay)
@@ -109,7 +115,9 @@ def fit(
             for module in extra_modules or []:
                 module.train()
             loss_sum, seen = 0.0, 0
-            with context.progress.task(f"{context.step_id}: epoch {epoch}", len(train_loader)) as advance_batch:
+            with context.progress.task(
+                f"{context.step_id}: epoch {epoch}", len(train_loader)
+            ) as advance_batch:
                 for inputs, labels in train_loader:
                     loss = batch_loss(inputs, labels)
                     value = float(loss.detach())
@@ -142,7 +150,9 @@ def fit(
             advance_epoch(status=status)
             context.progress.note(f"  {context.step_id} epoch {epoch}/{params.epochs}: {status}")
             if params.early_stopping_patience and stale_epochs >= params.early_stopping_patience:
-                context.progress.note(f"  {context.step_id}: early stop, no better eval accuracy for {stale_epochs} epochs")
+                context.progress.note(
+                    f"  {context.step_id}: early stop, no better eval accuracy for {stale_epochs} epochs"
+                )
                 break
     if best_state is not None:
         model.load_state_dict(best_state)

@@ -32,7 +32,13 @@ def tiny_recipe_dict(**overrides: Any) -> dict[str, Any]:
         },
         "stages": [{"train": {"epochs": 3, "lr": 0.02, "batch_size": 16}}, {"export": {"opset": 17}}],
         "targets": ["x86-cpu-onnxruntime"],
-        "evaluation": {"warmup_runs": 2, "min_runs": 5, "min_time_s": 0.05, "throughput_time_s": 0.05, "latency_processes": 1},
+        "evaluation": {
+            "warmup_runs": 2,
+            "min_runs": 5,
+            "min_time_s": 0.05,
+            "throughput_time_s": 0.05,
+            "latency_processes": 1,
+        },
     }
     for key, value in overrides.items():
         if value is None:
@@ -68,7 +74,11 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
     full_env.pop("MLFLOW_TRACKING_URI", None) if env is None or "MLFLOW_TRACKING_URI" not in env else None
     return subprocess.run(
         [sys.executable, "-m", "optimize", *args],
-        capture_output=True, text=True, cwd=cwd or REPO, env=full_env, timeout=timeout,
+        capture_output=True,
+        text=True,
+        cwd=cwd or REPO,
+        env=full_env,
+        timeout=timeout,
     )
 
 

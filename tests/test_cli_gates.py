@@ -16,14 +16,27 @@ pytestmark = pytest.mark.slow
 def test_impossible_gate_fails_with_exit_1_and_junit_shows_exactly_it(write_recipe, artifacts, tmp_path):
     from junitparser import Failure, JUnitXml
 
-    recipe = tiny_recipe_dict(gates={"max_size_mb": 10, "per_target": {"x86-cpu-onnxruntime": {"max_latency_p50_ms": 1e-6}}})
+    recipe = tiny_recipe_dict(
+        gates={"max_size_mb": 10, "per_target": {"x86-cpu-onnxruntime": {"max_latency_p50_ms": 1e-6}}}
+    )
     junit = tmp_path / "ci" / "junit.xml"
-    result = run_cli("run", str(write_recipe(recipe)), "--artifacts", str(artifacts), "--quiet", "--junit", str(junit),
-                     "--summary", str(tmp_path / "ci" / "summary.md"))
+    result = run_cli(
+        "run",
+        str(write_recipe(recipe)),
+        "--artifacts",
+        str(artifacts),
+        "--quiet",
+        "--junit",
+        str(junit),
+        "--summary",
+        str(tmp_path / "ci" / "summary.md"),
+    )
     assert result.returncode == 1, result.stdout + result.stderr
     assert "1 gate(s) failed" in result.stderr and "max_latency_p50_ms" in result.stderr
     suite = next(iter(JUnitXml.fromfile(str(junit))))
-    failures = [(case.classname, case.name) for case in suite if any(isinstance(r, Failure) for r in case.result)]
+    failures = [
+        (case.classname, case.name) for case in suite if any(isinstance(r, Failure) for r in case.result)
+    ]
     assert failures == [("optimize.tiny.x86-cpu-onnxruntime", "max_latency_p50_ms")]
     assert suite.tests == 3  # model size, target size, target latency
     summary = (tmp_path / "ci" / "summary.md").read_text()
@@ -31,7 +44,9 @@ def test_impossible_gate_fails_with_exit_1_and_junit_shows_exactly_it(write_reci
     run_dir = next((artifacts / "tiny").glob("2*"))
     assert json.loads((run_dir / "gates.json").read_text())["failed"] == 1
 
-    passing = tiny_recipe_dict(gates={"max_size_mb": 10, "min_accuracy": 0.3, "max_accuracy_drop": 0.0, "min_speedup": 1.0})
+    passing = tiny_recipe_dict(
+        gates={"max_size_mb": 10, "min_accuracy": 0.3, "max_accuracy_drop": 0.0, "min_speedup": 1.0}
+    )
     again = run_cli("run", str(write_recipe(passing)), "--artifacts", str(artifacts), "--quiet")
     assert again.returncode == 0, again.stdout + again.stderr
 
@@ -48,17 +63,32 @@ def test_report_renders_with_visible_plots(write_recipe, artifacts, tmp_path):
     recipe = tiny_recipe_dict(targets=["x86-cpu-onnxruntime", "intel-cpu-openvino"])
     assert run_cli("run", str(write_recipe(recipe)), "--artifacts", str(artifacts), "--quiet").returncode == 0
     output = tmp_path / "report.html"
-    result = run_cli("report", "latest", "--recipe", "tiny", "--artifacts", str(artifacts), "--output", str(output))
+    result = run_cli(
+        "report", "latest", "--recipe", "tiny", "--artifacts", str(artifacts), "--output", str(output)
+    )
     assert result.returncode == 0, result.stderr
     page = output.read_text()
     assert page.count("data:image/png;base64,") == 3 and "intel-cpu-openvino" in page
     screenshot = tmp_path / "report.png"
     subprocess.run(
-        [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={tmp_path / 'chromium'}", "--window-size=1280,2000", f"--screenshot={screenshot}",
-         output.as_uri()],
-        capture_output=True, timeout=120, check=False,
+        [
+            _chromium(),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'chromium'}",
+            "--window-size=1280,2000",
+            f"--screenshot={screenshot}",
+            output.as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
+        check=False,
     )
     pixels = np.asarray(Image.open(screenshot).convert("RGB"), dtype=np.float32)
     assert pixels.std() > 10, "the screenshot is blank"
@@ -90,7 +120,9 @@ def test_rebuild_flags_a_perturbed_model_and_a_changed_runtime_setting(write_rec
 
     first_run = (artifacts / "tiny" / "LATEST").read_text().strip()
     perturbed = dict(recipe, stages=[{"export": {}}])  # an untrained model replaces the trained one
-    assert run_cli("run", str(write_recipe(perturbed)), "--artifacts", str(artifacts), "--quiet").returncode == 0
+    assert (
+        run_cli("run", str(write_recipe(perturbed)), "--artifacts", str(artifacts), "--quiet").returncode == 0
+    )
     regressed = _rebuild(artifacts, "--device-class", "ov-test")
     assert regressed.returncode == 1 and "accuracy" in regressed.stdout.split("regression:")[1]
 

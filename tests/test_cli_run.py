@@ -52,7 +52,9 @@ def test_run_end_to_end_then_cached(write_recipe, artifacts):
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert len(parents) == 2 and len(children) == 2
-    child = next(r for r in children if r.info.run_id == manifest["tracking"]["target_runs"]["x86-cpu-onnxruntime"])
+    child = next(
+        r for r in children if r.info.run_id == manifest["tracking"]["target_runs"]["x86-cpu-onnxruntime"]
+    )
     assert child.data.tags["device_class"] == "x86-cpu-onnxruntime"
     assert child.data.metrics["accuracy"] == pytest.approx(metrics["accuracy"])
     parent = client.get_run(manifest["tracking"]["parent_run_id"])

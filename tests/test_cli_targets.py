@@ -32,17 +32,32 @@ def test_unbuildable_target_is_skipped_with_its_reason_unless_required(write_rec
     assert required.returncode == 3
     assert "target 'jetson-orin-tensorrt' skipped" in required.stderr
 
-    only = run_cli("run", str(recipe), "--artifacts", str(artifacts), "--quiet", "--target", "x86-cpu-onnxruntime")
-    assert only.returncode == 0 and [t["name"] for t in _latest(artifacts)["targets"]] == ["x86-cpu-onnxruntime"]
+    only = run_cli(
+        "run", str(recipe), "--artifacts", str(artifacts), "--quiet", "--target", "x86-cpu-onnxruntime"
+    )
+    assert only.returncode == 0 and [t["name"] for t in _latest(artifacts)["targets"]] == [
+        "x86-cpu-onnxruntime"
+    ]
     unknown = run_cli("run", str(recipe), "--artifacts", str(artifacts), "--target", "x86-cpu-onnxruntim")
     assert unknown.returncode == 2 and "did you mean 'x86-cpu-onnxruntime'" in unknown.stderr
 
 
 def test_rebuild_of_a_run_whose_model_left_the_store_is_a_clear_error(write_recipe, artifacts):
-    assert run_cli("run", str(write_recipe(tiny_recipe_dict())), "--artifacts", str(artifacts), "--quiet").returncode == 0
+    assert (
+        run_cli(
+            "run", str(write_recipe(tiny_recipe_dict())), "--artifacts", str(artifacts), "--quiet"
+        ).returncode
+        == 0
+    )
     shutil.rmtree(artifacts / "store" / "objects")
-    result = run_cli("rebuild", "--device-class", "x86-cpu-onnxruntime", "--artifacts", str(artifacts), "--quiet")
-    assert result.returncode == 3 and "no longer in the store" in result.stderr and "Traceback" not in result.stderr
+    result = run_cli(
+        "rebuild", "--device-class", "x86-cpu-onnxruntime", "--artifacts", str(artifacts), "--quiet"
+    )
+    assert (
+        result.returncode == 3
+        and "no longer in the store" in result.stderr
+        and "Traceback" not in result.stderr
+    )
 
 
 def test_an_unwritable_local_mlflow_store_does_not_lose_the_build(write_recipe, artifacts):
@@ -55,9 +70,21 @@ def test_an_unwritable_local_mlflow_store_does_not_lose_the_build(write_recipe, 
 
 def test_listings():
     stages = run_cli("stages")
-    assert stages.returncode == 0 and "train" in stages.stdout and "export" in stages.stdout and "epochs" in stages.stdout
+    assert (
+        stages.returncode == 0
+        and "train" in stages.stdout
+        and "export" in stages.stdout
+        and "epochs" in stages.stdout
+    )
     targets = run_cli("targets")
     assert targets.returncode == 0
-    for name in ("x86-cpu-onnxruntime", "arm64-cpu-onnxruntime", "intel-cpu-openvino", "jetson-orin-tensorrt",
-                 "jetson-orin-nano-tensorrt", "t4-tensorrt", "ampere-plus-tensorrt"):
+    for name in (
+        "x86-cpu-onnxruntime",
+        "arm64-cpu-onnxruntime",
+        "intel-cpu-openvino",
+        "jetson-orin-tensorrt",
+        "jetson-orin-nano-tensorrt",
+        "t4-tensorrt",
+        "ampere-plus-tensorrt",
+    ):
         assert name in targets.stdout

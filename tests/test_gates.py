@@ -11,13 +11,23 @@ TARGET = {
     "name": "x86-cpu-onnxruntime",
     "status": "ok",
     "reason": "",
-    "metrics": {"size_mb": 2.0, "accuracy": 0.97, "accuracy_drop": 0.004, "agreement_top1": 0.99,
-                "latency_p50_ms": 1.5, "latency_p90_ms": 2.0, "speedup": 2.5, "peak_memory_mb": 50.0},
+    "metrics": {
+        "size_mb": 2.0,
+        "accuracy": 0.97,
+        "accuracy_drop": 0.004,
+        "agreement_top1": 0.99,
+        "latency_p50_ms": 1.5,
+        "latency_p90_ms": 2.0,
+        "speedup": 2.5,
+        "peak_memory_mb": 50.0,
+    },
 }
 
 
 def test_global_limits_apply_to_model_and_targets_and_per_target_overrides():
-    gates = Gates(max_size_mb=4, min_accuracy=0.9, per_target={"x86-cpu-onnxruntime": {"max_latency_p90_ms": 1.0}})
+    gates = Gates(
+        max_size_mb=4, min_accuracy=0.9, per_target={"x86-cpu-onnxruntime": {"max_latency_p90_ms": 1.0}}
+    )
     results = decide(gates, [TARGET], {"size_mb": 1.9, "accuracy": 0.98}, is_fp32_model=False)
     by_key = {(r.target, r.gate): r for r in results}
     assert by_key[("model", "max_size_mb")].status == "passed"
@@ -28,9 +38,18 @@ def test_global_limits_apply_to_model_and_targets_and_per_target_overrides():
 
 @pytest.mark.parametrize(
     "gate, limit, passes",
-    [("max_size_mb", 2.0, True), ("max_size_mb", 1.99, False), ("min_accuracy", 0.97, True), ("min_accuracy", 0.971, False),
-     ("max_accuracy_drop", 0.004, True), ("max_accuracy_drop", 0.003, False), ("min_agreement", 0.99, True),
-     ("min_speedup", 3.0, False), ("max_peak_memory_mb", 49.0, False), ("max_latency_p50_ms", 1.5, True)],
+    [
+        ("max_size_mb", 2.0, True),
+        ("max_size_mb", 1.99, False),
+        ("min_accuracy", 0.97, True),
+        ("min_accuracy", 0.971, False),
+        ("max_accuracy_drop", 0.004, True),
+        ("max_accuracy_drop", 0.003, False),
+        ("min_agreement", 0.99, True),
+        ("min_speedup", 3.0, False),
+        ("max_peak_memory_mb", 49.0, False),
+        ("max_latency_p50_ms", 1.5, True),
+    ],
 )
 def test_each_gate_direction(gate, limit, passes):
     (result,) = [r for r in decide(Gates(**{gate: limit}), [TARGET], {}, False) if r.target != "model"]
@@ -61,8 +80,12 @@ def test_junit_file_parses_with_a_standard_parser(tmp_path):
 
     results = [
         GateResult("max_size_mb", "model", 4.0, 2.0, "passed", "size_mb 2 ≤ 4"),
-        GateResult("max_latency_p90_ms", "x86-cpu-onnxruntime", 1.0, 2.0, "failed", "latency_p90_ms 2 not ≤ 1"),
-        GateResult("max_latency_p50_ms", "jetson-orin-tensorrt", 5.0, None, "skipped", "target skipped: no GPU"),
+        GateResult(
+            "max_latency_p90_ms", "x86-cpu-onnxruntime", 1.0, 2.0, "failed", "latency_p90_ms 2 not ≤ 1"
+        ),
+        GateResult(
+            "max_latency_p50_ms", "jetson-orin-tensorrt", 5.0, None, "skipped", "target skipped: no GPU"
+        ),
     ]
     path = tmp_path / "junit.xml"
     path.write_text(junit_xml(results, "optimize.demo"))
@@ -78,8 +101,13 @@ def test_junit_file_parses_with_a_standard_parser(tmp_path):
 
 def test_summary_has_verdict_tables_and_links():
     manifest = {
-        "recipe": {"name": "demo"}, "run_id": "r1", "host": {"cpu": "cpu"},
-        "steps": [{"metrics": {"size_mb": 44.0, "accuracy": 0.99}}, {"metrics": {"size_mb": 11.0, "accuracy": 0.985}}],
+        "recipe": {"name": "demo"},
+        "run_id": "r1",
+        "host": {"cpu": "cpu"},
+        "steps": [
+            {"metrics": {"size_mb": 44.0, "accuracy": 0.99}},
+            {"metrics": {"size_mb": 11.0, "accuracy": 0.985}},
+        ],
         "targets": [TARGET],
     }
     results = [GateResult("max_size_mb", "model", 4.0, 11.0, "failed", "size_mb 11 not ≤ 4")]

@@ -15,7 +15,9 @@ BASE = dict(
 
 
 def test_canonical_json_ignores_key_order():
-    assert canonical_json({"b": 1, "a": [1, {"y": 2, "x": 1}]}) == canonical_json({"a": [1, {"x": 1, "y": 2}], "b": 1})
+    assert canonical_json({"b": 1, "a": [1, {"y": 2, "x": 1}]}) == canonical_json(
+        {"a": [1, {"x": 1, "y": 2}], "b": 1}
+    )
 
 
 def test_canonical_json_rejects_unhashable_values():

@@ -2,8 +2,18 @@
 
 from optimize.history import Tolerances, compare
 
-BASE = {"status": "ok", "reason": "", "metrics": {"accuracy": 0.98, "agreement_top1": 1.0, "latency_p50_ms": 2.0,
-                                                   "latency_p90_ms": 2.5, "size_mb": 11.0, "peak_memory_mb": 100.0}}
+BASE = {
+    "status": "ok",
+    "reason": "",
+    "metrics": {
+        "accuracy": 0.98,
+        "agreement_top1": 1.0,
+        "latency_p50_ms": 2.0,
+        "latency_p90_ms": 2.5,
+        "size_mb": 11.0,
+        "peak_memory_mb": 100.0,
+    },
+}
 
 
 def _with(**metrics):

@@ -16,17 +16,22 @@ from tests.conftest import REPO, run_cli, tiny_recipe_dict, wait_for_entry
 
 pytestmark = pytest.mark.slow
 
-LONG = tiny_recipe_dict(stages=[
-    {"train": {"epochs": 2, "lr": 0.02, "batch_size": 16}},
-    {"train": {"id": "finetune", "epochs": 40, "lr": 0.002, "batch_size": 4}},
-    "export",
-])
+LONG = tiny_recipe_dict(
+    stages=[
+        {"train": {"epochs": 2, "lr": 0.02, "batch_size": 16}},
+        {"train": {"id": "finetune", "epochs": 40, "lr": 0.002, "batch_size": 4}},
+        "export",
+    ]
+)
 
 
 def _start(recipe: Path, artifacts: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "optimize", "run", str(recipe), "--artifacts", str(artifacts), "--quiet"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -50,13 +55,25 @@ def test_sigkill_mid_stage_leaves_nothing_trusted_and_the_next_run_resumes(write
     process.kill()
     process.wait(60)
     _store_is_consistent(artifacts)
-    assert not any(json.loads(p.read_text()).get("label") == "stage finetune" for p in (artifacts / "store" / "entries").glob("*.json"))
+    assert not any(
+        json.loads(p.read_text()).get("label") == "stage finetune"
+        for p in (artifacts / "store" / "entries").glob("*.json")
+    )
 
-    short = dict(LONG, stages=[LONG["stages"][0], {"train": {"id": "finetune", "epochs": 1, "lr": 0.002, "batch_size": 4}}, "export"])
+    short = dict(
+        LONG,
+        stages=[
+            LONG["stages"][0],
+            {"train": {"id": "finetune", "epochs": 1, "lr": 0.002, "batch_size": 4}},
+            "export",
+        ],
+    )
     result = run_cli("run", str(write_recipe(short)), "--artifacts", str(artifacts), "--quiet")
     assert result.returncode == 0, result.stderr
     assert [s["cached"] for s in _latest(artifacts)["steps"]] == [True, False, False]
-    assert [p.name for p in (artifacts / "store" / "tmp").iterdir()] == []  # the killed run's work was cleaned up
+    assert [
+        p.name for p in (artifacts / "store" / "tmp").iterdir()
+    ] == []  # the killed run's work was cleaned up
 
 
 def test_ctrl_c_stops_cleanly_with_130_naming_the_stage(write_recipe, artifacts):
@@ -85,7 +102,14 @@ def test_corrupted_store_object_is_detected_discarded_and_rebuilt(write_recipe, 
 
 def test_concurrent_runs_share_one_store(write_recipe, artifacts):
     same = write_recipe(tiny_recipe_dict(), "a.yaml")
-    other = write_recipe(dict(tiny_recipe_dict(), name="tiny-other", stages=[{"train": {"epochs": 2, "lr": 0.02, "batch_size": 16}}, "export"]), "b.yaml")
+    other = write_recipe(
+        dict(
+            tiny_recipe_dict(),
+            name="tiny-other",
+            stages=[{"train": {"epochs": 2, "lr": 0.02, "batch_size": 16}}, "export"],
+        ),
+        "b.yaml",
+    )
     processes = [_start(same, artifacts), _start(same, artifacts), _start(other, artifacts)]
     outputs = [p.communicate(timeout=600) for p in processes]
     assert [p.returncode for p in processes] == [0, 0, 0], [o[1] for o in outputs]
@@ -99,8 +123,12 @@ def test_concurrent_runs_share_one_store(write_recipe, artifacts):
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=f"sqlite:///{artifacts / 'mlflow.db'}")
-    parents = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])
-               if "mlflow.parentRunId" not in r.data.tags]
+    parents = [
+        r
+        for e in client.search_experiments()
+        for r in client.search_runs([e.experiment_id])
+        if "mlflow.parentRunId" not in r.data.tags
+    ]
     assert len(parents) == 3
 
 
@@ -124,15 +152,25 @@ def test_labels_beyond_the_model_outputs_fail_before_training(write_recipe, arti
     assert "labels go up to 9 but the model outputs 5 values per sample" in result.stderr
     assert "num_classes: 10" in result.stderr and "Traceback" not in result.stderr
     assert not list((artifacts / "store" / "entries").glob("*.json")) or time.perf_counter() - started < 60
-    assert not any(json.loads(p.read_text()).get("label") == "stage train" for p in (artifacts / "store" / "entries").glob("*.json"))
+    assert not any(
+        json.loads(p.read_text()).get("label") == "stage train"
+        for p in (artifacts / "store" / "entries").glob("*.json")
+    )
 
 
 def test_nan_from_a_stage_fails_it_with_a_clear_message(write_recipe, artifacts):
-    recipe = tiny_recipe_dict(stages=[{"train": {"epochs": 2, "lr": 1.0, "optimizer": "sgd", "momentum": 0.0}}, "export"])
-    recipe["model"] = {"source": "python:tiny_models:nan_outputs", "input": {"name": "images", "shape": [1, 3, 8, 8]}}
+    recipe = tiny_recipe_dict(
+        stages=[{"train": {"epochs": 2, "lr": 1.0, "optimizer": "sgd", "momentum": 0.0}}, "export"]
+    )
+    recipe["model"] = {
+        "source": "python:tiny_models:nan_outputs",
+        "input": {"name": "images", "shape": [1, 3, 8, 8]},
+    }
     result = run_cli("run", str(write_recipe(recipe)), "--artifacts", str(artifacts), "--quiet")
     assert result.returncode == 3, result.stderr
-    assert "stage 'train'" in result.stderr and ("nan" in result.stderr.lower() or "inf" in result.stderr.lower())
+    assert "stage 'train'" in result.stderr and (
+        "nan" in result.stderr.lower() or "inf" in result.stderr.lower()
+    )
     assert "Traceback" not in result.stderr
     assert [p.name for p in (artifacts / "store" / "tmp").iterdir()] == []
 
@@ -154,7 +192,10 @@ def test_data_of_the_wrong_shape_is_a_clear_error(write_recipe, artifacts):
     recipe["data"]["train"]["image_size"] = 16
     result = run_cli("run", str(write_recipe(recipe)), "--artifacts", str(artifacts), "--quiet")
     assert result.returncode == 2
-    assert "data.train: samples have shape [3, 16, 16] but model input 'images' expects [3, 8, 8]" in result.stderr
+    assert (
+        "data.train: samples have shape [3, 16, 16] but model input 'images' expects [3, 8, 8]"
+        in result.stderr
+    )
 
 
 def test_python_sources_are_not_imported_from_the_current_directory(write_recipe, artifacts, tmp_path):
@@ -168,7 +209,9 @@ def test_python_sources_are_not_imported_from_the_current_directory(write_recipe
 
 
 def test_device_class_names_cannot_reach_outside_the_artifacts_folder(write_recipe, artifacts):
-    recipe = tiny_recipe_dict(targets=["../../escape"], device_classes=[{"name": "../../escape", "runtime": "onnxruntime"}])
+    recipe = tiny_recipe_dict(
+        targets=["../../escape"], device_classes=[{"name": "../../escape", "runtime": "onnxruntime"}]
+    )
     result = run_cli("run", str(write_recipe(recipe)), "--artifacts", str(artifacts))
     assert result.returncode == 2 and "device_classes[0].name" in result.stderr
     assert not artifacts.exists()

@@ -44,7 +44,9 @@ class DigitsData(DataSourceSpec):
         digits = load_digits()
         index = split_indices(len(digits.target), self.split)
         images = torch.tensor(digits.images[index], dtype=torch.float32).unsqueeze(1) / 16.0
-        images = F.interpolate(images, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
+        images = F.interpolate(
+            images, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False
+        )
         images = (images.clamp(0, 1) - 0.5) / 0.5
         images = images.expand(-1, self.channels, -1, -1).contiguous()
         labels = torch.tensor(digits.target[index], dtype=torch.int64)

@@ -32,7 +32,9 @@ class NpzData(DataSourceSpec):
         with np.load(self.path, allow_pickle=False) as arrays:
             missing = [k for k in (self.x_key, self.y_key) if k is not None and k not in arrays.files]
             if missing:
-                raise ValueError(f"{self.path} has no array {missing[0]!r}; it has: {', '.join(arrays.files)}")
+                raise ValueError(
+                    f"{self.path} has no array {missing[0]!r}; it has: {', '.join(arrays.files)}"
+                )
             inputs = torch.from_numpy(np.ascontiguousarray(arrays[self.x_key]))
             if inputs.is_floating_point():
                 inputs = inputs.float()

@@ -78,7 +78,9 @@ class DataProvider:
             check_sample(role, dataset[0][0], self._context.model_source.inputs())
             bad = non_finite_samples(dataset)
             if bad:
-                raise RecipeError(f"data.{role}: {bad} samples contain NaN or infinite values; clean the data first")
+                raise RecipeError(
+                    f"data.{role}: {bad} samples contain NaN or infinite values; clean the data first"
+                )
             self._datasets[role] = dataset
         return self._datasets[role]
 

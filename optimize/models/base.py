@@ -66,7 +66,9 @@ class ModelSource:
         for spec in self.inputs():
             shape = [batch, *spec.shape[1:]]
             dtype = getattr(torch, _TORCH_DTYPES[spec.dtype])
-            tensors.append(torch.randn(shape).to(dtype) if dtype.is_floating_point else torch.ones(shape, dtype=dtype))
+            tensors.append(
+                torch.randn(shape).to(dtype) if dtype.is_floating_point else torch.ones(shape, dtype=dtype)
+            )
         return tuple(tensors)
 
     def pretrained(self, seed: int = 0) -> nn.Module:

@@ -117,7 +117,10 @@ class HuggingFaceSource(ModelSource):
         model.eval()
         if self.spec.task == "embedding":
             return _embedding_module(
-                model, self.spec.args.get("pooling", "mean"), bool(self.spec.args.get("normalize", True)), names
+                model,
+                self.spec.args.get("pooling", "mean"),
+                bool(self.spec.args.get("normalize", True)),
+                names,
             )
         return _classifier_module(model, names)
 

@@ -55,7 +55,9 @@ def resolve_user_path(value: str | Path, base_dir: Path | None) -> Path:
         spec = importlib.util.find_spec(module) if module.isidentifier() else None
         if spec is None or not spec.submodule_search_locations:
             raise PydanticCustomError(
-                "package_missing", "no installed package '{module}' (from '{text}')", {"module": module, "text": text}
+                "package_missing",
+                "no installed package '{module}' (from '{text}')",
+                {"module": module, "text": text},
             )
         return Path(next(iter(spec.submodule_search_locations))) / sub
     path = Path(text).expanduser()

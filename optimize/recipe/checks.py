@@ -42,17 +42,27 @@ def _artifact_chain(recipe: Recipe) -> list[Problem]:
     for index, step in enumerate(recipe.stages):
         stage = STAGES.get(step.stage)
         if stage.consumes != kind:
-            hint = "put PyTorch stages before 'export'" if kind == ArtifactKind.ONNX else "add an 'export' step first"
+            hint = (
+                "put PyTorch stages before 'export'"
+                if kind == ArtifactKind.ONNX
+                else "add an 'export' step first"
+            )
             problems.append(
-                (("stages", index, step.stage), f"'{step.stage}' needs a {stage.consumes.value} model, but after {after} "
-                 f"the model is {kind.value}; {hint}")
+                (
+                    ("stages", index, step.stage),
+                    f"'{step.stage}' needs a {stage.consumes.value} model, but after {after} "
+                    f"the model is {kind.value}; {hint}",
+                )
             )
         kind = stage.produces
         after = f"'{step.stage}'"
     if recipe.targets and kind != ArtifactKind.ONNX:
         problems.append(
-            (("targets",), f"targets are built from an ONNX model, but the last step leaves a {kind.value} model; "
-             "add '- export' to the stages")
+            (
+                ("targets",),
+                f"targets are built from an ONNX model, but the last step leaves a {kind.value} model; "
+                "add '- export' to the stages",
+            )
         )
     return problems
 
@@ -63,7 +73,10 @@ def _data_roles(recipe: Recipe) -> list[Problem]:
         for role in STAGES.get(step.stage).roles_read(step):
             if getattr(recipe.data, role) is None:
                 problems.append(
-                    (("stages", index, step.stage), f"'{step.stage}' reads data.{role}, which the recipe does not define")
+                    (
+                        ("stages", index, step.stage),
+                        f"'{step.stage}' reads data.{role}, which the recipe does not define",
+                    )
                 )
     return problems
 
@@ -76,7 +89,10 @@ def _step_ids(recipe: Recipe) -> list[Problem]:
             problems.append((("stages", index), "the step id 'source' is reserved for the starting model"))
         if step_id in seen:
             problems.append(
-                (("stages", index), f"two steps are called '{step_id}' (steps {seen[step_id]} and {index}); give one an 'id'")
+                (
+                    ("stages", index),
+                    f"two steps are called '{step_id}' (steps {seen[step_id]} and {index}); give one an 'id'",
+                )
             )
         seen.setdefault(step_id, index)
     return problems
@@ -89,13 +105,19 @@ def _targets(recipe: Recipe) -> list[Problem]:
     for index, name in enumerate(recipe.targets):
         if name not in known:
             problems.append(
-                (("targets", index), f"unknown device class '{name}'{did_you_mean(name, known)}; "
-                 f"valid: {', '.join(known)} (or define it under device_classes)")
+                (
+                    ("targets", index),
+                    f"unknown device class '{name}'{did_you_mean(name, known)}; "
+                    f"valid: {', '.join(known)} (or define it under device_classes)",
+                )
             )
         elif precision not in known[name].accepted_precisions:
             problems.append(
-                (("targets", index), f"'{name}' does not accept {precision} models; it accepts "
-                 f"{', '.join(known[name].accepted_precisions)}")
+                (
+                    ("targets", index),
+                    f"'{name}' does not accept {precision} models; it accepts "
+                    f"{', '.join(known[name].accepted_precisions)}",
+                )
             )
         if recipe.targets.index(name) != index:
             problems.append((("targets", index), f"'{name}' is listed twice"))
@@ -104,8 +126,11 @@ def _targets(recipe: Recipe) -> list[Problem]:
 
 def _gates(recipe: Recipe) -> list[Problem]:
     return [
-        (("gates", "per_target", name), f"gate for '{name}', which is not in targets{did_you_mean(name, recipe.targets)}; "
-         f"targets: {', '.join(recipe.targets) or 'none'}")
+        (
+            ("gates", "per_target", name),
+            f"gate for '{name}', which is not in targets{did_you_mean(name, recipe.targets)}; "
+            f"targets: {', '.join(recipe.targets) or 'none'}",
+        )
         for name in recipe.gates.per_target
         if name not in recipe.targets
     ]

@@ -11,7 +11,9 @@ from optimize.recipe.base import ExistingPath, StrictModel
 
 
 class InputSpec(StrictModel):
-    name: str = Field("input", pattern=r"^[A-Za-z_][\w.:-]*$", description="input tensor name in the ONNX file")
+    name: str = Field(
+        "input", pattern=r"^[A-Za-z_][\w.:-]*$", description="input tensor name in the ONNX file"
+    )
     shape: list[PositiveInt] = Field(
         min_length=1, max_length=6, description="example shape, batch first, e.g. [1, 3, 32, 32]"
     )
@@ -58,10 +60,14 @@ class ModelSpec(StrictModel):
 
         kind, _, reference = value.partition(":")
         if kind not in MODEL_SOURCES:
-            raise PydanticCustomError("model_source", "{message}", {"message": MODEL_SOURCES.unknown_message(kind)})
+            raise PydanticCustomError(
+                "model_source", "{message}", {"message": MODEL_SOURCES.unknown_message(kind)}
+            )
         if not reference:
             raise PydanticCustomError(
-                "model_source", "'{value}' names no model: write {kind}:<reference>", {"value": value, "kind": kind}
+                "model_source",
+                "'{value}' names no model: write {kind}:<reference>",
+                {"value": value, "kind": kind},
             )
         return value
 
@@ -74,6 +80,10 @@ class ModelSpec(StrictModel):
         base_dir: Path | None = (info.context or {}).get("base_dir")
         problem = MODEL_SOURCES.get(self.kind).check(self, base_dir)
         if problem:
-            field = problem.split(":", 1)[0].removeprefix("model.") if problem.startswith("model.") else "source"
-            raise PydanticCustomError("model_source", "{problem}", {"problem": problem, "at": field.split(".")[0]})
+            field = (
+                problem.split(":", 1)[0].removeprefix("model.") if problem.startswith("model.") else "source"
+            )
+            raise PydanticCustomError(
+                "model_source", "{problem}", {"problem": problem, "at": field.split(".")[0]}
+            )
         return self

@@ -47,13 +47,17 @@ def markdown() -> str:
         *_section("model.input", InputSpec),
         "## Data",
         "",
-        *_section("data", DataSpec, "Each role is a data source mapping, or the path of a YAML file holding one."),
+        *_section(
+            "data", DataSpec, "Each role is a data source mapping, or the path of a YAML file holding one."
+        ),
     ]
     for name, spec in DATA_SOURCES:
         lines += _section(f"data source `{name}`", spec, _doc(spec))
     lines += ["## Stages", "", "Written as a list: `- <stage>: {params}` (or just `- <stage>`).", ""]
     for name, stage in STAGES:
-        lines += _section(f"stage `{name}` ({stage.consumes.value} → {stage.produces.value})", stage.Params, stage.summary())
+        lines += _section(
+            f"stage `{name}` ({stage.consumes.value} → {stage.produces.value})", stage.Params, stage.summary()
+        )
     lines += ["## Targets and device classes", ""]
     lines += _section("device class (any runtime)", DeviceClassBase, "`runtime` picks the settings below.")
     lines += _section("device_class.batch", BatchProfile)
@@ -61,8 +65,12 @@ def markdown() -> str:
         lines += _section(f"settings for runtime `{name}`", runtime.Settings, _doc(runtime.Settings))
     lines += ["## Evaluation, gates, tracking", ""]
     lines += _section("evaluation", EvaluationSpec)
-    lines += _section("gates", Gates, "Global limits apply to every target (and size/accuracy to the final model); "
-                                       "`per_target` overrides them for one device class.")
+    lines += _section(
+        "gates",
+        Gates,
+        "Global limits apply to every target (and size/accuracy to the final model); "
+        "`per_target` overrides them for one device class.",
+    )
     lines += _section("tracking", TrackingSpec)
     return "\n".join(lines).rstrip() + "\n"
 

@@ -51,13 +51,19 @@ def _normalise_step(value: Any) -> Any:
         raise PydanticCustomError(
             "unknown_stage",
             "unknown stage '{at}'{hint}; valid stages: {valid}",
-            {"at": str(name), "hint": did_you_mean(str(name), STAGES.names()), "valid": ", ".join(STAGES.names())},
+            {
+                "at": str(name),
+                "hint": did_you_mean(str(name), STAGES.names()),
+                "valid": ", ".join(STAGES.names()),
+            },
         )
     if params is None:
         params = {}
     if not isinstance(params, dict):
         raise PydanticCustomError(
-            "stage_params", "parameters of '{key}' must be a mapping, e.g. '- {key}: {{}}'", {"key": str(name)}
+            "stage_params",
+            "parameters of '{key}' must be a mapping, e.g. '- {key}: {{}}'",
+            {"key": str(name)},
         )
     return {"stage": name, **params}
 
@@ -90,13 +96,19 @@ def _data_definition(value: Any, info) -> Any:
         kind = _data_tag(value)
         if kind is None:
             raise PydanticCustomError(
-                "data_source", "a data source needs 'source' ({valid})", {"valid": ", ".join(DATA_SOURCES.names())}
+                "data_source",
+                "a data source needs 'source' ({valid})",
+                {"valid": ", ".join(DATA_SOURCES.names())},
             )
         if kind not in DATA_SOURCES:
             raise PydanticCustomError(
                 "data_source",
                 "unknown data source '{kind}'{hint}; valid: {valid}",
-                {"kind": kind, "hint": did_you_mean(kind, DATA_SOURCES.names()), "valid": ", ".join(DATA_SOURCES.names())},
+                {
+                    "kind": kind,
+                    "hint": did_you_mean(kind, DATA_SOURCES.names()),
+                    "valid": ", ".join(DATA_SOURCES.names()),
+                },
             )
     return value
 
@@ -122,21 +134,29 @@ class EvaluationSpec(StrictModel):
     max_samples: PositiveInt | None = Field(None, description="evaluate on at most this many eval samples")
     warmup_runs: int = Field(10, ge=0, le=10_000, description="untimed runs before latency measurement")
     min_runs: PositiveInt = Field(50, le=1_000_000, description="timed batch-1 runs, at least")
-    min_time_s: float = Field(2.0, ge=0, le=600, description="keep timing batch-1 runs for at least this long")
+    min_time_s: float = Field(
+        2.0, ge=0, le=600, description="keep timing batch-1 runs for at least this long"
+    )
     throughput_time_s: float = Field(1.0, ge=0, le=600, description="time spent measuring throughput")
     latency_processes: PositiveInt = Field(
-        3, le=32, description="fresh processes the latency runs are spread over (thread placement varies per process)"
+        3,
+        le=32,
+        description="fresh processes the latency runs are spread over (thread placement varies per process)",
     )
 
 
 class GateLimits(StrictModel):
     max_size_mb: PositiveFloat | None = Field(None, description="model or engine size on disk")
     min_accuracy: float | None = Field(None, ge=0, le=1, description="eval accuracy (0-1)")
-    max_accuracy_drop: float | None = Field(None, ge=0, le=1, description="absolute drop against FP32 on the same target")
+    max_accuracy_drop: float | None = Field(
+        None, ge=0, le=1, description="absolute drop against FP32 on the same target"
+    )
     min_agreement: float | None = Field(None, ge=0, le=1, description="top-1 agreement (or cosine) with FP32")
     max_latency_p50_ms: PositiveFloat | None = Field(None, description="median batch-1 latency")
     max_latency_p90_ms: PositiveFloat | None = Field(None, description="90th percentile batch-1 latency")
-    min_speedup: PositiveFloat | None = Field(None, description="FP32 p50 latency / model p50 latency, same target")
+    min_speedup: PositiveFloat | None = Field(
+        None, description="FP32 p50 latency / model p50 latency, same target"
+    )
     max_peak_memory_mb: PositiveFloat | None = Field(None, description="peak memory while running")
 
 
@@ -146,7 +166,9 @@ class Gates(GateLimits):
 
 class TrackingSpec(StrictModel):
     enabled: bool = Field(True, description="log runs to MLflow")
-    experiment: str | None = Field(None, min_length=1, max_length=200, description="MLflow experiment; default: the recipe name")
+    experiment: str | None = Field(
+        None, min_length=1, max_length=200, description="MLflow experiment; default: the recipe name"
+    )
 
 
 # -- the recipe -----------------------------------------------------------------------------
@@ -160,7 +182,9 @@ def _device_class_file(value: Any, info) -> Any:
         path = resolve_user_path(value, (info.context or {}).get("base_dir"))
         data = read_yaml_file(path, "device classes").data
         if not isinstance(data, list):
-            raise PydanticCustomError("device_classes", "{path} must hold a list of device classes", {"path": str(path)})
+            raise PydanticCustomError(
+                "device_classes", "{path} must hold a list of device classes", {"path": str(path)}
+            )
         return data
     return value
 

@@ -44,7 +44,9 @@ class _Walker:
     def walk(self, node: Node, path: Path_, depth: int) -> Any:
         self.count += 1
         if self.count > MAX_NODES:
-            raise YamlProblem(f"more than {MAX_NODES} values after expanding aliases (an alias bomb?)", _line(node))
+            raise YamlProblem(
+                f"more than {MAX_NODES} values after expanding aliases (an alias bomb?)", _line(node)
+            )
         if depth > MAX_DEPTH:
             raise YamlProblem(f"nested deeper than {MAX_DEPTH} levels", _line(node))
         self.lines.setdefault(path, _line(node))
@@ -66,7 +68,9 @@ class _Walker:
                 value = self.walk(value_node, path, depth + 1)
                 for item in value if isinstance(value, list) else [value]:
                     if not isinstance(item, dict):
-                        raise YamlProblem("a '<<' merge needs a mapping or a list of mappings", _line(value_node))
+                        raise YamlProblem(
+                            "a '<<' merge needs a mapping or a list of mappings", _line(value_node)
+                        )
                     for key, inner in item.items():
                         merged.setdefault(key, inner)
                 continue
@@ -95,7 +99,9 @@ def parse_yaml(text: str) -> ParsedYaml:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        raise YamlProblem(f"not valid YAML: {exc.problem or exc.context}", mark.line + 1 if mark else None) from None
+        raise YamlProblem(
+            f"not valid YAML: {exc.problem or exc.context}", mark.line + 1 if mark else None
+        ) from None
     except yaml.YAMLError as exc:
         raise YamlProblem(f"not valid YAML: {exc}") from None
     if root is None:

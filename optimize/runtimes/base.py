@@ -67,7 +67,9 @@ class Runtime:
             return Availability(False, False, f"{self.distribution} is not installed")
         if not version_matches(installed, device_class.runtime_version):
             return Availability(
-                False, False, f"{self.distribution} {installed} is installed; the class needs {device_class.runtime_version}"
+                False,
+                False,
+                f"{self.distribution} {installed} is installed; the class needs {device_class.runtime_version}",
             )
         return None
 

@@ -57,8 +57,12 @@ class OnnxRuntime(Runtime):
         portable = device_class.settings.graph_optimization_level != "all"
         if device_class.arch not in ("any", host):
             if portable:
-                return Availability(True, False, f"built here, but runs only on {device_class.arch} (host is {host})")
-            return Availability(False, False, f"'all' optimisation must run on a {device_class.arch} host (host is {host})")
+                return Availability(
+                    True, False, f"built here, but runs only on {device_class.arch} (host is {host})"
+                )
+            return Availability(
+                False, False, f"'all' optimisation must run on a {device_class.arch} host (host is {host})"
+            )
         return Availability(True, True)
 
     def device_identity(self, device_class) -> dict[str, Any]:
@@ -71,7 +75,9 @@ class OnnxRuntime(Runtime):
         from optimize.onnx_tools import session
 
         target = workdir / self.engine_file
-        session(model.file, optimization=device_class.settings.graph_optimization_level, save_optimized_to=target)
+        session(
+            model.file, optimization=device_class.settings.graph_optimization_level, save_optimized_to=target
+        )
         session_options = {
             "intra_op_num_threads": device_class.threads,
             "inter_op_num_threads": device_class.settings.inter_op_threads,

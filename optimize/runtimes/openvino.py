@@ -22,12 +22,15 @@ class OpenVINOSettings(StrictModel):
     performance_hint: Literal["LATENCY", "THROUGHPUT"] = Field(
         "LATENCY", description="LATENCY: one request as fast as possible; THROUGHPUT: many in parallel"
     )
-    num_streams: int | None = Field(None, ge=1, description="parallel inference streams (null: from the hint)")
+    num_streams: int | None = Field(
+        None, ge=1, description="parallel inference streams (null: from the hint)"
+    )
     inference_precision: Literal["f32", "bf16", "f16"] | None = Field(
         None, description="precision for non-quantized layers (null: the plugin's default for the device)"
     )
     ir_weights: Literal["fp32", "fp16"] = Field(
-        "fp32", description="float weights stored in the IR; fp16 halves the files, the plugin widens them at load"
+        "fp32",
+        description="float weights stored in the IR; fp16 halves the files, the plugin widens them at load",
     )
 
 
@@ -69,30 +72,43 @@ class OpenVINORuntime(Runtime):
             return problem
         host = platform.machine()
         if device_class.arch not in ("any", host):
-            return Availability(True, False, f"IR built here, but the class runs on {device_class.arch} (host is {host})")
+            return Availability(
+                True, False, f"IR built here, but the class runs on {device_class.arch} (host is {host})"
+            )
         import openvino as ov
 
         devices = ov.Core().available_devices
         wanted = device_class.settings.device
         if wanted != "AUTO" and not any(d.split(".")[0] == wanted for d in devices):
-            return Availability(True, False, f"no OpenVINO {wanted} device here (available: {', '.join(devices)})")
+            return Availability(
+                True, False, f"no OpenVINO {wanted} device here (available: {', '.join(devices)})"
+            )
         return Availability(True, True)
 
     def build(self, model: Artifact, device_class, workdir: Path) -> dict[str, Any]:
         import openvino as ov
 
         converted = ov.convert_model(str(model.file))
-        ov.save_model(converted, str(workdir / self.engine_file),
-                      compress_to_fp16=device_class.settings.ir_weights == "fp16")
+        ov.save_model(
+            converted,
+            str(workdir / self.engine_file),
+            compress_to_fp16=device_class.settings.ir_weights == "fp16",
+        )
         info: dict[str, Any] = {"ir_files": ["model.xml", "model.bin"]}
         if self.availability(device_class).can_run:
             started = time.perf_counter()
             core = ov.Core()
-            core.compile_model(str(workdir / self.engine_file), device_class.settings.device,
-                               compile_config(device_class.settings, device_class.threads))
+            core.compile_model(
+                str(workdir / self.engine_file),
+                device_class.settings.device,
+                compile_config(device_class.settings, device_class.threads),
+            )
             info["compile_time_s"] = time.perf_counter() - started
-            info["device_name"] = core.get_property(device_class.settings.device, "FULL_DEVICE_NAME") \
-                if device_class.settings.device != "AUTO" else "AUTO"
+            info["device_name"] = (
+                core.get_property(device_class.settings.device, "FULL_DEVICE_NAME")
+                if device_class.settings.device != "AUTO"
+                else "AUTO"
+            )
         write_artifact_meta(
             workdir,
             ArtifactKind.ENGINE,

@@ -53,47 +53,66 @@ log = logging.getLogger(__name__)
 ENGINE_FILE = "model.engine"
 TIMING_CACHE_ENV = "OPTIMIZE_TENSORRT_TIMING_CACHE_DIR"
 TIMING_CACHE_FOLDER = "tensorrt-timing-cache"
-INSTALL_HINT = "install optimize's tensorrt extra on a host with an NVIDIA GPU; on Jetson it comes with JetPack"
+INSTALL_HINT = (
+    "install optimize's tensorrt extra on a host with an NVIDIA GPU; on Jetson it comes with JetPack"
+)
 
 
 # -- the device class settings ---------------------------------------------------------------
 class TensorRTSettings(StrictModel):
     workspace_mb: PositiveInt | None = Field(
-        None, description="limit of the WORKSPACE memory pool (scratch memory of one layer); null: TensorRT's default, all device memory"
+        None,
+        description="limit of the WORKSPACE memory pool (scratch memory of one layer); null: TensorRT's default, all device memory",
     )
     builder_optimization_level: int = Field(
-        3, ge=0, le=5, description="0-5: higher searches longer for faster kernels (3 is TensorRT's default; 0 ignores the timing cache)"
+        3,
+        ge=0,
+        le=5,
+        description="0-5: higher searches longer for faster kernels (3 is TensorRT's default; 0 ignores the timing cache)",
     )
     strongly_typed: bool = Field(
-        True, description="TensorRT 10.x: build a strongly typed network (precision from the ONNX file). Always on in 11.x"
+        True,
+        description="TensorRT 10.x: build a strongly typed network (precision from the ONNX file). Always on in 11.x",
     )
     allow_fp16: bool = Field(
         False,
         description="TensorRT 10.x weak typing only (needs strongly_typed: false): let TensorRT pick FP16 kernels for an FP32 "
         "model (BuilderFlag.FP16, the classic JetPack 6 DLA flow). Removed in 11.x: there the ONNX file must carry FP16",
     )
-    tf32: bool = Field(True, description="allow TF32 math for FP32 layers on Ampere and newer (TensorRT's default)")
-    sparse_weights: bool = Field(False, description="use 2:4 structured-sparsity kernels where the weights allow it")
-    dla_core: NonNegativeInt | None = Field(
-        None, description="run on this DLA core of a Jetson Orin (null: GPU only). DLA runs FP16 and INT8 layers only"
+    tf32: bool = Field(
+        True, description="allow TF32 math for FP32 layers on Ampere and newer (TensorRT's default)"
     )
-    gpu_fallback: bool = Field(True, description="with dla_core: layers the DLA cannot run go to the GPU instead of failing the build")
+    sparse_weights: bool = Field(
+        False, description="use 2:4 structured-sparsity kernels where the weights allow it"
+    )
+    dla_core: NonNegativeInt | None = Field(
+        None,
+        description="run on this DLA core of a Jetson Orin (null: GPU only). DLA runs FP16 and INT8 layers only",
+    )
+    gpu_fallback: bool = Field(
+        True,
+        description="with dla_core: layers the DLA cannot run go to the GPU instead of failing the build",
+    )
     hardware_compatibility: Literal["none", "ampere_plus", "same_compute_capability"] = Field(
         "none",
         description="none: engine runs on the build GPU's model only; ampere_plus: on any Ampere or newer GPU (built on "
         "Ampere+); same_compute_capability: on GPUs of the build GPU's compute capability (TensorRT >= 10.9). Both are slower",
     )
     version_compatible: bool = Field(
-        False, description="embed the lean runtime so later TensorRT versions of the same major line can run the engine (slower)"
+        False,
+        description="embed the lean runtime so later TensorRT versions of the same major line can run the engine (slower)",
     )
     timing_cache: bool = Field(
-        True, description="reuse and extend a timing cache per device class, GPU, CUDA and TensorRT version: faster rebuilds"
+        True,
+        description="reuse and extend a timing cache per device class, GPU, CUDA and TensorRT version: faster rebuilds",
     )
     max_aux_streams: NonNegativeInt | None = Field(
-        None, description="auxiliary CUDA streams TensorRT may use for parallel branches (0: single stream; null: TensorRT decides)"
+        None,
+        description="auxiliary CUDA streams TensorRT may use for parallel branches (0: single stream; null: TensorRT decides)",
     )
     profiling_verbosity: Literal["layer_names_only", "detailed", "none"] = Field(
-        "layer_names_only", description="layer information kept in the engine for the engine inspector and NVTX"
+        "layer_names_only",
+        description="layer information kept in the engine for the engine inspector and NVTX",
     )
     shape_ranges: dict[str, tuple[PositiveInt, PositiveInt, PositiveInt]] = Field(
         default_factory=dict,
@@ -101,7 +120,9 @@ class TensorRTSettings(StrictModel):
         "the batch axis comes from the class's batch profile",
     )
     compute_capability: str | None = Field(
-        None, pattern=r"^(>=)?\d+\.\d+$", description="GPU the class is for: '8.7' exactly, or a minimum like '>=8.0'"
+        None,
+        pattern=r"^(>=)?\d+\.\d+$",
+        description="GPU the class is for: '8.7' exactly, or a minimum like '>=8.0'",
     )
     integrated_gpu: bool | None = Field(
         None, description="true: a Jetson-style integrated GPU; false: a discrete GPU; null: either"
@@ -113,7 +134,9 @@ class TensorRTSettings(StrictModel):
         for key, (low, opt, high) in ranges.items():
             name, _, axis = key.rpartition(":")
             if not name or not axis.isdigit() or int(axis) == 0:
-                raise ValueError(f"key '{key}' must be 'input:axis' with axis ≥ 1 (axis 0 follows the class's batch profile)")
+                raise ValueError(
+                    f"key '{key}' must be 'input:axis' with axis ≥ 1 (axis 0 follows the class's batch profile)"
+                )
             if not low <= opt <= high:
                 raise ValueError(f"'{key}' needs min ≤ opt ≤ max, got {low}, {opt}, {high}")
         return ranges
@@ -220,9 +243,11 @@ def no_gpu_reason(error_name: str, runtime_version: int, driver_version: int) ->
     if error_name == "cudaErrorInsufficientDriver":
         if not driver_version:
             return f"no CUDA GPU is visible: no NVIDIA driver is loaded ({error_name})"
-        return (f"no CUDA GPU is usable: the NVIDIA driver supports CUDA {cuda_version_text(driver_version)}, older than "
-                f"the CUDA {cuda_version_text(runtime_version)} of the installed cuda-python; install cuda-python "
-                f"{driver_version // 1000}.x (the CUDA line of TensorRT) or a newer driver")
+        return (
+            f"no CUDA GPU is usable: the NVIDIA driver supports CUDA {cuda_version_text(driver_version)}, older than "
+            f"the CUDA {cuda_version_text(runtime_version)} of the installed cuda-python; install cuda-python "
+            f"{driver_version // 1000}.x (the CUDA line of TensorRT) or a newer driver"
+        )
     if error_name == "cudaErrorNoDevice":
         return f"no CUDA GPU is visible ({error_name}; check CUDA_VISIBLE_DEVICES)"
     return f"no CUDA GPU is visible ({error_name})"
@@ -241,9 +266,13 @@ def hardware_mismatch(device_class, facts: GpuFacts, host_arch: str) -> str | No
     gpu = f"{facts.name} (compute capability {facts.compute_capability})"
     if device_class.arch not in ("any", host_arch):
         return f"the class runs on {device_class.arch} hosts; this host is {host_arch}"
-    if settings.compute_capability and not _compute_capability_ok(settings.compute_capability, facts.compute_capability):
+    if settings.compute_capability and not _compute_capability_ok(
+        settings.compute_capability, facts.compute_capability
+    ):
         wanted = settings.compute_capability
-        wanted_text = f"≥ {wanted[2:]}" if wanted.startswith(">=") else f"{wanted} (sm_{wanted.replace('.', '')})"
+        wanted_text = (
+            f"≥ {wanted[2:]}" if wanted.startswith(">=") else f"{wanted} (sm_{wanted.replace('.', '')})"
+        )
         return f"the class needs a GPU with compute capability {wanted_text}; this host has {gpu}"
     if settings.integrated_gpu is True and not facts.integrated:
         return f"the class needs an integrated (Jetson) GPU; this host has a discrete {gpu}"
@@ -251,7 +280,9 @@ def hardware_mismatch(device_class, facts: GpuFacts, host_arch: str) -> str | No
         return f"the class needs a discrete GPU; this host has an integrated {gpu}"
     if settings.hardware_compatibility == "ampere_plus" and parse_version(facts.compute_capability) < (8, 0):
         return f"ampere_plus engines must be built on an Ampere or newer GPU (compute capability ≥ 8.0); this host has {gpu}"
-    if settings.hardware_compatibility == "same_compute_capability" and parse_version(facts.compute_capability) < (7, 5):
+    if settings.hardware_compatibility == "same_compute_capability" and parse_version(
+        facts.compute_capability
+    ) < (7, 5):
         return f"same_compute_capability engines need a Turing or newer GPU; this host has {gpu}"
     if settings.dla_core is not None and not facts.integrated:
         return f"the class asks for DLA core {settings.dla_core}; a DLA exists only next to Jetson Orin GPUs, not on {gpu}"
@@ -259,7 +290,12 @@ def hardware_mismatch(device_class, facts: GpuFacts, host_arch: str) -> str | No
 
 
 def availability_for(
-    device_class, trt_version: str | None, trt_problem: str, facts: GpuFacts | None, gpu_problem: str, host_arch: str
+    device_class,
+    trt_version: str | None,
+    trt_problem: str,
+    facts: GpuFacts | None,
+    gpu_problem: str,
+    host_arch: str,
 ) -> Availability:
     """Building needs TensorRT of the class's version line and a GPU of the class on this host;
     running needs the same, so both answers are equal."""
@@ -267,7 +303,9 @@ def availability_for(
         return Availability(False, False, trt_problem)
     if not version_matches(trt_version, device_class.runtime_version):
         return Availability(
-            False, False, f"tensorrt {trt_version} is installed; the class needs {device_class.runtime_version}"
+            False,
+            False,
+            f"tensorrt {trt_version} is installed; the class needs {device_class.runtime_version}",
         )
     if facts is None:
         return Availability(False, False, gpu_problem)
@@ -277,12 +315,32 @@ def availability_for(
     return Availability(True, True)
 
 
-IDENTITY_FIELDS = ("version", "tensorrt_cuda", "gpu", "compute_capability", "sm_count", "cuda_runtime", "cuda_driver",
-                   "driver", "l4t", "arch")
-TIMING_CACHE_FIELDS = ("version", "tensorrt_cuda", "gpu", "compute_capability", "sm_count", "cuda_runtime", "arch")
+IDENTITY_FIELDS = (
+    "version",
+    "tensorrt_cuda",
+    "gpu",
+    "compute_capability",
+    "sm_count",
+    "cuda_runtime",
+    "cuda_driver",
+    "driver",
+    "l4t",
+    "arch",
+)
+TIMING_CACHE_FIELDS = (
+    "version",
+    "tensorrt_cuda",
+    "gpu",
+    "compute_capability",
+    "sm_count",
+    "cuda_runtime",
+    "arch",
+)
 
 
-def identity_from(trt_version: str, tensorrt_cuda: str, facts: GpuFacts, l4t: str | None, host_arch: str) -> dict[str, Any]:
+def identity_from(
+    trt_version: str, tensorrt_cuda: str, facts: GpuFacts, l4t: str | None, host_arch: str
+) -> dict[str, Any]:
     """What an engine depends on besides the model and the class settings: TensorRT and its CUDA,
     the GPU model (name, compute capability, SM count: Orin AGX and Orin Nano share 8.7), the
     driver, the Jetson L4T release and the CPU architecture. Not the GPU's memory size or serial."""
@@ -332,8 +390,10 @@ def optimization_profile(
     for spec in inputs:
         if all(dim is not None for dim in spec.dims):
             if spec.dims and not batch.min == batch.max == spec.dims[0]:
-                notes.append(f"input '{spec.name}' has a fixed batch of {spec.dims[0]}: the class's batch profile does not "
-                             "apply and the runner feeds it that many samples at a time")
+                notes.append(
+                    f"input '{spec.name}' has a fixed batch of {spec.dims[0]}: the class's batch profile does not "
+                    "apply and the runner feeds it that many samples at a time"
+                )
             continue
         low, opt, high = [], [], []
         for axis, dim in enumerate(spec.dims):
@@ -347,16 +407,23 @@ def optimization_profile(
                 used.add(key)
             elif spec.example is not None and len(spec.example) > axis:
                 triple = (spec.example[axis],) * 3
-                notes.append(f"input '{spec.name}' axis {axis} is dynamic and fixed to {spec.example[axis]} (the example "
-                             f"shape); set settings.shape_ranges['{key}'] to accept other sizes")
+                notes.append(
+                    f"input '{spec.name}' axis {axis} is dynamic and fixed to {spec.example[axis]} (the example "
+                    f"shape); set settings.shape_ranges['{key}'] to accept other sizes"
+                )
             else:
-                raise PlanError(f"input '{spec.name}' axis {axis} is dynamic: set settings.shape_ranges['{key}'] = "
-                                "[min, opt, max] in the device class")
+                raise PlanError(
+                    f"input '{spec.name}' axis {axis} is dynamic: set settings.shape_ranges['{key}'] = "
+                    "[min, opt, max] in the device class"
+                )
             low.append(triple[0])
             opt.append(triple[1])
             high.append(triple[2])
         profiles.append(ProfileShape(spec.name, tuple(low), tuple(opt), tuple(high)))
-    notes += [f"settings.shape_ranges['{key}'] matches no dynamic axis of this model" for key in sorted(set(shape_ranges) - used)]
+    notes += [
+        f"settings.shape_ranges['{key}'] matches no dynamic axis of this model"
+        for key in sorted(set(shape_ranges) - used)
+    ]
     return tuple(profiles), notes
 
 
@@ -366,8 +433,10 @@ def network_flags_for(settings: TensorRTSettings, version: tuple[int, ...]) -> t
     strongly typed, EXPLICIT_BATCH is gone and STRONGLY_TYPED is deprecated and ignored (not passed)."""
     if version[0] >= 11:
         if not settings.strongly_typed:
-            raise PlanError("strongly_typed: false is impossible on TensorRT 11.x, which removed weak typing; "
-                            "pin the class to runtime_version '10.*' or put the precision in the ONNX file")
+            raise PlanError(
+                "strongly_typed: false is impossible on TensorRT 11.x, which removed weak typing; "
+                "pin the class to runtime_version '10.*' or put the precision in the ONNX file"
+            )
         return (), True
     return (("STRONGLY_TYPED",), True) if settings.strongly_typed else ((), False)
 
@@ -392,7 +461,9 @@ def _precision_flags(precision: str, strongly_typed: bool, settings: TensorRTSet
     return flags + (["INT8"] if precision == "int8" else [])
 
 
-def _dla_settings(settings: TensorRTSettings, version, precision: str, strongly_typed: bool) -> tuple[str, list[str], list[str]]:
+def _dla_settings(
+    settings: TensorRTSettings, version, precision: str, strongly_typed: bool
+) -> tuple[str, list[str], list[str]]:
     """Default device type, extra builder flags and notes for a DLA class."""
     if settings.dla_core is None:
         return "GPU", [], []
@@ -401,13 +472,19 @@ def _dla_settings(settings: TensorRTSettings, version, precision: str, strongly_
         raise PlanError(problem)
     notes = []
     if version[0] == 10 and version >= (10, 8):
-        notes.append("NVIDIA documents TensorRT 10.7 as the last 10.x release with DLA; the build checks the DLA cores it finds")
+        notes.append(
+            "NVIDIA documents TensorRT 10.7 as the last 10.x release with DLA; the build checks the DLA cores it finds"
+        )
     runs_on_dla = precision in ("fp16", "int8") or (not strongly_typed and settings.allow_fp16)
     if not runs_on_dla:
         if not settings.gpu_fallback:
-            raise PlanError(f"DLA runs FP16 and INT8 layers only and this model is {precision} with gpu_fallback off: "
-                            "export FP16 or quantize the model (or, on 10.x, set strongly_typed: false and allow_fp16: true)")
-        notes.append(f"DLA runs FP16 and INT8 layers only: this {precision} model will run on the GPU (gpu_fallback)")
+            raise PlanError(
+                f"DLA runs FP16 and INT8 layers only and this model is {precision} with gpu_fallback off: "
+                "export FP16 or quantize the model (or, on 10.x, set strongly_typed: false and allow_fp16: true)"
+            )
+        notes.append(
+            f"DLA runs FP16 and INT8 layers only: this {precision} model will run on the GPU (gpu_fallback)"
+        )
     return "DLA", (["GPU_FALLBACK"] if settings.gpu_fallback else []), notes
 
 
@@ -418,7 +495,11 @@ def _hardware_level(settings: TensorRTSettings, version: tuple[int, ...]) -> str
 
 
 def make_build_plan(
-    device_class, trt_version: str, inputs: list[InputShape], identity: Mapping[str, Any], precision: str = "fp32"
+    device_class,
+    trt_version: str,
+    inputs: list[InputShape],
+    identity: Mapping[str, Any],
+    precision: str = "fp32",
 ) -> BuildPlan:
     """Translate a device class for one TensorRT version and one model into builder settings."""
     settings: TensorRTSettings = device_class.settings
@@ -462,15 +543,20 @@ def make_build_plan(
 
 def describe_plan(plan: BuildPlan) -> str:
     """The plan in one line, for error messages ('what was tried')."""
-    parts = [f"TensorRT {plan.tensorrt_version} ({plan.api_line}.x API)",
-             "strongly typed" if plan.strongly_typed else "weakly typed"]
+    parts = [
+        f"TensorRT {plan.tensorrt_version} ({plan.api_line}.x API)",
+        "strongly typed" if plan.strongly_typed else "weakly typed",
+    ]
     if plan.builder_flags:
         parts.append("flags " + "+".join(plan.builder_flags))
     if "WORKSPACE" in plan.memory_pool_limits:
         parts.append(f"workspace {plan.memory_pool_limits['WORKSPACE'] // 2**20} MiB")
     parts.append(f"optimisation level {plan.builder_optimization_level}")
     if plan.default_device_type == "DLA":
-        parts.append(f"DLA core {plan.dla_core}" + (" with GPU fallback" if "GPU_FALLBACK" in plan.builder_flags else ""))
+        parts.append(
+            f"DLA core {plan.dla_core}"
+            + (" with GPU fallback" if "GPU_FALLBACK" in plan.builder_flags else "")
+        )
     if plan.hardware_compatibility_level != "NONE":
         parts.append(f"hardware compatibility {plan.hardware_compatibility_level}")
     parts += [f"profile {p.name} {list(p.min)}/{list(p.opt)}/{list(p.max)}" for p in plan.profiles]
@@ -490,45 +576,72 @@ def format_parser_errors(path: Path | str, errors: list[dict[str, Any]]) -> str:
             where += f" ({error['operator']})"
         shown.append(f"[{number}] {where}: {error.get('code', 'error')}: {error.get('desc', '').strip()}")
     count = f"{len(errors)} error{'s' if len(errors) != 1 else ''}"
-    message = f"TensorRT's ONNX parser rejected {Path(path).name} with {count}: " + "; ".join(shown or ["(no details)"])
-    if any(e.get("operator") == "DequantizeLinear" and "activation types" in e.get("desc", "") for e in errors):
-        message += (" (TensorRT dequantizes only activations and weights: a QDQ model from ONNX Runtime's quantize_static "
-                    "needs extra_options QuantizeBias=False so biases stay float)")
+    message = f"TensorRT's ONNX parser rejected {Path(path).name} with {count}: " + "; ".join(
+        shown or ["(no details)"]
+    )
+    if any(
+        e.get("operator") == "DequantizeLinear" and "activation types" in e.get("desc", "") for e in errors
+    ):
+        message += (
+            " (TensorRT dequantizes only activations and weights: a QDQ model from ONNX Runtime's quantize_static "
+            "needs extra_options QuantizeBias=False so biases stay float)"
+        )
     return message
 
 
 def _identity_summary(identity: Mapping[str, Any]) -> str:
-    return (f"TensorRT {identity.get('version', '?')} on {identity.get('gpu', '?')} (compute capability "
-            f"{identity.get('compute_capability', '?')}, {identity.get('sm_count', '?')} SMs, {identity.get('arch', '?')})")
+    return (
+        f"TensorRT {identity.get('version', '?')} on {identity.get('gpu', '?')} (compute capability "
+        f"{identity.get('compute_capability', '?')}, {identity.get('sm_count', '?')} SMs, {identity.get('arch', '?')})"
+    )
 
 
 def engine_mismatch_message(
     class_name: str, built: Mapping[str, Any], here: Mapping[str, Any], details: list[str] | None = None
 ) -> str:
     """Why deserialize_cuda_engine refused an engine, and what to do about it."""
-    differing = [f"{name} {built.get(name)!r} vs {here.get(name)!r}" for name in IDENTITY_FIELDS
-                 if name in built and built.get(name) != here.get(name)]
-    message = (f"TensorRT cannot load this engine: it was built with {_identity_summary(built)}, this host has "
-               f"{_identity_summary(here)}")
-    message += f" (differs: {', '.join(differing)})" if differing else " (same identity: the engine file may be damaged)"
-    message += (f". Engines are tied to the TensorRT version and GPU they were built with: rebuild it on a "
-                f"'{class_name}' host (optimize run RECIPE --target {class_name})")
+    differing = [
+        f"{name} {built.get(name)!r} vs {here.get(name)!r}"
+        for name in IDENTITY_FIELDS
+        if name in built and built.get(name) != here.get(name)
+    ]
+    message = (
+        f"TensorRT cannot load this engine: it was built with {_identity_summary(built)}, this host has "
+        f"{_identity_summary(here)}"
+    )
+    message += (
+        f" (differs: {', '.join(differing)})"
+        if differing
+        else " (same identity: the engine file may be damaged)"
+    )
+    message += (
+        f". Engines are tied to the TensorRT version and GPU they were built with: rebuild it on a "
+        f"'{class_name}' host (optimize run RECIPE --target {class_name})"
+    )
     return message + (f"; TensorRT said: {details[-1]}" if details else "")
 
 
 def batch_chunks(total: int, fixed: int) -> list[tuple[int, int]]:
     """Slices that feed an engine with a fixed batch size batch by batch."""
     if total % fixed:
-        raise ValueError(f"the engine has a fixed batch of {fixed} and got {total} samples; export the model with a "
-                         "dynamic batch axis")
+        raise ValueError(
+            f"the engine has a fixed batch of {fixed} and got {total} samples; export the model with a "
+            "dynamic batch axis"
+        )
     return [(start, start + fixed) for start in range(0, total, fixed)]
 
 
-def shape_problem(name: str, shape: tuple[int, ...], low: tuple[int, ...], high: tuple[int, ...]) -> str | None:
+def shape_problem(
+    name: str, shape: tuple[int, ...], low: tuple[int, ...], high: tuple[int, ...]
+) -> str | None:
     """Why a feed's shape is outside the engine's optimisation profile, or None."""
-    if len(shape) != len(low) or any(not lo <= dim <= hi for dim, lo, hi in zip(shape, low, high, strict=True)):
-        return (f"input '{name}' has shape {list(shape)}; the engine accepts {list(low)} to {list(high)} "
-                "(the device class's batch profile and shape_ranges)")
+    if len(shape) != len(low) or any(
+        not lo <= dim <= hi for dim, lo, hi in zip(shape, low, high, strict=True)
+    ):
+        return (
+            f"input '{name}' has shape {list(shape)}; the engine accepts {list(low)} to {list(high)} "
+            "(the device class's batch profile and shape_ranges)"
+        )
     return None
 
 
@@ -587,17 +700,25 @@ def detect_gpu() -> tuple[GpuFacts | None, str]:
     try:
         cudart = _cudart()
     except ImportError:
-        return None, "cuda-python is not installed (optimize's tensorrt extra): it finds the GPU and feeds the engine"
+        return (
+            None,
+            "cuda-python is not installed (optimize's tensorrt extra): it finds the GPU and feeds the engine",
+        )
     runtime_version = cudart.cudaRuntimeGetVersion()[1] or 0
     driver_version = cudart.cudaDriverGetVersion()[1] or 0
     error, count = cudart.cudaGetDeviceCount()
     if error.value != 0:
-        return None, no_gpu_reason(cudart.cudaGetErrorName(error)[1].decode(), runtime_version, driver_version)
+        return None, no_gpu_reason(
+            cudart.cudaGetErrorName(error)[1].decode(), runtime_version, driver_version
+        )
     if count == 0:
         return None, "no CUDA GPU is visible (0 devices)"
     error, props = cudart.cudaGetDeviceProperties(0)
     if error.value != 0:
-        return None, f"cannot read the properties of CUDA device 0 ({cudart.cudaGetErrorName(error)[1].decode()})"
+        return (
+            None,
+            f"cannot read the properties of CUDA device 0 ({cudart.cudaGetErrorName(error)[1].decode()})",
+        )
     name = props.name.decode(errors="replace") if isinstance(props.name, bytes) else str(props.name)
     return GpuFacts(
         name=name.split("\x00", 1)[0].strip(),
@@ -663,7 +784,11 @@ def _collecting_logger(trt):
             level = int(severity)
             if level <= int(trt.ILogger.Severity.WARNING):
                 self.messages.append((level, msg))
-                log.log(logging.ERROR if level <= int(trt.ILogger.Severity.ERROR) else logging.WARNING, "TensorRT: %s", msg)
+                log.log(
+                    logging.ERROR if level <= int(trt.ILogger.Severity.ERROR) else logging.WARNING,
+                    "TensorRT: %s",
+                    msg,
+                )
 
         def errors(self) -> list[str]:
             return [msg for level, msg in self.messages if level <= int(trt.ILogger.Severity.ERROR)]
@@ -708,13 +833,17 @@ def apply_plan(trt, builder, network, config, plan: BuildPlan) -> None:
     for pool, size in plan.memory_pool_limits.items():
         config.set_memory_pool_limit(_enum(trt, "MemoryPoolType", pool), size)
     config.builder_optimization_level = plan.builder_optimization_level
-    config.hardware_compatibility_level = _enum(trt, "HardwareCompatibilityLevel", plan.hardware_compatibility_level)
+    config.hardware_compatibility_level = _enum(
+        trt, "HardwareCompatibilityLevel", plan.hardware_compatibility_level
+    )
     config.profiling_verbosity = _enum(trt, "ProfilingVerbosity", plan.profiling_verbosity)
     if plan.max_aux_streams is not None:
         config.max_aux_streams = plan.max_aux_streams
     if plan.default_device_type == "DLA":
         if plan.dla_core >= builder.num_DLA_cores:
-            raise PlanError(f"the class asks for DLA core {plan.dla_core}; TensorRT finds {builder.num_DLA_cores} DLA cores here")
+            raise PlanError(
+                f"the class asks for DLA core {plan.dla_core}; TensorRT finds {builder.num_DLA_cores} DLA cores here"
+            )
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = plan.dla_core
     network_inputs = {network.get_input(index).name for index in range(network.num_inputs)}
@@ -722,7 +851,9 @@ def apply_plan(trt, builder, network, config, plan: BuildPlan) -> None:
         profile = builder.create_optimization_profile()
         for shape in plan.profiles:
             if shape.name not in network_inputs:
-                raise PlanError(f"profile input '{shape.name}' is not an input of the parsed network ({sorted(network_inputs)})")
+                raise PlanError(
+                    f"profile input '{shape.name}' is not an input of the parsed network ({sorted(network_inputs)})"
+                )
             profile.set_shape(shape.name, shape.min, shape.opt, shape.max)
         if config.add_optimization_profile(profile) < 0:
             raise PlanError(f"TensorRT rejected the optimisation profile: {describe_plan(plan)}")
@@ -738,7 +869,9 @@ def _attach_timing_cache(config, path: Path):
     except Exception as exc:  # a damaged file
         log.warning("cannot read the timing cache %s: %s", path, exc)
     if data:
-        log.warning("TensorRT refused the timing cache %s (another device or version); starting a new one", path)
+        log.warning(
+            "TensorRT refused the timing cache %s (another device or version); starting a new one", path
+        )
     cache = config.create_timing_cache(b"")
     config.set_timing_cache(cache, False)
     return cache, False
@@ -830,10 +963,24 @@ class CudaRuntime:
         return self.call("cudaEventCreate")
 
     def copy_to_device(self, pointer: int, host_pointer: int, size: int, stream) -> None:
-        self.call("cudaMemcpyAsync", pointer, host_pointer, size, self.rt.cudaMemcpyKind.cudaMemcpyHostToDevice, stream)
+        self.call(
+            "cudaMemcpyAsync",
+            pointer,
+            host_pointer,
+            size,
+            self.rt.cudaMemcpyKind.cudaMemcpyHostToDevice,
+            stream,
+        )
 
     def copy_to_host(self, host_pointer: int, pointer: int, size: int, stream) -> None:
-        self.call("cudaMemcpyAsync", host_pointer, pointer, size, self.rt.cudaMemcpyKind.cudaMemcpyDeviceToHost, stream)
+        self.call(
+            "cudaMemcpyAsync",
+            host_pointer,
+            pointer,
+            size,
+            self.rt.cudaMemcpyKind.cudaMemcpyDeviceToHost,
+            stream,
+        )
 
     def record(self, event, stream) -> None:
         self.call("cudaEventRecord", event, stream)
@@ -890,10 +1037,16 @@ class TensorRTRunner(Runner):
             self._logger.messages.append((1, str(exc)))
             self._engine = None
         if self._engine is None:
-            raise RuntimeError(engine_mismatch_message(class_name, engine.meta.get("device", {}), here, self._logger.errors()))
+            raise RuntimeError(
+                engine_mismatch_message(
+                    class_name, engine.meta.get("device", {}), here, self._logger.errors()
+                )
+            )
         self._context = self._engine.create_execution_context()
         if self._context is None:
-            raise RuntimeError(f"TensorRT could not create an execution context (GPU memory?): {self._logger.errors()[-1:]}")
+            raise RuntimeError(
+                f"TensorRT could not create an execution context (GPU memory?): {self._logger.errors()[-1:]}"
+            )
         self._tensors = self._describe(trt, np)
         self.input_names = [t.name for t in self._tensors if t.is_input]
         self._stream = self._cuda.stream()
@@ -908,8 +1061,12 @@ class TensorRTRunner(Runner):
         for index in range(self._engine.num_io_tensors):
             name = self._engine.get_tensor_name(index)
             is_input = self._engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
-            tensor = _Tensor(name, is_input, np.dtype(trt.nptype(self._engine.get_tensor_dtype(name))),
-                             tuple(self._engine.get_tensor_shape(name)))
+            tensor = _Tensor(
+                name,
+                is_input,
+                np.dtype(trt.nptype(self._engine.get_tensor_dtype(name))),
+                tuple(self._engine.get_tensor_shape(name)),
+            )
             if is_input:
                 if -1 in tensor.shape:
                     low, _opt, high = self._engine.get_tensor_profile_shape(name, 0)
@@ -928,7 +1085,9 @@ class TensorRTRunner(Runner):
         for tensor in self._tensors:
             shape = tensor.high if tensor.is_input else tuple(self._context.get_tensor_shape(tensor.name))
             if any(dim < 0 for dim in shape):
-                raise RuntimeError(f"output '{tensor.name}' has a data-dependent shape; this runner does not support it")
+                raise RuntimeError(
+                    f"output '{tensor.name}' has a data-dependent shape; this runner does not support it"
+                )
             tensor.capacity = int(np.prod(shape, dtype=np.int64)) * tensor.dtype.itemsize
             tensor.pointer = self._cuda.malloc(tensor.capacity)
             tensor.host_pointer, tensor.host = self._cuda.pinned(tensor.capacity)
@@ -975,8 +1134,11 @@ class TensorRTRunner(Runner):
                 self._cuda.copy_to_host(tensor.host_pointer, tensor.pointer, size, self._stream)
 
     def _collect(self) -> list[np.ndarray]:
-        return [tensor.staging(tuple(self._context.get_tensor_shape(tensor.name))).copy()
-                for tensor in self._tensors if not tensor.is_input]
+        return [
+            tensor.staging(tuple(self._context.get_tensor_shape(tensor.name))).copy()
+            for tensor in self._tensors
+            if not tensor.is_input
+        ]
 
     def _run(self, arrays, timed: bool) -> tuple[list[np.ndarray], float]:
         """Outputs, and the CUDA-event milliseconds of copies + execution summed over the slices
@@ -998,7 +1160,9 @@ class TensorRTRunner(Runner):
             if timed:
                 elapsed += self._cuda.elapsed_ms(self._start, self._end)
             parts.append(self._collect())
-        outputs = parts[0] if len(parts) == 1 else [np.concatenate(pieces) for pieces in zip(*parts, strict=True)]
+        outputs = (
+            parts[0] if len(parts) == 1 else [np.concatenate(pieces) for pieces in zip(*parts, strict=True)]
+        )
         return outputs, elapsed
 
     def run(self, feeds):
@@ -1028,7 +1192,9 @@ class TensorRTRunner(Runner):
         if getattr(self, "_stream", None) is not None:
             self._cuda.call("cudaStreamDestroy", self._stream)
             self._stream = None
-        self._context = self._engine = None  # the context goes before the engine, the engine before the runtime
+        self._context = self._engine = (
+            None  # the context goes before the engine, the engine before the runtime
+        )
 
 
 # -- the runtime ---------------------------------------------------------------------------------
@@ -1046,7 +1212,9 @@ class TensorRTRuntime(Runtime):
     def availability(self, device_class) -> Availability:
         trt_version, trt_problem = tensorrt_probe()
         facts, gpu_problem = detect_gpu() if trt_version else (None, "")
-        return availability_for(device_class, trt_version, trt_problem, facts, gpu_problem, platform.machine())
+        return availability_for(
+            device_class, trt_version, trt_problem, facts, gpu_problem, platform.machine()
+        )
 
     def device_identity(self, device_class) -> dict[str, Any]:
         facts, problem = detect_gpu()
@@ -1059,16 +1227,28 @@ class TensorRTRuntime(Runtime):
         trt = _import_tensorrt()
         identity = self.device_identity(device_class)
         try:
-            plan = make_build_plan(device_class, trt.__version__, onnx_input_shapes(model), identity, model.precision)
-            cache_path = timing_cache_dir(workdir) / plan.timing_cache_file if plan.timing_cache_file else None
+            plan = make_build_plan(
+                device_class, trt.__version__, onnx_input_shapes(model), identity, model.precision
+            )
+            cache_path = (
+                timing_cache_dir(workdir) / plan.timing_cache_file if plan.timing_cache_file else None
+            )
             serialized, cache_loaded = build_engine(trt, model.file, plan, device_class.name, cache_path)
         except PlanError as exc:
             raise TargetError(device_class.name, str(exc)) from exc
         (workdir / ENGINE_FILE).write_bytes(serialized)
         write_artifact_meta(
-            workdir, ArtifactKind.ENGINE, ENGINE_FILE, runtime=self.name, runtime_version=trt.__version__,
-            device_class=device_class.name, precision=model.precision, device=identity, build_plan=plan.to_dict(),
-            inputs=model.meta.get("inputs"), outputs=model.meta.get("outputs"),
+            workdir,
+            ArtifactKind.ENGINE,
+            ENGINE_FILE,
+            runtime=self.name,
+            runtime_version=trt.__version__,
+            device_class=device_class.name,
+            precision=model.precision,
+            device=identity,
+            build_plan=plan.to_dict(),
+            inputs=model.meta.get("inputs"),
+            outputs=model.meta.get("outputs"),
         )
         for note in plan.notes:
             log.warning("%s: %s", device_class.name, note)

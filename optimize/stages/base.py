@@ -29,7 +29,9 @@ Location = tuple  # a path into the recipe, e.g. ("stages", 2, "prune", "channel
 
 
 class StageParams(StrictModel):
-    id: Slug | None = Field(None, description="name to refer to this step by (e.g. as a teacher); default: the stage type")
+    id: Slug | None = Field(
+        None, description="name to refer to this step by (e.g. as a teacher); default: the stage type"
+    )
 
 
 @dataclass
@@ -95,7 +97,9 @@ class Stage:
         return cls.data_roles
 
     @classmethod
-    def check(cls, params: StageParams, recipe: Recipe, index: int, base_dir: Path) -> list[tuple[Location, str]]:
+    def check(
+        cls, params: StageParams, recipe: Recipe, index: int, base_dir: Path
+    ) -> list[tuple[Location, str]]:
         """Problems visible from the recipe alone (base_dir: the recipe's folder), reported before
         any work starts."""
         return []

@@ -178,7 +178,9 @@ class DistillStage(Stage):
     data_roles = ("train",)
 
     @classmethod
-    def check(cls, params: DistillParams, recipe: Recipe, index: int, base_dir: Path) -> list[tuple[Location, str]]:
+    def check(
+        cls, params: DistillParams, recipe: Recipe, index: int, base_dir: Path
+    ) -> list[tuple[Location, str]]:
         from optimize.models import MODEL_SOURCES
 
         here = ("stages", index, "distill")
@@ -212,9 +214,7 @@ class DistillStage(Stage):
         if not params.feature_layers:
             return []
         student = model_skeleton(recipe.model, base_dir)
-        teacher = (
-            model_skeleton(params.teacher_model, base_dir) if params.teacher_model else student
-        )
+        teacher = model_skeleton(params.teacher_model, base_dir) if params.teacher_model else student
         problems = []
         for model, names, side in (
             (student, params.feature_layers.keys(), "student"),

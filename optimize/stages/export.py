@@ -16,9 +16,15 @@ PARITY_ROLES = ("eval", "calibration", "train")
 
 class ExportParams(StageParams):
     opset: int = Field(17, ge=13, le=23, description="ONNX opset (per-channel QDQ needs ≥ 13, INT4 DQ ≥ 21)")
-    dynamic_batch: bool | None = Field(None, description="dynamic batch axis; default: model.input.dynamic_batch")
-    parity_samples: int = Field(64, ge=1, le=100_000, description="real samples compared between torch and ONNX Runtime")
-    parity_atol: float = Field(1e-3, ge=0, description="allowed absolute difference, plus parity_rtol × max |output|")
+    dynamic_batch: bool | None = Field(
+        None, description="dynamic batch axis; default: model.input.dynamic_batch"
+    )
+    parity_samples: int = Field(
+        64, ge=1, le=100_000, description="real samples compared between torch and ONNX Runtime"
+    )
+    parity_atol: float = Field(
+        1e-3, ge=0, description="allowed absolute difference, plus parity_rtol × max |output|"
+    )
     parity_rtol: float = Field(1e-3, ge=0, description="allowed difference relative to the largest output")
     dynamo: bool = Field(False, description="use the torch.export-based exporter (needs onnxscript)")
 
@@ -70,7 +76,9 @@ class ExportStage(Stage):
                     dynamo=params.dynamo,
                 )
             except Exception as exc:
-                raise StageError(context.step_id, f"torch.onnx.export failed: {type(exc).__name__}: {exc}") from exc
+                raise StageError(
+                    context.step_id, f"torch.onnx.export failed: {type(exc).__name__}: {exc}"
+                ) from exc
         try:
             checked = load_checked(path)
         except Exception as exc:
@@ -87,7 +95,9 @@ class ExportStage(Stage):
             outputs=outputs,
             fp32_reference=True,
         )
-        return StageOutput(metrics={f"parity_{k}": v for k, v in parity.items()}, info={"dynamic_axes": dynamic_axes})
+        return StageOutput(
+            metrics={f"parity_{k}": v for k, v in parity.items()}, info={"dynamic_axes": dynamic_axes}
+        )
 
     def _parity(self, model, params: ExportParams, context: StageContext) -> dict[str, float]:
         """Largest difference between torch and ONNX Runtime outputs over real samples."""
@@ -109,13 +119,17 @@ class ExportStage(Stage):
         seen = 0
         with torch.inference_mode():
             for inputs, _ in batches:
-                tensors = list(inputs.values()) if isinstance(inputs, dict) else (
-                    list(inputs) if isinstance(inputs, tuple) else [inputs]
+                tensors = (
+                    list(inputs.values())
+                    if isinstance(inputs, dict)
+                    else (list(inputs) if isinstance(inputs, tuple) else [inputs])
                 )
                 reference = model(*tensors).numpy()
                 candidate = ort_session.run(None, as_feeds(dict(zip(names, tensors, strict=True)), names))[0]
                 difference = output_difference(reference, candidate)
-                limit = parity_limit(float(np.abs(reference).max(initial=0.0)), params.parity_atol, params.parity_rtol)
+                limit = parity_limit(
+                    float(np.abs(reference).max(initial=0.0)), params.parity_atol, params.parity_rtol
+                )
                 if difference["max_abs_diff"] > limit:
                     raise StageError(
                         context.step_id,

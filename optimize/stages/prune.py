@@ -277,7 +277,9 @@ class PruneStage(Stage):
         return ("train",) if params.importance == "taylor" else ()
 
     @classmethod
-    def check(cls, params: PruneParams, recipe: Recipe, index: int, base_dir: Path) -> list[tuple[Location, str]]:
+    def check(
+        cls, params: PruneParams, recipe: Recipe, index: int, base_dir: Path
+    ) -> list[tuple[Location, str]]:
         here = ("stages", index, "prune")
         problems = []
         if params.importance == "taylor" and recipe.model.task != "classification":

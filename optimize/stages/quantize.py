@@ -189,7 +189,9 @@ class QuantizeStage(Stage):
         return params.precision
 
     @classmethod
-    def check(cls, params: QuantizeParams, recipe: Recipe, index: int, base_dir: Path) -> list[tuple[Location, str]]:
+    def check(
+        cls, params: QuantizeParams, recipe: Recipe, index: int, base_dir: Path
+    ) -> list[tuple[Location, str]]:
         where = ("stages", index, "quantize")
         problems = []
         tensorrt = [name for name, runtime in target_runtimes(recipe).items() if runtime == "tensorrt"]

@@ -16,7 +16,9 @@ _ADAPTER = TypeAdapter(list[DeviceClass])
 @cache
 def builtin_device_classes() -> dict[str, DeviceClass]:
     text = resources.files("optimize.targets").joinpath("device_classes.yaml").read_text(encoding="utf-8")
-    return {device_class.name: device_class for device_class in _ADAPTER.validate_python(yaml.safe_load(text))}
+    return {
+        device_class.name: device_class for device_class in _ADAPTER.validate_python(yaml.safe_load(text))
+    }
 
 
 def device_classes_for(recipe_classes: list[DeviceClass]) -> dict[str, DeviceClass]:

@@ -28,14 +28,18 @@ class BatchProfile(StrictModel):
 class DeviceClassBase(StrictModel):
     name: Slug
     description: str = ""
-    arch: Literal["x86_64", "aarch64", "any"] = Field("any", description="CPU architecture the engine runs on")
+    arch: Literal["x86_64", "aarch64", "any"] = Field(
+        "any", description="CPU architecture the engine runs on"
+    )
     accepted_precisions: list[Precision] = Field(
         default_factory=lambda: ["fp32", "fp16", "int8", "int4"], description="model precisions it can build"
     )
     runtime_version: str | None = Field(None, description="runtime version line, e.g. '10.*' or '>=1.20'")
     memory_budget_mb: PositiveInt | None = Field(None, description="memory the model may use on the device")
     batch: BatchProfile = Field(default_factory=BatchProfile)
-    threads: PositiveInt | None = Field(None, description="CPU threads for inference (null: the runtime's default)")
+    threads: PositiveInt | None = Field(
+        None, description="CPU threads for inference (null: the runtime's default)"
+    )
 
 
 def _device_class_union():
@@ -47,7 +51,9 @@ def _device_class_union():
                 (DeviceClassBase,),
                 {
                     "__annotations__": {"runtime": Literal[name], "settings": runtime.Settings},
-                    "settings": Field(default_factory=runtime.Settings, description=f"{name}-specific build settings"),
+                    "settings": Field(
+                        default_factory=runtime.Settings, description=f"{name}-specific build settings"
+                    ),
                     "__module__": __name__,
                 },
             )

@@ -88,7 +88,11 @@ class Tracker:
         from mlflow.tracking import MlflowClient
 
         tracker = cls.__new__(cls)
-        tracker.uri, tracker.client, tracker.experiment_id = uri, MlflowClient(tracking_uri=uri), experiment_id
+        tracker.uri, tracker.client, tracker.experiment_id = (
+            uri,
+            MlflowClient(tracking_uri=uri),
+            experiment_id,
+        )
         return tracker
 
     @classmethod

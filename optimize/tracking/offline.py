@@ -55,14 +55,18 @@ def track(
     extra_tags = {TARGET: target} if target != local_uri else {}
     problem = local_store_problem(artifacts_dir)
     if problem:
-        console.print(f"[yellow]warning:[/] could not log to the local MLflow store {local_uri}: {problem}; "
-                      "the run folder has every result")
+        console.print(
+            f"[yellow]warning:[/] could not log to the local MLflow store {local_uri}: {problem}; "
+            "the run folder has every result"
+        )
         return None
     try:
         with store_lock(artifacts_dir):
             tracking = log(Tracker(local_uri, experiment, artifacts_dir), extra_tags)
     except Exception as exc:  # tracking must never lose a finished build: the manifest has it all
-        console.print(f"[yellow]warning:[/] could not log to the local MLflow store {local_uri}: {type(exc).__name__}: {exc}")
+        console.print(
+            f"[yellow]warning:[/] could not log to the local MLflow store {local_uri}: {type(exc).__name__}: {exc}"
+        )
         return None
     if not extra_tags:
         return tracking
@@ -74,7 +78,9 @@ def track(
             "uri": target,
             "parent_run_id": report.remote_ids[tracking["parent_run_id"]],
             "parent_url": remote.run_url(report.remote_ids[tracking["parent_run_id"]]),
-            "target_urls": {name: remote.run_url(report.remote_ids[run]) for name, run in tracking["target_runs"].items()},
+            "target_urls": {
+                name: remote.run_url(report.remote_ids[run]) for name, run in tracking["target_runs"].items()
+            },
         }
     except Exception as exc:
         tracking["buffered_for"] = target
@@ -85,7 +91,9 @@ def track(
     return tracking
 
 
-def attach_files(artifacts_dir: Path, tracking: dict[str, Any], files: list[Path], folder: str = "report") -> None:
+def attach_files(
+    artifacts_dir: Path, tracking: dict[str, Any], files: list[Path], folder: str = "report"
+) -> None:
     """Add files written after logging (report, gates) to the local run, and to its server copy."""
     targets = [(tracking["uri"], tracking["experiment_id"], tracking["parent_run_id"], True)]
     remote = tracking.get("remote")
@@ -98,5 +106,7 @@ def attach_files(artifacts_dir: Path, tracking: dict[str, Any], files: list[Path
                 for path in files:
                     tracker.log_artifact(run_id, path, folder)
         except Exception as exc:
-            console.print(f"[yellow]warning:[/] could not attach {folder} files to MLflow run {run_id} at {uri}: "
-                          f"{type(exc).__name__}: {exc}")
+            console.print(
+                f"[yellow]warning:[/] could not attach {folder} files to MLflow run {run_id} at {uri}: "
+                f"{type(exc).__name__}: {exc}"
+            )

@@ -33,8 +33,13 @@ def log_run(
     host = host_identity()
     parent = tracker.start_run(
         f"{recipe.name}-{result.run_id}",
-        {"optimize.run_id": result.run_id, "optimize.recipe": recipe.name, "host": host["hostname"],
-         **_library_tags(), **(extra_tags or {})},
+        {
+            "optimize.run_id": result.run_id,
+            "optimize.recipe": recipe.name,
+            "host": host["hostname"],
+            **_library_tags(),
+            **(extra_tags or {}),
+        },
     )
     tracker.log_params(parent, flatten(recipe_params(recipe)))
     for step in result.steps:
@@ -74,7 +79,9 @@ def log_run(
         tracker.finish(child, "FINISHED" if target.status in ("ok", "built", "skipped") else "FAILED")
         children[target.name] = child
     if gate_results:
-        tracker.log_metrics(parent, {metric_key("gate", g.target, g.gate): float(g.passed) for g in gate_results})
+        tracker.log_metrics(
+            parent, {metric_key("gate", g.target, g.gate): float(g.passed) for g in gate_results}
+        )
         tracker.set_tags(parent, {"gates": "passed" if all(g.passed for g in gate_results) else "failed"})
     tracker.finish(parent, status)
     return {

@@ -44,13 +44,18 @@ def _copy_run(local, remote, run, experiment_id: str, parent_remote_id: str | No
     tags[BUFFERED_ID] = run.info.run_id
     if parent_remote_id is not None:
         tags["mlflow.parentRunId"] = parent_remote_id
-    created = remote.create_run(experiment_id, start_time=run.info.start_time, tags=tags, run_name=run.info.run_name)
+    created = remote.create_run(
+        experiment_id, start_time=run.info.start_time, tags=tags, run_name=run.info.run_name
+    )
     remote_id = created.info.run_id
     for batch in _chunks([Param(k, v) for k, v in run.data.params.items()], 100):
         remote.log_batch(remote_id, params=batch)
     metrics = []
     for key in run.data.metrics:
-        metrics.extend(Metric(m.key, m.value, m.timestamp, m.step) for m in local.get_metric_history(run.info.run_id, key))
+        metrics.extend(
+            Metric(m.key, m.value, m.timestamp, m.step)
+            for m in local.get_metric_history(run.info.run_id, key)
+        )
     for batch in _chunks(metrics, 500):
         remote.log_batch(remote_id, metrics=batch)
     with tempfile.TemporaryDirectory() as scratch:
@@ -74,7 +79,9 @@ def _remote_copy(remote, experiment_id: str, local_run_id: str) -> str | None:
     return complete
 
 
-def sync_run(local_uri: str, remote_uri: str, parent_run_id: str, report: SyncReport | None = None) -> SyncReport:
+def sync_run(
+    local_uri: str, remote_uri: str, parent_run_id: str, report: SyncReport | None = None
+) -> SyncReport:
     """Copy a local parent run and its child runs to the server (idempotent)."""
     from mlflow.tracking import MlflowClient
 

@@ -24,7 +24,10 @@ def provider(data: dict, tmp_path: Path, model: dict | None = None) -> DataProvi
     context = {"base_dir": tmp_path}
     spec = DataSpec.model_validate(data, context=context)
     source = open_source(ModelSpec.model_validate(model or MODEL, context=context), tmp_path)
-    return DataProvider({role: getattr(spec, role) for role in ("train", "eval", "calibration")}, DataContext(tmp_path, source))
+    return DataProvider(
+        {role: getattr(spec, role) for role in ("train", "eval", "calibration")},
+        DataContext(tmp_path, source),
+    )
 
 
 def test_digits_splits_are_fixed_and_disjoint():
@@ -44,23 +47,51 @@ def test_digits_are_resized_to_the_model_input(tmp_path):
 
 
 def test_samples_draw_a_seeded_subset_and_change_the_fingerprint(tmp_path):
-    first = provider({"calibration": {"source": "digits", "split": "calibration", "image_size": 8, "samples": 50}}, tmp_path)
-    again = provider({"calibration": {"source": "digits", "split": "calibration", "image_size": 8, "samples": 50}}, tmp_path)
-    other = provider({"calibration": {"source": "digits", "split": "calibration", "image_size": 8, "samples": 50, "seed": 1}}, tmp_path)
+    first = provider(
+        {"calibration": {"source": "digits", "split": "calibration", "image_size": 8, "samples": 50}},
+        tmp_path,
+    )
+    again = provider(
+        {"calibration": {"source": "digits", "split": "calibration", "image_size": 8, "samples": 50}},
+        tmp_path,
+    )
+    other = provider(
+        {
+            "calibration": {
+                "source": "digits",
+                "split": "calibration",
+                "image_size": 8,
+                "samples": 50,
+                "seed": 1,
+            }
+        },
+        tmp_path,
+    )
     assert first.size("calibration") == 50
     assert torch.equal(first.dataset("calibration")[7][0], again.dataset("calibration")[7][0])
-    assert first.fingerprint("calibration") == again.fingerprint("calibration") != other.fingerprint("calibration")
+    assert (
+        first.fingerprint("calibration")
+        == again.fingerprint("calibration")
+        != other.fingerprint("calibration")
+    )
 
 
 def test_more_samples_than_the_set_has_is_a_clear_error(tmp_path):
-    data = provider({"calibration": {"source": "digits", "split": "calibration", "image_size": 8, "samples": 5000}}, tmp_path)
-    with pytest.raises(RecipeError, match=r"data.calibration.samples: 5000 asked for but the source has only 300"):
+    data = provider(
+        {"calibration": {"source": "digits", "split": "calibration", "image_size": 8, "samples": 5000}},
+        tmp_path,
+    )
+    with pytest.raises(
+        RecipeError, match=r"data.calibration.samples: 5000 asked for but the source has only 300"
+    ):
         data.dataset("calibration")
 
 
 def test_shape_mismatch_with_the_model_input_is_a_clear_error(tmp_path):
     data = provider({"eval": {"source": "digits", "split": "test", "image_size": 16}}, tmp_path)
-    with pytest.raises(RecipeError, match=r"shape \[3, 16, 16\] but model input 'images' expects \[3, 8, 8\]"):
+    with pytest.raises(
+        RecipeError, match=r"shape \[3, 16, 16\] but model input 'images' expects \[3, 8, 8\]"
+    ):
         data.dataset("eval")
 
 
@@ -85,7 +116,9 @@ def test_image_folder_resizes_and_normalises(tmp_path):
     for label in ("cat", "dog"):
         (tmp_path / "images" / label).mkdir(parents=True)
         for index in range(3):
-            Image.fromarray((np.random.rand(20, 30, 3) * 255).astype(np.uint8)).save(tmp_path / "images" / label / f"{index}.png")
+            Image.fromarray((np.random.rand(20, 30, 3) * 255).astype(np.uint8)).save(
+                tmp_path / "images" / label / f"{index}.png"
+            )
     data = provider({"eval": {"source": "imagefolder", "path": "images", "resize": 8, "crop": 8}}, tmp_path)
     x, y = data.dataset("eval")[0]
     assert tuple(x.shape) == (3, 8, 8) and y in (0, 1) and data.size("eval") == 6
@@ -102,6 +135,8 @@ def test_python_dataset_comes_from_the_recipe_folder(tmp_path):
 
 
 def test_empty_dataset_is_a_clear_error(tmp_path):
-    (tmp_path / "empty.py").write_text("import torch\ndef build():\n    return torch.utils.data.TensorDataset(torch.zeros(0, 3, 8, 8), torch.zeros(0))\n")
+    (tmp_path / "empty.py").write_text(
+        "import torch\ndef build():\n    return torch.utils.data.TensorDataset(torch.zeros(0, 3, 8, 8), torch.zeros(0))\n"
+    )
     with pytest.raises(RecipeError, match="yields no samples"):
         provider({"train": {"source": "python:empty:build"}}, tmp_path).dataset("train")

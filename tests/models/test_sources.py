@@ -19,13 +19,19 @@ def source(tmp_path, **spec):
 
 
 def test_torchvision_source_builds_with_args(tmp_path):
-    model = source(tmp_path, source="torchvision:resnet18", args={"num_classes": 10}, input=INPUT).pretrained()
+    model = source(
+        tmp_path, source="torchvision:resnet18", args={"num_classes": 10}, input=INPUT
+    ).pretrained()
     assert model(torch.randn(1, 3, 8, 8)).shape == (1, 10)
 
 
 def test_start_model_is_seeded(tmp_path):
-    first = source(tmp_path, source="torchvision:mobilenet_v2", args={"num_classes": 10}, input=INPUT).pretrained()
-    second = source(tmp_path, source="torchvision:mobilenet_v2", args={"num_classes": 10}, input=INPUT).pretrained()
+    first = source(
+        tmp_path, source="torchvision:mobilenet_v2", args={"num_classes": 10}, input=INPUT
+    ).pretrained()
+    second = source(
+        tmp_path, source="torchvision:mobilenet_v2", args={"num_classes": 10}, input=INPUT
+    ).pretrained()
     assert torch.equal(first.classifier[1].weight, second.classifier[1].weight)
 
 
@@ -38,7 +44,9 @@ def test_python_factory_and_state_dict_weights(tmp_path):
     trained = tiny_cnn(width=8)
     torch.nn.init.constant_(trained.fc.bias, 0.25)
     torch.save(trained.state_dict(), tmp_path / "w.pt")
-    built = source(tmp_path, source="python:tiny_models:tiny_cnn", args={"width": 8}, input=INPUT, weights="w.pt").pretrained()
+    built = source(
+        tmp_path, source="python:tiny_models:tiny_cnn", args={"width": 8}, input=INPUT, weights="w.pt"
+    ).pretrained()
     assert torch.equal(built.fc.bias, trained.fc.bias)
 
 
@@ -69,8 +77,15 @@ def test_pickle_source_needs_opt_in_and_then_loads(tmp_path):
 
 def test_onnx_source_reads_its_inputs_from_the_graph(tmp_path):
     model = tiny_cnn(width=8).eval()
-    torch.onnx.export(model, (torch.randn(1, 3, 8, 8),), str(tmp_path / "m.onnx"), input_names=["pixels"],
-                      output_names=["logits"], dynamic_axes={"pixels": {0: "batch"}}, dynamo=False)
+    torch.onnx.export(
+        model,
+        (torch.randn(1, 3, 8, 8),),
+        str(tmp_path / "m.onnx"),
+        input_names=["pixels"],
+        output_names=["logits"],
+        dynamic_axes={"pixels": {0: "batch"}},
+        dynamo=False,
+    )
     (spec,) = graph_inputs(tmp_path / "m.onnx")
     assert spec.name == "pixels" and spec.shape == [1, 3, 8, 8] and spec.dynamic_batch
     onnx_source = source(tmp_path, source="onnx:m.onnx")

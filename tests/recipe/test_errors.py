@@ -22,27 +22,87 @@ def _with(path: tuple, value):
 CASES = [
     # (description, recipe dict or YAML text, expected fragments of the message)
     ("misspelt top-level key", {**tiny_recipe_dict(), "stagez": []}, ["stagez", "did you mean 'stages'"]),
-    ("misspelt stage name", _with(("stages",), [{"trian": {"epochs": 1}}]), ["stages[0].trian", "did you mean 'train'", "valid stages"]),
-    ("misspelt stage parameter", _with(("stages",), [{"train": {"epoch": 1}}, "export"]), ["stages[0].train.epoch", "did you mean 'epochs'"]),
-    ("parameter out of range", _with(("stages",), [{"train": {"epochs": 0}}, "export"]), ["stages[0].train.epochs", "greater than 0", "got 0"]),
-    ("wrong parameter type", _with(("stages",), [{"train": {"lr": "fast"}}, "export"]), ["stages[0].train.lr", "valid number"]),
-    ("unknown device class", _with(("targets",), ["x86-cpu-onnxruntim"]), ["targets[0]", "did you mean 'x86-cpu-onnxruntime'"]),
-    ("unknown data source", _with(("data", "train"), {"source": "digitz"}), ["data.train", "did you mean 'digits'"]),
-    ("bad literal value", _with(("data", "eval", "split"), "tset"), ["data.eval.split", "'test'", "got 'tset'"]),
-    ("unknown model source", _with(("model", "source"), "torchvison:resnet18"), ["model.source", "did you mean 'torchvision'"]),
-    ("unknown torchvision architecture", _with(("model", "source"), "torchvision:resnet19"), ["model.source", "did you mean 'resnet18'"]),
-    ("torch stage after export", _with(("stages",), ["export", {"train": {"epochs": 1}}]), ["stages[1].train", "needs a torch model", "onnx"]),
+    (
+        "misspelt stage name",
+        _with(("stages",), [{"trian": {"epochs": 1}}]),
+        ["stages[0].trian", "did you mean 'train'", "valid stages"],
+    ),
+    (
+        "misspelt stage parameter",
+        _with(("stages",), [{"train": {"epoch": 1}}, "export"]),
+        ["stages[0].train.epoch", "did you mean 'epochs'"],
+    ),
+    (
+        "parameter out of range",
+        _with(("stages",), [{"train": {"epochs": 0}}, "export"]),
+        ["stages[0].train.epochs", "greater than 0", "got 0"],
+    ),
+    (
+        "wrong parameter type",
+        _with(("stages",), [{"train": {"lr": "fast"}}, "export"]),
+        ["stages[0].train.lr", "valid number"],
+    ),
+    (
+        "unknown device class",
+        _with(("targets",), ["x86-cpu-onnxruntim"]),
+        ["targets[0]", "did you mean 'x86-cpu-onnxruntime'"],
+    ),
+    (
+        "unknown data source",
+        _with(("data", "train"), {"source": "digitz"}),
+        ["data.train", "did you mean 'digits'"],
+    ),
+    (
+        "bad literal value",
+        _with(("data", "eval", "split"), "tset"),
+        ["data.eval.split", "'test'", "got 'tset'"],
+    ),
+    (
+        "unknown model source",
+        _with(("model", "source"), "torchvison:resnet18"),
+        ["model.source", "did you mean 'torchvision'"],
+    ),
+    (
+        "unknown torchvision architecture",
+        _with(("model", "source"), "torchvision:resnet19"),
+        ["model.source", "did you mean 'resnet18'"],
+    ),
+    (
+        "torch stage after export",
+        _with(("stages",), ["export", {"train": {"epochs": 1}}]),
+        ["stages[1].train", "needs a torch model", "onnx"],
+    ),
     ("targets without export", _with(("stages",), [{"train": {"epochs": 1}}]), ["targets", "add '- export'"]),
-    ("stage without its data", {**tiny_recipe_dict(), "data": {"eval": {"source": "digits", "split": "test"}}}, ["stages[0].train", "data.train"]),
-    ("missing required field", {k: v for k, v in tiny_recipe_dict().items() if k != "model"}, ["model", "required field is missing"]),
+    (
+        "stage without its data",
+        {**tiny_recipe_dict(), "data": {"eval": {"source": "digits", "split": "test"}}},
+        ["stages[0].train", "data.train"],
+    ),
+    (
+        "missing required field",
+        {k: v for k, v in tiny_recipe_dict().items() if k != "model"},
+        ["model", "required field is missing"],
+    ),
     ("missing weights file", _with(("model", "weights"), "nowhere.pt"), ["model.weights", "no such file"]),
-    ("gate for a target not in targets", {**tiny_recipe_dict(), "gates": {"per_target": {"intel-cpu-openvino": {"max_size_mb": 1}}}}, ["gates.per_target.intel-cpu-openvino", "not in targets"]),
+    (
+        "gate for a target not in targets",
+        {**tiny_recipe_dict(), "gates": {"per_target": {"intel-cpu-openvino": {"max_size_mb": 1}}}},
+        ["gates.per_target.intel-cpu-openvino", "not in targets"],
+    ),
     ("bad recipe name", _with(("name",), "../escape"), ["name", "pattern"]),
-    ("python model module missing", _with(("model", "source"), "python:no_such_module:build"), ["model.source", "no module 'no_such_module'"]),
+    (
+        "python model module missing",
+        _with(("model", "source"), "python:no_such_module:build"),
+        ["model.source", "no module 'no_such_module'"],
+    ),
     ("duplicate YAML key", "name: a\nname: b\n", [":2:", "duplicate key 'name'"]),
     ("invalid YAML", "name: [unclosed\n", ["not valid YAML"]),
     ("not a mapping", "- just\n- a list\n", ["a recipe is a mapping"]),
-    ("pickle without opt-in", _with(("model", "source"), "torch-pickle:model.pkl"), ["model.source", "trust_pickle"]),
+    (
+        "pickle without opt-in",
+        _with(("model", "source"), "torch-pickle:model.pkl"),
+        ["model.source", "trust_pickle"],
+    ),
 ]
 
 

@@ -18,8 +18,15 @@ from tests.assets.tiny_models import tiny_cnn
 def onnx_model(tmp_path_factory):
     folder = tmp_path_factory.mktemp("model")
     model = tiny_cnn(width=8).eval()
-    torch.onnx.export(model, (torch.randn(1, 3, 8, 8),), str(folder / "model.onnx"), input_names=["images"],
-                      output_names=["logits"], dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False)
+    torch.onnx.export(
+        model,
+        (torch.randn(1, 3, 8, 8),),
+        str(folder / "model.onnx"),
+        input_names=["images"],
+        output_names=["logits"],
+        dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
+        dynamo=False,
+    )
     write_artifact_meta(folder, ArtifactKind.ONNX, "model.onnx", precision="fp32")
     x = np.random.default_rng(0).standard_normal((4, 3, 8, 8)).astype(np.float32)
     with torch.no_grad():
@@ -57,8 +64,15 @@ def test_arm64_class_builds_here_but_does_not_run():
 
 @pytest.mark.parametrize(
     "installed, line, expected",
-    [("10.3.0", "10.*", True), ("11.0.1", "10.*", False), ("10.3.0", "10", True), ("1.32.0", ">=1.20", True),
-     ("1.19.2", ">=1.20", False), ("2026.4.1-22982-e213a147257-releases/2026/4", None, True), ("not-installed", "10.*", False)],
+    [
+        ("10.3.0", "10.*", True),
+        ("11.0.1", "10.*", False),
+        ("10.3.0", "10", True),
+        ("1.32.0", ">=1.20", True),
+        ("1.19.2", ">=1.20", False),
+        ("2026.4.1-22982-e213a147257-releases/2026/4", None, True),
+        ("not-installed", "10.*", False),
+    ],
 )
 def test_version_lines(installed, line, expected):
     assert bool(version_matches(installed, line)) is expected

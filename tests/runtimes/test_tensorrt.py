@@ -64,10 +64,16 @@ IDENTITY = identity_from("10.3.0", "cu12", A100, None, "x86_64")
 
 
 def trt_class(batch=None, arch="any", runtime_version=None, name="test-tensorrt", **settings):
-    return ADAPTER.validate_python({
-        "name": name, "runtime": "tensorrt", "arch": arch, "runtime_version": runtime_version,
-        "batch": batch or {"min": 1, "opt": 4, "max": 16}, "settings": settings,
-    })
+    return ADAPTER.validate_python(
+        {
+            "name": name,
+            "runtime": "tensorrt",
+            "arch": arch,
+            "runtime_version": runtime_version,
+            "batch": batch or {"min": 1, "opt": 4, "max": 16},
+            "settings": settings,
+        }
+    )
 
 
 def plan_for(version="10.3.0", inputs=IMAGES, precision="fp32", **settings):
@@ -79,7 +85,9 @@ def test_builtin_classes_parse_with_their_settings():
     classes = builtin_device_classes()
     orin = classes["jetson-orin-tensorrt"]
     assert orin.runtime == "tensorrt" and orin.arch == "aarch64" and orin.runtime_version == "10.*"
-    assert orin.settings.workspace_mb == 2048 and orin.settings.dla_core is None and orin.settings.gpu_fallback
+    assert (
+        orin.settings.workspace_mb == 2048 and orin.settings.dla_core is None and orin.settings.gpu_fallback
+    )
     assert orin.settings.compute_capability == "8.7" and orin.settings.integrated_gpu is True
     assert classes["jetson-orin-nano-tensorrt"].settings.workspace_mb == 512
     assert classes["t4-tensorrt"].settings.compute_capability == "7.5"
@@ -98,31 +106,51 @@ def test_settings_reject_unknown_keys_and_weak_typing_mixups():
         TensorRTSettings(compute_capability="sm_87")
 
 
-@pytest.mark.parametrize("ranges, message", [
-    ({"ids:0": (1, 2, 3)}, "axis ≥ 1"),
-    ({"ids": (1, 2, 3)}, "input:axis"),
-    ({"ids:1": (8, 4, 16)}, "min ≤ opt ≤ max"),
-])
+@pytest.mark.parametrize(
+    "ranges, message",
+    [
+        ({"ids:0": (1, 2, 3)}, "axis ≥ 1"),
+        ({"ids": (1, 2, 3)}, "input:axis"),
+        ({"ids:1": (8, 4, 16)}, "min ≤ opt ≤ max"),
+    ],
+)
 def test_shape_ranges_are_checked(ranges, message):
     with pytest.raises(ValidationError, match=message):
         TensorRTSettings(shape_ranges=ranges)
 
 
 # -- the build plan: 10.x and 11.x ----------------------------------------------------------------
-@pytest.mark.parametrize("version, flags, line", [("10.0.1", ("STRONGLY_TYPED",), 10), ("10.3.0", ("STRONGLY_TYPED",), 10),
-                                                   ("11.0.0", (), 11), ("11.1.0.9", (), 11)])
+@pytest.mark.parametrize(
+    "version, flags, line",
+    [
+        ("10.0.1", ("STRONGLY_TYPED",), 10),
+        ("10.3.0", ("STRONGLY_TYPED",), 10),
+        ("11.0.0", (), 11),
+        ("11.1.0.9", (), 11),
+    ],
+)
 def test_default_plan_is_strongly_typed_on_both_lines(version, flags, line):
     plan = plan_for(version)
     assert plan.network_flags == flags and plan.strongly_typed and plan.api_line == line
     assert plan.builder_flags == () and plan.cleared_builder_flags == () and plan.memory_pool_limits == {}
     assert plan.builder_optimization_level == 3 and plan.hardware_compatibility_level == "NONE"
-    assert plan.default_device_type == "GPU" and plan.dla_core is None and plan.profiling_verbosity == "LAYER_NAMES_ONLY"
+    assert (
+        plan.default_device_type == "GPU"
+        and plan.dla_core is None
+        and plan.profiling_verbosity == "LAYER_NAMES_ONLY"
+    )
     assert plan.timing_cache_file == timing_cache_name("test-tensorrt", IDENTITY)
 
 
 SETTING_VARIANTS = [
-    {}, {"strongly_typed": False}, {"strongly_typed": False, "allow_fp16": True}, {"tf32": False},
-    {"dla_core": 0}, {"version_compatible": True}, {"sparse_weights": True}, {"hardware_compatibility": "ampere_plus"},
+    {},
+    {"strongly_typed": False},
+    {"strongly_typed": False, "allow_fp16": True},
+    {"tf32": False},
+    {"dla_core": 0},
+    {"version_compatible": True},
+    {"sparse_weights": True},
+    {"hardware_compatibility": "ampere_plus"},
 ]
 
 
@@ -138,13 +166,18 @@ def test_no_calibration_or_removed_flags_on_any_line(version, precision):
         assert "EXPLICIT_BATCH" not in plan.network_flags
         if version.startswith("11"):
             assert plan.network_flags == () and plan.strongly_typed
-            assert not {"FP16", "INT8", "BF16", "FP8", "INT4", "OBEY_PRECISION_CONSTRAINTS"} & set(plan.builder_flags)
+            assert not {"FP16", "INT8", "BF16", "FP8", "INT4", "OBEY_PRECISION_CONSTRAINTS"} & set(
+                plan.builder_flags
+            )
 
 
 def test_weak_typing_is_a_10x_option_only():
     plan = plan_for("10.3.0", precision="int8", strongly_typed=False, allow_fp16=True)
     assert plan.network_flags == () and not plan.strongly_typed
-    assert plan.builder_flags == ("FP16", "INT8")  # INT8: explicit quantization of the QDQ nodes, no calibrator
+    assert plan.builder_flags == (
+        "FP16",
+        "INT8",
+    )  # INT8: explicit quantization of the QDQ nodes, no calibrator
     assert plan_for("10.3.0", precision="fp32", strongly_typed=False).builder_flags == ()
     with pytest.raises(PlanError, match="impossible on TensorRT 11.x"):
         plan_for("11.1.0", strongly_typed=False)
@@ -154,8 +187,14 @@ def test_weak_typing_is_a_10x_option_only():
 
 
 def test_memory_level_tf32_sparsity_streams_and_verbosity():
-    plan = plan_for(workspace_mb=2048, builder_optimization_level=5, tf32=False, sparse_weights=True,
-                    max_aux_streams=0, profiling_verbosity="detailed")
+    plan = plan_for(
+        workspace_mb=2048,
+        builder_optimization_level=5,
+        tf32=False,
+        sparse_weights=True,
+        max_aux_streams=0,
+        profiling_verbosity="detailed",
+    )
     assert plan.memory_pool_limits == {"WORKSPACE": 2048 * 2**20}
     assert plan.builder_optimization_level == 5 and plan.cleared_builder_flags == ("TF32",)
     assert plan.builder_flags == ("SPARSE_WEIGHTS",) and plan.max_aux_streams == 0
@@ -170,8 +209,10 @@ def test_compatibility_modes(version):
     assert plan.hardware_compatibility_level == "AMPERE_PLUS"
     assert "VERSION_COMPATIBLE" in plan.builder_flags and plan.version_compatible
     if parse_version(version) >= (10, 9):
-        assert plan_for(version, hardware_compatibility="same_compute_capability").hardware_compatibility_level == \
-            "SAME_COMPUTE_CAPABILITY"
+        assert (
+            plan_for(version, hardware_compatibility="same_compute_capability").hardware_compatibility_level
+            == "SAME_COMPUTE_CAPABILITY"
+        )
     else:
         with pytest.raises(PlanError, match="needs TensorRT ≥ 10.9"):
             plan_for(version, hardware_compatibility="same_compute_capability")
@@ -179,7 +220,9 @@ def test_compatibility_modes(version):
 
 def test_dla_with_and_without_gpu_fallback():
     plan = plan_for("10.3.0", precision="int8", dla_core=1)
-    assert plan.default_device_type == "DLA" and plan.dla_core == 1 and plan.builder_flags == ("GPU_FALLBACK",)
+    assert (
+        plan.default_device_type == "DLA" and plan.dla_core == 1 and plan.builder_flags == ("GPU_FALLBACK",)
+    )
     assert plan.notes == ()
     strict = plan_for("10.3.0", precision="fp16", dla_core=0, gpu_fallback=False)
     assert strict.default_device_type == "DLA" and strict.builder_flags == ()
@@ -206,14 +249,22 @@ def test_unsupported_and_future_versions():
     with pytest.raises(PlanError, match="older than the 10.x API"):
         plan_for("8.6.1")
     future = plan_for("12.0.0")
-    assert future.api_line == 11 and future.network_flags == () and "newer than the 11.x API" in future.notes[0]
+    assert (
+        future.api_line == 11 and future.network_flags == () and "newer than the 11.x API" in future.notes[0]
+    )
 
 
 def test_builtin_classes_translate():
     classes = builtin_device_classes()
     orin = make_build_plan(classes["jetson-orin-tensorrt"], "10.3.0", IMAGES, IDENTITY, "int8")
-    assert orin.network_flags == ("STRONGLY_TYPED",) and orin.memory_pool_limits == {"WORKSPACE": 2048 * 2**20}
-    assert orin.profiles[0].min == (1, 3, 8, 8) and orin.profiles[0].opt == (8, 3, 8, 8) and orin.profiles[0].max == (32, 3, 8, 8)
+    assert orin.network_flags == ("STRONGLY_TYPED",) and orin.memory_pool_limits == {
+        "WORKSPACE": 2048 * 2**20
+    }
+    assert (
+        orin.profiles[0].min == (1, 3, 8, 8)
+        and orin.profiles[0].opt == (8, 3, 8, 8)
+        and orin.profiles[0].max == (32, 3, 8, 8)
+    )
     portable = make_build_plan(classes["ampere-plus-tensorrt"], "11.1.0", IMAGES, IDENTITY, "fp16")
     assert portable.network_flags == () and portable.hardware_compatibility_level == "AMPERE_PLUS"
     assert "fixed to" not in describe_plan(portable) and "AMPERE_PLUS" in describe_plan(portable)
@@ -226,7 +277,12 @@ BATCH = trt_class(batch={"min": 2, "opt": 8, "max": 64}).batch
 def test_profile_from_the_batch_profile():
     profiles, notes = optimization_profile(IMAGES, BATCH, {})
     (profile,) = profiles
-    assert (profile.name, profile.min, profile.opt, profile.max) == ("images", (2, 3, 8, 8), (8, 3, 8, 8), (64, 3, 8, 8))
+    assert (profile.name, profile.min, profile.opt, profile.max) == (
+        "images",
+        (2, 3, 8, 8),
+        (8, 3, 8, 8),
+        (64, 3, 8, 8),
+    )
     assert notes == []
 
 
@@ -263,12 +319,24 @@ def test_engine_key_changes_with_every_identity_field(field):
     assert _engine_key(identity=changed) != _engine_key()
 
 
-@pytest.mark.parametrize("change", [
-    {"workspace_mb": 2048}, {"builder_optimization_level": 4}, {"dla_core": 0}, {"gpu_fallback": False},
-    {"hardware_compatibility": "ampere_plus"}, {"version_compatible": True}, {"timing_cache": False},
-    {"strongly_typed": False}, {"tf32": False}, {"sparse_weights": True}, {"max_aux_streams": 1},
-    {"profiling_verbosity": "detailed"}, {"shape_ranges": {"ids:1": (1, 2, 3)}},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"workspace_mb": 2048},
+        {"builder_optimization_level": 4},
+        {"dla_core": 0},
+        {"gpu_fallback": False},
+        {"hardware_compatibility": "ampere_plus"},
+        {"version_compatible": True},
+        {"timing_cache": False},
+        {"strongly_typed": False},
+        {"tf32": False},
+        {"sparse_weights": True},
+        {"max_aux_streams": 1},
+        {"profiling_verbosity": "detailed"},
+        {"shape_ranges": {"ids:1": (1, 2, 3)}},
+    ],
+)
 def test_engine_key_changes_with_every_builder_setting(change):
     assert _engine_key(trt_class(**{"workspace_mb": 1024, **change})) != _engine_key()
 
@@ -279,8 +347,14 @@ def test_engine_key_changes_with_batch_profile_and_version_line():
 
 
 def test_engine_key_ignores_what_does_not_change_the_engine():
-    relabelled = BASE_CLASS.model_copy(update={"name": "renamed", "description": "words", "memory_budget_mb": 512,
-                                               "accepted_precisions": ["int8"]})
+    relabelled = BASE_CLASS.model_copy(
+        update={
+            "name": "renamed",
+            "description": "words",
+            "memory_budget_mb": 512,
+            "accepted_precisions": ["int8"],
+        }
+    )
     assert _engine_key(relabelled) == _engine_key()
     bigger = dataclasses.replace(A100, total_memory_mb=81920)  # same GPU model, other memory size
     assert identity_from("10.3.0", "cu12", bigger, None, "x86_64") == IDENTITY
@@ -288,9 +362,19 @@ def test_engine_key_ignores_what_does_not_change_the_engine():
 
 def test_identity_fields():
     orin = identity_from("10.3.0", "system", ORIN, "36.4.3", "aarch64")
-    assert orin == {"runtime": "tensorrt", "version": "10.3.0", "tensorrt_cuda": "system", "gpu": "Orin",
-                    "compute_capability": "8.7", "sm_count": 16, "cuda_runtime": "12.6", "cuda_driver": "12.6",
-                    "driver": "540.4.0", "l4t": "36.4.3", "arch": "aarch64"}
+    assert orin == {
+        "runtime": "tensorrt",
+        "version": "10.3.0",
+        "tensorrt_cuda": "system",
+        "gpu": "Orin",
+        "compute_capability": "8.7",
+        "sm_count": 16,
+        "cuda_runtime": "12.6",
+        "cuda_driver": "12.6",
+        "driver": "540.4.0",
+        "l4t": "36.4.3",
+        "arch": "aarch64",
+    }
     assert set(IDENTITY_FIELDS) <= set(orin)
 
 
@@ -310,44 +394,77 @@ def test_timing_cache_name_ignores_driver_and_settings():
 def test_timing_cache_location(tmp_path):
     store = ArtifactStore(tmp_path / "artifacts" / "store")
     assert timing_cache_dir(store.new_workdir(), {}) == tmp_path / "artifacts" / "tensorrt-timing-cache"
-    assert timing_cache_dir(tmp_path / "loose", {TIMING_CACHE_ENV: str(tmp_path / "mine")}) == tmp_path / "mine"
-    assert timing_cache_dir(tmp_path / "loose", {"XDG_CACHE_HOME": str(tmp_path / "xdg")}) == \
-        tmp_path / "xdg" / "optimize" / "tensorrt-timing-cache"
+    assert (
+        timing_cache_dir(tmp_path / "loose", {TIMING_CACHE_ENV: str(tmp_path / "mine")}) == tmp_path / "mine"
+    )
+    assert (
+        timing_cache_dir(tmp_path / "loose", {"XDG_CACHE_HOME": str(tmp_path / "xdg")})
+        == tmp_path / "xdg" / "optimize" / "tensorrt-timing-cache"
+    )
 
 
 # -- availability -----------------------------------------------------------------------------------
 def _available(device_class, facts, trt="10.3.0", host="x86_64"):
-    return availability_for(device_class, trt, "", facts, "" if facts else "no CUDA GPU is visible (test)", host)
+    return availability_for(
+        device_class, trt, "", facts, "" if facts else "no CUDA GPU is visible (test)", host
+    )
 
 
 def test_availability_reasons():
     classes = builtin_device_classes()
-    missing = availability_for(classes["t4-tensorrt"], None, "tensorrt is not installed (x)", None, "", "x86_64")
-    assert (missing.can_build, missing.can_run, missing.reason) == (False, False, "tensorrt is not installed (x)")
-    assert "the class needs 10.*" in _available(classes["jetson-orin-tensorrt"], ORIN, trt="11.1.0", host="aarch64").reason
+    missing = availability_for(
+        classes["t4-tensorrt"], None, "tensorrt is not installed (x)", None, "", "x86_64"
+    )
+    assert (missing.can_build, missing.can_run, missing.reason) == (
+        False,
+        False,
+        "tensorrt is not installed (x)",
+    )
+    assert (
+        "the class needs 10.*"
+        in _available(classes["jetson-orin-tensorrt"], ORIN, trt="11.1.0", host="aarch64").reason
+    )
     assert _available(classes["t4-tensorrt"], None).reason == "no CUDA GPU is visible (test)"
-    assert "runs on aarch64 hosts; this host is x86_64" in _available(classes["jetson-orin-tensorrt"], A100).reason
-    assert "compute capability 8.7 (sm_87)" in _available(classes["jetson-orin-tensorrt"], A100, host="aarch64").reason
-    assert "compute capability 7.5 (sm_75); this host has NVIDIA A100" in _available(classes["t4-tensorrt"], A100).reason
+    assert (
+        "runs on aarch64 hosts; this host is x86_64"
+        in _available(classes["jetson-orin-tensorrt"], A100).reason
+    )
+    assert (
+        "compute capability 8.7 (sm_87)"
+        in _available(classes["jetson-orin-tensorrt"], A100, host="aarch64").reason
+    )
+    assert (
+        "compute capability 7.5 (sm_75); this host has NVIDIA A100"
+        in _available(classes["t4-tensorrt"], A100).reason
+    )
     assert "≥ 8.0" in _available(classes["ampere-plus-tensorrt"], T4).reason
     assert "integrated (Jetson)" in _available(trt_class(integrated_gpu=True), A100).reason
     assert "needs a discrete GPU" in _available(trt_class(integrated_gpu=False), ORIN, host="aarch64").reason
 
 
 def test_hardware_checks_without_a_class_requirement():
-    assert "Ampere or newer" in hardware_mismatch(trt_class(hardware_compatibility="ampere_plus"), T4, "x86_64")
+    assert "Ampere or newer" in hardware_mismatch(
+        trt_class(hardware_compatibility="ampere_plus"), T4, "x86_64"
+    )
     assert "Turing or newer" in hardware_mismatch(
         trt_class(hardware_compatibility="same_compute_capability"),
-        dataclasses.replace(T4, compute_capability="7.0"), "x86_64")
+        dataclasses.replace(T4, compute_capability="7.0"),
+        "x86_64",
+    )
     assert "a DLA exists only next to Jetson Orin" in hardware_mismatch(trt_class(dla_core=0), A100, "x86_64")
     assert hardware_mismatch(trt_class(dla_core=0), ORIN, "aarch64") is None
 
 
-@pytest.mark.parametrize("name, facts, host, version", [
-    ("t4-tensorrt", T4, "x86_64", "10.7.0"), ("jetson-orin-tensorrt", ORIN, "aarch64", "10.3.0"),
-    ("jetson-orin-nano-tensorrt", dataclasses.replace(ORIN, sm_count=8), "aarch64", "10.3.0"),
-    ("ampere-plus-tensorrt", A100, "x86_64", "11.1.0"), ("ampere-plus-tensorrt", ORIN, "aarch64", "10.3.0"),
-])
+@pytest.mark.parametrize(
+    "name, facts, host, version",
+    [
+        ("t4-tensorrt", T4, "x86_64", "10.7.0"),
+        ("jetson-orin-tensorrt", ORIN, "aarch64", "10.3.0"),
+        ("jetson-orin-nano-tensorrt", dataclasses.replace(ORIN, sm_count=8), "aarch64", "10.3.0"),
+        ("ampere-plus-tensorrt", A100, "x86_64", "11.1.0"),
+        ("ampere-plus-tensorrt", ORIN, "aarch64", "10.3.0"),
+    ],
+)
 def test_classes_available_on_their_devices(name, facts, host, version):
     availability = _available(builtin_device_classes()[name], facts, trt=version, host=host)
     assert availability.can_build and availability.can_run and availability.reason == ""
@@ -377,37 +494,85 @@ def test_gpu_detection_reports_why_there_is_none():
 def test_host_fact_parsers():
     tegra = "# R36 (release), REVISION: 4.3, GCID: 38968081, BOARD: generic, EABI: aarch64, DATE: Wed Jan  8 01:49:37 UTC 2025"
     assert parse_tegra_release(tegra) == "36.4.3" and parse_tegra_release("") is None
-    assert parse_driver_version("NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.15  Tue Mar  5 22:23:56 UTC 2024") == "550.54.15"
-    assert parse_driver_version("NVRM version: NVIDIA UNIX Open Kernel Module for aarch64  540.4.0  Release Build") == "540.4.0"
+    assert (
+        parse_driver_version(
+            "NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.15  Tue Mar  5 22:23:56 UTC 2024"
+        )
+        == "550.54.15"
+    )
+    assert (
+        parse_driver_version(
+            "NVRM version: NVIDIA UNIX Open Kernel Module for aarch64  540.4.0  Release Build"
+        )
+        == "540.4.0"
+    )
     assert parse_driver_version("nothing") is None
-    assert no_gpu_reason("cudaErrorInsufficientDriver", 13050, 0) == \
-        "no CUDA GPU is visible: no NVIDIA driver is loaded (cudaErrorInsufficientDriver)"
-    assert "driver supports CUDA 12.8, older than the CUDA 13.5 of the installed cuda-python; install cuda-python 12.x" in \
-        no_gpu_reason("cudaErrorInsufficientDriver", 13050, 12080)
+    assert (
+        no_gpu_reason("cudaErrorInsufficientDriver", 13050, 0)
+        == "no CUDA GPU is visible: no NVIDIA driver is loaded (cudaErrorInsufficientDriver)"
+    )
+    assert (
+        "driver supports CUDA 12.8, older than the CUDA 13.5 of the installed cuda-python; install cuda-python 12.x"
+        in no_gpu_reason("cudaErrorInsufficientDriver", 13050, 12080)
+    )
     assert "CUDA_VISIBLE_DEVICES" in no_gpu_reason("cudaErrorNoDevice", 12060, 12080)
-    assert cuda_version_text(12060) == "12.6" and cuda_version_text(13000) == "13.0" and cuda_version_text(0) == "none"
+    assert (
+        cuda_version_text(12060) == "12.6"
+        and cuda_version_text(13000) == "13.0"
+        and cuda_version_text(0) == "none"
+    )
     assert parse_version("10.3.0.26") == (10, 3, 0, 26) and parse_version("11.1.0rc1") == (11, 1, 0)
 
 
 def test_parser_errors_are_all_reported():
-    message = format_parser_errors(Path("/x/model.onnx"), [
-        {"code": "UNSUPPORTED_NODE", "node": 3, "node_name": "conv_3", "operator": "NotARealOp",
-         "desc": "No importer registered for op: NotARealOp"},
-        {"code": "INVALID_GRAPH", "node": -1, "node_name": "", "operator": "", "desc": "graph has no outputs"},
-    ])
+    message = format_parser_errors(
+        Path("/x/model.onnx"),
+        [
+            {
+                "code": "UNSUPPORTED_NODE",
+                "node": 3,
+                "node_name": "conv_3",
+                "operator": "NotARealOp",
+                "desc": "No importer registered for op: NotARealOp",
+            },
+            {
+                "code": "INVALID_GRAPH",
+                "node": -1,
+                "node_name": "",
+                "operator": "",
+                "desc": "graph has no outputs",
+            },
+        ],
+    )
     assert message.startswith("TensorRT's ONNX parser rejected model.onnx with 2 errors: ")
     assert "[1] node 3 'conv_3' (NotARealOp): UNSUPPORTED_NODE: No importer registered" in message
     assert "[2] model: INVALID_GRAPH: graph has no outputs" in message and "QuantizeBias" not in message
-    bias = format_parser_errors("m.onnx", [{"code": "INVALID_NODE", "node": 7, "node_name": "conv.bias_DequantizeLinear",
-                                            "operator": "DequantizeLinear",
-                                            "desc": "only activation types allowed as input to this layer."}])
-    assert bias.startswith("TensorRT's ONNX parser rejected m.onnx with 1 error: ") and "QuantizeBias=False" in bias
+    bias = format_parser_errors(
+        "m.onnx",
+        [
+            {
+                "code": "INVALID_NODE",
+                "node": 7,
+                "node_name": "conv.bias_DequantizeLinear",
+                "operator": "DequantizeLinear",
+                "desc": "only activation types allowed as input to this layer.",
+            }
+        ],
+    )
+    assert (
+        bias.startswith("TensorRT's ONNX parser rejected m.onnx with 1 error: ")
+        and "QuantizeBias=False" in bias
+    )
 
 
 def test_engine_mismatch_message_names_both_identities():
     here = identity_from("10.7.0", "cu12", T4, None, "x86_64")
-    message = engine_mismatch_message("jetson-orin-tensorrt", identity_from("10.3.0", "system", ORIN, "36.4.3", "aarch64"),
-                                      here, ["IRuntime::deserializeCudaEngine: version tag mismatch"])
+    message = engine_mismatch_message(
+        "jetson-orin-tensorrt",
+        identity_from("10.3.0", "system", ORIN, "36.4.3", "aarch64"),
+        here,
+        ["IRuntime::deserializeCudaEngine: version tag mismatch"],
+    )
     assert "built with TensorRT 10.3.0 on Orin (compute capability 8.7, 16 SMs, aarch64)" in message
     assert "this host has TensorRT 10.7.0 on Tesla T4 (compute capability 7.5, 40 SMs, x86_64)" in message
     assert "version '10.3.0' vs '10.7.0'" in message and "gpu 'Orin' vs 'Tesla T4'" in message
@@ -417,8 +582,13 @@ def test_engine_mismatch_message_names_both_identities():
 
 def test_describe_plan_says_what_was_tried():
     text = describe_plan(plan_for("10.3.0", precision="int8", workspace_mb=512, dla_core=0))
-    assert text.startswith("TensorRT 10.3.0 (10.x API), strongly typed, flags GPU_FALLBACK, workspace 512 MiB")
-    assert "DLA core 0 with GPU fallback" in text and "profile images [1, 3, 8, 8]/[4, 3, 8, 8]/[16, 3, 8, 8]" in text
+    assert text.startswith(
+        "TensorRT 10.3.0 (10.x API), strongly typed, flags GPU_FALLBACK, workspace 512 MiB"
+    )
+    assert (
+        "DLA core 0 with GPU fallback" in text
+        and "profile images [1, 3, 8, 8]/[4, 3, 8, 8]/[16, 3, 8, 8]" in text
+    )
 
 
 def test_runner_arithmetic():
@@ -429,7 +599,9 @@ def test_runner_arithmetic():
     assert "engine accepts [1, 3] to [8, 3]" in shape_problem("x", (9, 3), (1, 3), (8, 3))
     assert shape_problem("x", (4, 3, 1), (1, 3), (8, 3)) is not None
     assert device_memory_mb(64 * 2**20, 2**20, 2**20) == 64
-    assert device_memory_mb(-5 * 2**20, 2 * 2**20, 2**20) == 3  # free memory rose meanwhile: count what we know
+    assert (
+        device_memory_mb(-5 * 2**20, 2 * 2**20, 2**20) == 3
+    )  # free memory rose meanwhile: count what we know
 
 
 def test_onnx_input_shapes(tmp_path):
@@ -438,12 +610,21 @@ def test_onnx_input_shapes(tmp_path):
 
     weight = helper.make_tensor("w", TensorProto.FLOAT, [1], [2.0])
     graph = helper.make_graph(
-        [helper.make_node("Mul", ["images", "w"], ["logits"])], "g",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 3, 8, 8]),
-         helper.make_tensor_value_info("w", TensorProto.FLOAT, [1])],  # an initializer listed as input
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 3, 8, 8])], [weight])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "model.onnx"))
-    write_artifact_meta(tmp_path, ArtifactKind.ONNX, "model.onnx", inputs=[{"name": "images", "shape": [1, 3, 8, 8]}])
+        [helper.make_node("Mul", ["images", "w"], ["logits"])],
+        "g",
+        [
+            helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 3, 8, 8]),
+            helper.make_tensor_value_info("w", TensorProto.FLOAT, [1]),
+        ],  # an initializer listed as input
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 3, 8, 8])],
+        [weight],
+    )
+    onnx.save(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "model.onnx")
+    )
+    write_artifact_meta(
+        tmp_path, ArtifactKind.ONNX, "model.onnx", inputs=[{"name": "images", "shape": [1, 3, 8, 8]}]
+    )
     shapes = onnx_input_shapes(Artifact.open(tmp_path, "x"))
     assert shapes == [InputShape("images", (None, 3, 8, 8), (1, 3, 8, 8))]
 
@@ -453,8 +634,9 @@ def test_importing_the_runtimes_does_not_import_tensorrt():
     import sys
 
     code = "import sys, optimize.runtimes; print('tensorrt' in sys.modules, 'tensorrt' in optimize.runtimes.RUNTIMES)"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split() == \
-        ["False", "True"]
+    assert subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split() == ["False", "True"]
 
 
 # -- on a GPU host with TensorRT ------------------------------------------------------------------
@@ -474,7 +656,9 @@ def _why_no_cuda_torch() -> str:
     return detect_gpu()[1]
 
 
-needs_tensorrt_gpu = pytest.mark.skipif(bool(_why_no_tensorrt_gpu()), reason=_why_no_tensorrt_gpu() or "ready")
+needs_tensorrt_gpu = pytest.mark.skipif(
+    bool(_why_no_tensorrt_gpu()), reason=_why_no_tensorrt_gpu() or "ready"
+)
 needs_cuda_torch = pytest.mark.skipif(bool(_why_no_cuda_torch()), reason=_why_no_cuda_torch() or "ready")
 
 
@@ -491,11 +675,24 @@ def fp32_model(tmp_path_factory):
     folder = tmp_path_factory.mktemp("fp32")
     torch.manual_seed(0)
     model = tiny_cnn(width=8).eval()
-    torch.onnx.export(model, (torch.randn(1, 3, 8, 8),), str(folder / "model.onnx"), input_names=["images"],
-                      output_names=["logits"], dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
-                      opset_version=17, dynamo=False)
-    write_artifact_meta(folder, ArtifactKind.ONNX, "model.onnx", precision="fp32",
-                        inputs=[{"name": "images", "shape": [1, 3, 8, 8]}], outputs=["logits"])
+    torch.onnx.export(
+        model,
+        (torch.randn(1, 3, 8, 8),),
+        str(folder / "model.onnx"),
+        input_names=["images"],
+        output_names=["logits"],
+        dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
+        opset_version=17,
+        dynamo=False,
+    )
+    write_artifact_meta(
+        folder,
+        ArtifactKind.ONNX,
+        "model.onnx",
+        precision="fp32",
+        inputs=[{"name": "images", "shape": [1, 3, 8, 8]}],
+        outputs=["logits"],
+    )
     return Artifact.open(folder, hash_tree(folder))
 
 
@@ -508,24 +705,41 @@ def qdq_model(fp32_model, tmp_path_factory):
     class Reader(CalibrationDataReader):
         def __init__(self):
             rng = np.random.default_rng(1)
-            self.batches = iter([{"images": rng.standard_normal((8, 3, 8, 8)).astype(np.float32)} for _ in range(8)])
+            self.batches = iter(
+                [{"images": rng.standard_normal((8, 3, 8, 8)).astype(np.float32)} for _ in range(8)]
+            )
 
         def get_next(self):
             return next(self.batches, None)
 
     folder = tmp_path_factory.mktemp("qdq")
-    quantize_static(str(fp32_model.file), str(folder / "model.onnx"), Reader(), quant_format=QuantFormat.QDQ,
-                    per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                    extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False})
-    write_artifact_meta(folder, ArtifactKind.ONNX, "model.onnx", precision="int8",
-                        inputs=[{"name": "images", "shape": [1, 3, 8, 8]}], outputs=["logits"])
+    quantize_static(
+        str(fp32_model.file),
+        str(folder / "model.onnx"),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False},
+    )
+    write_artifact_meta(
+        folder,
+        ArtifactKind.ONNX,
+        "model.onnx",
+        precision="int8",
+        inputs=[{"name": "images", "shape": [1, 3, 8, 8]}],
+        outputs=["logits"],
+    )
     return Artifact.open(folder, hash_tree(folder))
 
 
 def _onnxruntime_outputs(model: Artifact, x: np.ndarray) -> np.ndarray:
     import onnxruntime as ort
 
-    return ort.InferenceSession(str(model.file), providers=["CPUExecutionProvider"]).run(None, {"images": x})[0]
+    return ort.InferenceSession(str(model.file), providers=["CPUExecutionProvider"]).run(None, {"images": x})[
+        0
+    ]
 
 
 def _build_and_open(model, device_class, store):
@@ -586,10 +800,14 @@ def test_every_parser_error_is_reported(tmp_path, monkeypatch):
     from onnx import TensorProto, helper
 
     graph = helper.make_graph(
-        [helper.make_node("NotARealOp", ["images"], ["logits"], domain="com.example", name="mystery")], "g",
+        [helper.make_node("NotARealOp", ["images"], ["logits"], domain="com.example", name="mystery")],
+        "g",
         [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 4])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 4])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)])
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 4])],
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)]
+    )
     folder = tmp_path / "bad"
     folder.mkdir()
     onnx.save(model, str(folder / "model.onnx"))
@@ -604,8 +822,9 @@ def test_every_parser_error_is_reported(tmp_path, monkeypatch):
 def test_an_engine_from_elsewhere_is_refused_with_a_rebuild_hint(tmp_path):
     elsewhere = identity_from("10.3.0", "system", ORIN, "36.4.3", "aarch64")
     (tmp_path / "model.engine").write_bytes(b"not an engine for this host" * 64)
-    write_artifact_meta(tmp_path, ArtifactKind.ENGINE, "model.engine", runtime="tensorrt", device=elsewhere,
-                        build_plan={})
+    write_artifact_meta(
+        tmp_path, ArtifactKind.ENGINE, "model.engine", runtime="tensorrt", device=elsewhere, build_plan={}
+    )
     with pytest.raises(RuntimeError, match="rebuild it on a 'jetson-orin-tensorrt' host"):
         TensorRTRuntime().open(Artifact.open(tmp_path, "x"), builtin_device_classes()["jetson-orin-tensorrt"])
 
@@ -617,7 +836,9 @@ def test_identity_of_this_gpu_host():
     identity = runtime.device_identity(gpu_class())
     facts = detect_gpu()[0]
     assert identity["version"] == runtime.version() and identity["gpu"] == facts.name
-    assert identity["compute_capability"] == facts.compute_capability and identity["arch"] == platform.machine()
+    assert (
+        identity["compute_capability"] == facts.compute_capability and identity["arch"] == platform.machine()
+    )
 
 
 @pytest.mark.gpu
@@ -672,8 +893,13 @@ def test_cuda_event_timing_and_memory_through_pytorch():
 
 def test_setting_combinations_never_crash_the_planner():
     """Every combination of the switches gives a plan or a PlanError, never another exception."""
-    switches = {"strongly_typed": [True, False], "allow_fp16": [False, True], "dla_core": [None, 0],
-                "gpu_fallback": [True, False], "hardware_compatibility": ["none", "same_compute_capability"]}
+    switches = {
+        "strongly_typed": [True, False],
+        "allow_fp16": [False, True],
+        "dla_core": [None, 0],
+        "gpu_fallback": [True, False],
+        "hardware_compatibility": ["none", "same_compute_capability"],
+    }
     for values in itertools.product(*switches.values()):
         settings = dict(zip(switches, values, strict=True))
         if settings["allow_fp16"] and settings["strongly_typed"]:

@@ -14,7 +14,9 @@ def test_tracking_uri_precedence(monkeypatch):
 
 
 def test_flatten_nested_recipe():
-    flat = flatten({"model": {"args": {"num_classes": 10}}, "stages": [{"train": {"lr": 0.1}}], "weights": None})
+    flat = flatten(
+        {"model": {"args": {"num_classes": 10}}, "stages": [{"train": {"lr": 0.1}}], "weights": None}
+    )
     assert flat == {"model.args.num_classes": "10", "stages.0.train.lr": "0.1"}
 
 

@@ -30,10 +30,25 @@ class MlflowServer:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{self.root / 'server.db'}",
-             "--artifacts-destination", str(self.root / "server-artifacts"), "--host", "127.0.0.1",
-             "--port", str(self.port), "--workers", "1"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "server",
+                "--backend-store-uri",
+                f"sqlite:///{self.root / 'server.db'}",
+                "--artifacts-destination",
+                str(self.root / "server-artifacts"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                "1",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
@@ -81,7 +96,9 @@ def _manifest(artifacts: Path, name: str = "tiny") -> dict:
 
 def test_runs_reach_the_server_and_survive_it_going_down(server, write_recipe, artifacts):
     recipe = write_recipe(tiny_recipe_dict())
-    online = run_cli("run", str(recipe), "--artifacts", str(artifacts), "--quiet", "--tracking-uri", server.uri)
+    online = run_cli(
+        "run", str(recipe), "--artifacts", str(artifacts), "--quiet", "--tracking-uri", server.uri
+    )
     assert online.returncode == 0, online.stderr
     remote = _manifest(artifacts)["tracking"]["remote"]
     assert remote["uri"] == server.uri
@@ -90,11 +107,29 @@ def test_runs_reach_the_server_and_survive_it_going_down(server, write_recipe, a
     assert len(on_server) == 2  # parent + one target
 
     # A second run; the server dies while it trains.
-    slower = tiny_recipe_dict(stages=[{"train": {"epochs": 3, "lr": 0.02, "batch_size": 16}},
-                                      {"train": {"id": "finetune", "epochs": 8, "lr": 0.002, "batch_size": 8}}, "export"])
+    slower = tiny_recipe_dict(
+        stages=[
+            {"train": {"epochs": 3, "lr": 0.02, "batch_size": 16}},
+            {"train": {"id": "finetune", "epochs": 8, "lr": 0.002, "batch_size": 8}},
+            "export",
+        ]
+    )
     process = subprocess.Popen(
-        [sys.executable, "-m", "optimize", "run", str(write_recipe(slower)), "--artifacts", str(artifacts), "--quiet",
-         "--tracking-uri", server.uri], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "optimize",
+            "run",
+            str(write_recipe(slower)),
+            "--artifacts",
+            str(artifacts),
+            "--quiet",
+            "--tracking-uri",
+            server.uri,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     wait_for_entry(artifacts, "stage train")
     server.stop()
@@ -112,7 +147,12 @@ def test_runs_reach_the_server_and_survive_it_going_down(server, write_recipe, a
     assert "synced 1 run(s)" in first.stdout
     runs = server.runs("tiny")
     assert len(runs) == 4
-    parent = next(r for r in runs if r.data.tags.get("optimize.run_id") == buffered["run_id"] and "mlflow.parentRunId" not in r.data.tags)
+    parent = next(
+        r
+        for r in runs
+        if r.data.tags.get("optimize.run_id") == buffered["run_id"]
+        and "mlflow.parentRunId" not in r.data.tags
+    )
     assert parent.data.params["stages.1.train.id"] == "finetune"
     history = server.client().get_metric_history(parent.info.run_id, "stage.01_finetune.train_loss")
     assert [m.step for m in history] == list(range(1, 9))
@@ -134,8 +174,15 @@ def test_a_sync_that_died_halfway_is_redone_without_duplicates(server, write_rec
     from optimize.tracking.sync import COMPLETE, sync_run, synced_tag
 
     dead = "http://127.0.0.1:9"  # nothing listens on the discard port
-    result = run_cli("run", str(write_recipe(tiny_recipe_dict())), "--artifacts", str(artifacts), "--quiet",
-                     "--tracking-uri", dead)
+    result = run_cli(
+        "run",
+        str(write_recipe(tiny_recipe_dict())),
+        "--artifacts",
+        str(artifacts),
+        "--quiet",
+        "--tracking-uri",
+        dead,
+    )
     assert result.returncode == 0 and "buffered" in result.stderr
     local_run = _manifest(artifacts)["tracking"]["parent_run_id"]
     report = sync_run(local_store_uri(artifacts), server.uri, local_run)
