@@ -139,7 +139,7 @@ class EvaluationSpec(StrictModel):
     )
     throughput_time_s: float = Field(1.0, ge=0, le=600, description="time spent measuring throughput")
     latency_processes: PositiveInt = Field(
-        3,
+        5,
         le=32,
         description="fresh processes the latency runs are spread over (thread placement varies per process)",
     )
