@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, PositiveInt
 
-from optimize.stages.base import StageContext, StageParams
+from optimize.stages.base import StageContext, StageOutput, StageParams
 
 if TYPE_CHECKING:
     import torch
@@ -43,6 +43,13 @@ class FitResult:
     best_epoch: int | None = None
     best_accuracy: float | None = None
     epochs_run: int = 0
+
+    def stage_output(self) -> StageOutput:
+        """What a training stage reports: epochs run, final loss, best epoch, per-epoch curves."""
+        metrics = {"epochs_run": float(self.epochs_run), "final_train_loss": self.history["train_loss"][-1]}
+        if self.best_epoch is not None:
+            metrics["best_epoch"] = float(self.best_epoch)
+        return StageOutput(metrics=metrics, history=self.history)
 
 
 def call_model(model: nn.Module, inputs) -> torch.Tensor:

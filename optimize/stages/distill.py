@@ -295,10 +295,4 @@ class DistillStage(Stage):
             if features:
                 features.close()
         context.save_torch(student)
-        metrics = {
-            "epochs_run": float(result.epochs_run),
-            "final_train_loss": result.history["train_loss"][-1],
-        }
-        if result.best_epoch is not None:
-            metrics["best_epoch"] = float(result.best_epoch)
-        return StageOutput(metrics=metrics, history=result.history)
+        return result.stage_output()
