@@ -81,6 +81,18 @@ StageStep = Annotated[
 # -- data -----------------------------------------------------------------------------------
 
 
+def _from_file(read, value: str, info) -> Any:
+    """Read a definition file a recipe names; its problems become errors at the naming key."""
+    from optimize.errors import RecipeError
+
+    if not value.strip():
+        raise PydanticCustomError("definition_file", "expected a mapping or the path of a YAML file, got an empty string")
+    try:
+        return read(resolve_user_path(value, (info.context or {}).get("base_dir")))
+    except RecipeError as exc:
+        raise PydanticCustomError("definition_file", "{message}", {"message": str(exc)}) from None
+
+
 def _data_tag(value: Any) -> str | None:
     source = value.get("source") if isinstance(value, dict) else getattr(value, "source", None)
     return str(source).split(":", 1)[0] if source is not None else None
@@ -91,7 +103,7 @@ def _data_definition(value: Any, info) -> Any:
     if isinstance(value, str):
         from optimize.recipe.loader import load_data_definition
 
-        return load_data_definition(resolve_user_path(value, (info.context or {}).get("base_dir")))
+        return _from_file(load_data_definition, value, info)
     if isinstance(value, dict):
         kind = _data_tag(value)
         if kind is None:
