@@ -86,7 +86,9 @@ def _from_file(read, value: str, info) -> Any:
     from optimize.errors import RecipeError
 
     if not value.strip():
-        raise PydanticCustomError("definition_file", "expected a mapping or the path of a YAML file, got an empty string")
+        raise PydanticCustomError(
+            "definition_file", "expected a mapping or the path of a YAML file, got an empty string"
+        )
     try:
         return read(resolve_user_path(value, (info.context or {}).get("base_dir")))
     except RecipeError as exc:

@@ -23,6 +23,52 @@ class OnnxRuntimeSettings(StrictModel):
     )
     execution_mode: Literal["sequential", "parallel"] = Field("sequential", description="operator scheduling")
     inter_op_threads: int | None = Field(None, ge=1, description="threads across operators (parallel mode)")
+    unsigned_relu_activations: bool = Field(
+        True,
+        description="store signed INT8 activations that follow a ReLU as uint8 (lossless: they are never "
+        "negative), so Conv+ReLU fuse into QLinearConv; symmetric files made for TensorRT need it on CPUs",
+    )
+
+
+def unsign_relu_activations(model) -> int:
+    """Re-type int8 QuantizeLinear outputs fed by a ReLU (zero point 0) as uint8, with their
+    DequantizeLinear consumers. A ReLU output is never negative, so the stored values do not
+    change; but ONNX Runtime drops a ReLU before a uint8 zero-point-0 Q and fuses the Conv into
+    QLinearConv, which a signed Q prevents. Returns how many activations were re-typed."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    initializers = {tensor.name: tensor for tensor in model.graph.initializer}
+    producers = {output: node for node in model.graph.node for output in node.output}
+    consumers: dict[str, list] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    retyped = set()
+    for node in model.graph.node:
+        if node.op_type != "QuantizeLinear" or len(node.input) < 3:
+            continue
+        source = producers.get(node.input[0])
+        zero_point = initializers.get(node.input[2])
+        if source is None or source.op_type != "Relu" or zero_point is None:
+            continue
+        values = numpy_helper.to_array(zero_point)
+        if zero_point.data_type != onnx.TensorProto.INT8 or np.any(values != 0):
+            continue
+        unsigned = f"{node.input[2]}_uint8"
+        if unsigned not in initializers:
+            initializers[unsigned] = numpy_helper.from_array(np.zeros(values.shape, np.uint8), unsigned)
+            model.graph.initializer.append(initializers[unsigned])
+        node.input[2] = unsigned
+        for consumer in consumers.get(node.output[0], []):
+            if consumer.op_type == "DequantizeLinear":
+                consumer.input[2] = unsigned
+        retyped.add(node.output[0])
+    for value in model.graph.value_info:
+        if value.name in retyped:
+            value.type.tensor_type.elem_type = onnx.TensorProto.UINT8
+    return len(retyped)
 
 
 class OnnxRuntimeRunner(Runner):
@@ -72,12 +118,21 @@ class OnnxRuntime(Runtime):
         return identity
 
     def build(self, model: Artifact, device_class, workdir: Path) -> dict[str, Any]:
-        from optimize.onnx_tools import session
+        import onnx
+
+        from optimize.onnx_tools import save_model, session
 
         target = workdir / self.engine_file
-        session(
-            model.file, optimization=device_class.settings.graph_optimization_level, save_optimized_to=target
-        )
+        source, retyped = model.file, 0
+        if model.precision == "int8" and device_class.settings.unsigned_relu_activations:
+            graph = onnx.load(str(model.file))
+            retyped = unsign_relu_activations(graph)
+            if retyped:
+                source = workdir / "rewritten.onnx"
+                save_model(graph, source)
+        session(source, optimization=device_class.settings.graph_optimization_level, save_optimized_to=target)
+        if source != model.file:
+            source.unlink()
         session_options = {
             "intra_op_num_threads": device_class.threads,
             "inter_op_num_threads": device_class.settings.inter_op_threads,
@@ -95,7 +150,7 @@ class OnnxRuntime(Runtime):
             precision=model.precision,
             session_options=session_options,
         )
-        return {"session_options": session_options}
+        return {"session_options": session_options, "unsigned_relu_activations": retyped}
 
     def open(self, engine: Artifact, device_class) -> Runner:
         return OnnxRuntimeRunner(engine.file, device_class.threads, device_class.settings)

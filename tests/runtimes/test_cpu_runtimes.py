@@ -76,3 +76,71 @@ def test_arm64_class_builds_here_but_does_not_run():
 )
 def test_version_lines(installed, line, expected):
     assert bool(version_matches(installed, line)) is expected
+
+
+def test_unsigning_relu_activations_keeps_outputs_and_lets_conv_relu_fuse(tmp_path):
+    """A symmetric (TensorRT-style) QDQ model: signed activations after every ReLU. The rewrite
+    must leave outputs bit-identical and turn the float Conv+ReLU blocks into QLinearConv."""
+    import collections
+
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from optimize.onnx_tools import session
+    from optimize.runtimes.onnxruntime import unsign_relu_activations
+
+    rng = np.random.default_rng(0)
+    nodes, inits = [], []
+
+    def add_init(name, array):
+        inits.append(numpy_helper.from_array(array, name))
+
+    def qdq(name, tensor, scale):
+        add_init(f"{name}_s", np.array(scale, np.float32))
+        add_init(f"{name}_z", np.array(0, np.int8))
+        nodes.append(helper.make_node("QuantizeLinear", [tensor, f"{name}_s", f"{name}_z"], [f"{name}_q"]))
+        nodes.append(
+            helper.make_node("DequantizeLinear", [f"{name}_q", f"{name}_s", f"{name}_z"], [f"{name}_dq"])
+        )
+        return f"{name}_dq"
+
+    current = qdq("in", "x", 0.02)
+    for index in range(3):
+        weights = rng.integers(-127, 127, size=(8, 3 if index == 0 else 8, 3, 3)).astype(np.int8)
+        add_init(f"w{index}", weights)
+        add_init(f"w{index}_s", np.array(0.002, np.float32))  # activations stay inside the INT8 range
+        add_init(f"w{index}_z", np.array(0, np.int8))
+        nodes.append(
+            helper.make_node(
+                "DequantizeLinear", [f"w{index}", f"w{index}_s", f"w{index}_z"], [f"w{index}_dq"]
+            )
+        )
+        nodes.append(helper.make_node("Conv", [current, f"w{index}_dq"], [f"c{index}"], pads=[1, 1, 1, 1]))
+        nodes.append(helper.make_node("Relu", [f"c{index}"], [f"r{index}"]))
+        current = qdq(f"a{index}", f"r{index}", 0.05)
+    nodes.append(helper.make_node("Identity", [current], ["y"]))
+    graph = helper.make_graph(
+        nodes,
+        "symmetric",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 8, 8])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, tmp_path / "signed.onnx")
+    assert unsign_relu_activations(model) == 3
+    onnx.checker.check_model(model)
+    onnx.save(model, tmp_path / "unsigned.onnx")
+
+    x = rng.standard_normal((1, 3, 8, 8)).astype(np.float32)
+    signed_out = session(tmp_path / "signed.onnx").run(None, {"x": x})[0]
+    unsigned_out = session(tmp_path / "unsigned.onnx").run(None, {"x": x})[0]
+    np.testing.assert_array_equal(signed_out, unsigned_out)
+
+    def fused(path):
+        session(path, save_optimized_to=tmp_path / "optimized.onnx")
+        return collections.Counter(n.op_type for n in onnx.load(tmp_path / "optimized.onnx").graph.node)[
+            "QLinearConv"
+        ]
+
+    assert fused(tmp_path / "unsigned.onnx") > fused(tmp_path / "signed.onnx")
