@@ -60,6 +60,16 @@ class Runtime:
     def availability(self, device_class: DeviceClass) -> Availability:
         raise NotImplementedError
 
+    @staticmethod
+    def foreign_arch(device_class: DeviceClass) -> str | None:
+        """Why this host cannot run the class's engines (another CPU architecture), or None."""
+        import platform
+
+        host = platform.machine()
+        if device_class.arch in ("any", host):
+            return None
+        return f"the class runs on {device_class.arch} (host is {host})"
+
     def version_problem(self, device_class: DeviceClass, installed: str | None = None) -> Availability | None:
         """Not installed, or not of the class's version line: neither build nor run here."""
         installed = installed or self.version()

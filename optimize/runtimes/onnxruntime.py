@@ -3,7 +3,6 @@ graph is saved next to the model so start-up on the device does no optimisation 
 
 from __future__ import annotations
 
-import platform
 from pathlib import Path
 from typing import Any, Literal
 
@@ -99,16 +98,11 @@ class OnnxRuntime(Runtime):
         problem = self.version_problem(device_class)
         if problem:
             return problem
-        host = platform.machine()
-        portable = device_class.settings.graph_optimization_level != "all"
-        if device_class.arch not in ("any", host):
-            if portable:
-                return Availability(
-                    True, False, f"built here, but runs only on {device_class.arch} (host is {host})"
-                )
-            return Availability(
-                False, False, f"'all' optimisation must run on a {device_class.arch} host (host is {host})"
-            )
+        foreign = self.foreign_arch(device_class)
+        if foreign:
+            if device_class.settings.graph_optimization_level != "all":
+                return Availability(True, False, f"built here, but {foreign}")
+            return Availability(False, False, f"'all' optimisation must run where it runs: {foreign}")
         return Availability(True, True)
 
     def device_identity(self, device_class) -> dict[str, Any]:

@@ -4,7 +4,6 @@ accepts it; evaluation compiles it with the class's performance hint and threads
 
 from __future__ import annotations
 
-import platform
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -70,11 +69,9 @@ class OpenVINORuntime(Runtime):
         problem = self.version_problem(device_class)
         if problem:
             return problem
-        host = platform.machine()
-        if device_class.arch not in ("any", host):
-            return Availability(
-                True, False, f"IR built here, but the class runs on {device_class.arch} (host is {host})"
-            )
+        foreign = self.foreign_arch(device_class)
+        if foreign:
+            return Availability(True, False, f"IR built here, but {foreign}")
         import openvino as ov
 
         devices = ov.Core().available_devices

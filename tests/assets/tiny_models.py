@@ -74,3 +74,23 @@ def tiny_transformer(num_classes: int = 10, dim: int = 32, tokens: int = 8) -> n
             return self.head(x.mean(1))
 
     return TinyTransformer()
+
+
+def export_tiny_cnn(folder, seed: int = 0):
+    """tiny_cnn(width=8) exported to folder/model.onnx (input 'images' [N,3,8,8], output
+    'logits'); returns the torch model it came from."""
+    import torch
+
+    torch.manual_seed(seed)
+    model = tiny_cnn(width=8).eval()
+    torch.onnx.export(
+        model,
+        (torch.randn(1, 3, 8, 8),),
+        str(folder / "model.onnx"),
+        input_names=["images"],
+        output_names=["logits"],
+        dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
+        opset_version=17,
+        dynamo=False,
+    )
+    return model

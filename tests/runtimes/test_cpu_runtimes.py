@@ -11,22 +11,13 @@ from optimize.hashing import hash_tree
 from optimize.runtimes import RUNTIMES
 from optimize.runtimes.base import version_matches
 from optimize.targets import builtin_device_classes
-from tests.assets.tiny_models import tiny_cnn
+from tests.assets.tiny_models import export_tiny_cnn
 
 
 @pytest.fixture(scope="module")
 def onnx_model(tmp_path_factory):
     folder = tmp_path_factory.mktemp("model")
-    model = tiny_cnn(width=8).eval()
-    torch.onnx.export(
-        model,
-        (torch.randn(1, 3, 8, 8),),
-        str(folder / "model.onnx"),
-        input_names=["images"],
-        output_names=["logits"],
-        dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
-        dynamo=False,
-    )
+    model = export_tiny_cnn(folder)
     write_artifact_meta(folder, ArtifactKind.ONNX, "model.onnx", precision="fp32")
     x = np.random.default_rng(0).standard_normal((4, 3, 8, 8)).astype(np.float32)
     with torch.no_grad():

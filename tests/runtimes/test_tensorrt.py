@@ -668,23 +668,10 @@ def gpu_class(**settings):
 
 @pytest.fixture(scope="module")
 def fp32_model(tmp_path_factory):
-    import torch
-
-    from tests.assets.tiny_models import tiny_cnn
+    from tests.assets.tiny_models import export_tiny_cnn
 
     folder = tmp_path_factory.mktemp("fp32")
-    torch.manual_seed(0)
-    model = tiny_cnn(width=8).eval()
-    torch.onnx.export(
-        model,
-        (torch.randn(1, 3, 8, 8),),
-        str(folder / "model.onnx"),
-        input_names=["images"],
-        output_names=["logits"],
-        dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
-        opset_version=17,
-        dynamo=False,
-    )
+    export_tiny_cnn(folder)
     write_artifact_meta(
         folder,
         ArtifactKind.ONNX,
