@@ -65,7 +65,7 @@ def handle_errors(command):
             if _State.debug:
                 traceback.print_exc()
             for line in str(exc).split("\n"):
-                console.print(f"[red]error:[/] {escape(line)}", soft_wrap=True)
+                console.print(f"[red]error:[/] {escape(line)}")
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             console.print(f"[yellow]interrupted[/] during {_State.current}; nothing half-written was kept")
@@ -74,8 +74,7 @@ def handle_errors(command):
             if _State.debug:
                 traceback.print_exc()
             console.print(
-                f"[red]error:[/] {escape(f'{type(exc).__name__}: {exc}')} (run with --debug for the traceback)",
-                soft_wrap=True,
+                f"[red]error:[/] {escape(f'{type(exc).__name__}: {exc}')} (run with --debug for the traceback)"
             )
             sys.exit(EXIT_STAGE_FAILED)
         sys.exit(code or EXIT_OK)

@@ -15,8 +15,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 from rich.progress import Progress as RichProgress
 
 # Logs and CI captures are not terminals; give tables room there instead of rich's 80 columns.
-console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 200)
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+# Messages are never wrapped (soft_wrap): CI logs and grep read a one-line message as one line,
+# whatever the width; only tables are laid out to the width.
+console = Console(stderr=True, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else 200)
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 
 
 class Progress:
