@@ -1,8 +1,18 @@
 """Evaluates one engine in a fresh process: `python -m optimize.eval_worker REQUEST.json`.
 
-A separate process gives honest numbers: peak memory is the engine's own (not what torch and
-earlier stages left behind), no torch threads compete for the cores, and a runtime that crashes
-takes down only this process. The worker imports the runtime and NumPy, never torch.
+A separate process gives honest numbers: no torch threads compete for the cores, a runtime that
+crashes takes down only this process, and memory is measured on a process that holds nothing but
+the runtime and the engine. The worker imports the runtime and NumPy, never torch.
+
+One process, in this order:
+  1. import the runtime library and load the (small) timing inputs; resident memory here is the
+     floor the engine's memory is measured from;
+  2. open the engine and warm it up; `engine_memory_mb` = resident memory now − the floor;
+  3. time batch-`min` requests (latency) and batch-`opt` requests (throughput);
+     `peak_memory_mb` = the process's resident high-water mark (the kernel's, not sampled);
+  4. only when asked (one process per engine in a session): load the eval feeds and score the
+     outputs against the labels and the reference outputs. This comes last, so the eval set
+     never counts towards the memory numbers.
 """
 
 from __future__ import annotations
@@ -13,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-REQUEST_FORMAT = "optimize-eval-request/1"
+REQUEST_FORMAT = "optimize-eval-request/2"
 
 
 def run_in_subprocess(
@@ -36,12 +46,18 @@ def run_in_subprocess(
     return json.loads(result_path.read_text())
 
 
-def _evaluate(request: dict[str, Any]) -> dict[str, Any]:
+def _arrays(path: str, prefix: str) -> dict[str, Any]:
     import numpy as np
+
+    with np.load(path, allow_pickle=False) as stored:
+        return {key.removeprefix(prefix): stored[key] for key in stored.files if key.startswith(prefix)}
+
+
+def _evaluate(request: dict[str, Any]) -> dict[str, Any]:
     from pydantic import TypeAdapter
 
     from optimize.artifacts import Artifact
-    from optimize.evaluation import MemorySampler, evaluate_runner
+    from optimize.evaluation import peak_resident_mb, resident_mb, score_outputs, time_engine, time_runs
     from optimize.recipe.schema import EvaluationSpec
     from optimize.runtimes import RUNTIMES
     from optimize.targets.device_class import DeviceClass
@@ -49,32 +65,46 @@ def _evaluate(request: dict[str, Any]) -> dict[str, Any]:
     device_class = TypeAdapter(DeviceClass).validate_python(request["device_class"])
     settings = EvaluationSpec.model_validate(request["settings"])
     engine = Artifact.open(Path(request["engine_path"]), request["engine_hash"])
-    with np.load(request["feeds"], allow_pickle=False) as feeds:
-        inputs = {key.removeprefix("input:"): feeds[key] for key in feeds.files if key.startswith("input:")}
-        labels = feeds["labels"]
-    reference = np.load(request["reference"], allow_pickle=False) if request.get("reference") else None
     runtime = RUNTIMES.get(device_class.runtime)()
-    with MemorySampler() as memory:
-        runner = runtime.open(engine, device_class)
-        try:
-            metrics, samples = evaluate_runner(
-                runner,
-                inputs,
-                labels,
-                reference,
-                settings,
-                request["task"],
-                request["labeled"],
-                throughput_batch=device_class.batch.opt,
-                max_batch=device_class.batch.max,
-                latency_batch=device_class.batch.min,
-                latency_only=request.get("latency_only", False),
+    runtime.import_library()
+    latency_inputs = _arrays(request["timing_inputs"], "latency:")
+    throughput_inputs = _arrays(request["timing_inputs"], "throughput:")
+    floor = resident_mb()
+    runner = runtime.open(engine, device_class)
+    try:
+        time_runs(lambda: runner.timed_run(latency_inputs), settings.warmup_runs, 0, 0.0)
+        metrics = {"engine_memory_mb": resident_mb() - floor}
+        latency, throughput = time_engine(runner, latency_inputs, throughput_inputs, settings)
+        metrics["peak_memory_mb"] = peak_resident_mb()
+        device_memory = runner.device_memory_mb()
+        if device_memory is not None:
+            metrics["device_memory_mb"] = device_memory
+        quality = request.get("quality")
+        if quality:
+            import numpy as np
+
+            inputs = _arrays(quality["feeds"], "input:")
+            with np.load(quality["feeds"], allow_pickle=False) as feeds:
+                labels = feeds["labels"]
+            references = {
+                name: np.load(path, allow_pickle=False) for name, path in quality["references"].items()
+            }
+            batch = min(settings.batch_size, device_class.batch.max or settings.batch_size)
+            metrics.update(
+                score_outputs(
+                    runner,
+                    inputs,
+                    labels,
+                    references,
+                    quality["task"],
+                    quality["labeled"],
+                    batch_size=batch,
+                    min_batch=device_class.batch.min,
+                )
             )
-        finally:
-            runner.close()
-    if not request.get("latency_only"):
-        metrics["peak_memory_mb"] = memory.peak_mb
-    return {"metrics": metrics, "latency_samples_ms": samples}
+    finally:
+        runner.close()
+    return {"metrics": metrics, "latency_samples_ms": latency, "throughput_samples_ms": throughput}
 
 
 def main() -> None:

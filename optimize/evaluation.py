@@ -1,11 +1,10 @@
-"""Accuracy, agreement with the FP32 reference, latency, throughput and memory of a Runner.
+"""Accuracy, agreement with reference outputs, latency, throughput and memory of a Runner.
 
-The statistics are small pure functions; `evaluate_runner` drives a runner over the eval data.
+The statistics are small pure functions; `time_engine` and `score_outputs` drive a runner.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -66,54 +65,37 @@ def agreement(reference: np.ndarray, candidate: np.ndarray, task: str) -> dict[s
     return result
 
 
-def headline_agreement(metrics: dict[str, float]) -> float | None:
-    """The one agreement number gates and tables use: top-1 for classifiers, cosine otherwise."""
-    return metrics.get("agreement_top1", metrics.get("agreement_cosine"))
+def resident_mb() -> float:
+    """This process's resident memory now (MiB)."""
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
 
 
-class MemorySampler:
-    """Peak resident memory of this process above its level at start, sampled every 5 ms."""
+def peak_resident_mb() -> float:
+    """This process's highest resident memory so far (MiB): the kernel's own high-water mark, so
+    nothing samples it while latency is being timed. Linux's VmHWM belongs to the process's own
+    memory map; getrusage's maxrss would keep the parent's peak across fork + exec."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    import resource
+    import sys
 
-    def __init__(self) -> None:
-        import psutil
-
-        self._process = psutil.Process()
-        self._baseline = self._process.memory_info().rss
-        self._peak = self._baseline
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.005):
-            self._peak = max(self._peak, self._process.memory_info().rss)
-
-    def __enter__(self) -> MemorySampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._peak = max(self._peak, self._process.memory_info().rss)
-
-    @property
-    def peak_mb(self) -> float:
-        return (self._peak - self._baseline) / 2**20
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB elsewhere
 
 
-def collect_outputs(runner: Runner, data: DataProvider, batch_size: int, max_samples: int | None):
+def collect_outputs(runner: Runner, data: DataProvider, batch_size: int):
     """First outputs and labels over the eval set, in order (in-process, for step metrics)."""
-    outputs, labels, seen = [], [], 0
+    outputs, labels = [], []
     for feeds, batch_labels in data.numpy_batches("eval", batch_size):
-        if max_samples is not None and seen >= max_samples:
-            break
-        if max_samples is not None and seen + len(batch_labels) > max_samples:
-            keep = max_samples - seen
-            feeds = {name: value[:keep] for name, value in feeds.items()}
-            batch_labels = batch_labels[:keep]
         outputs.append(np.asarray(runner.run(feeds)[0]))
         labels.append(batch_labels)
-        seen += len(batch_labels)
     return np.concatenate(outputs), np.concatenate(labels)
 
 
@@ -156,49 +138,40 @@ def take_batch(inputs: dict[str, np.ndarray], batch: int) -> dict[str, np.ndarra
     }
 
 
-def evaluate_runner(
+def time_engine(
+    runner: Runner,
+    latency_inputs: dict[str, np.ndarray],
+    throughput_inputs: dict[str, np.ndarray],
+    settings: EvaluationSpec,
+) -> tuple[list[float], list[float]]:
+    """Milliseconds per batch-`latency` request and per throughput batch, after warm-up (the
+    runner has had its warm-up runs when this is called)."""
+    latency = time_runs(
+        lambda: runner.timed_run(latency_inputs), 0, settings.min_runs, settings.min_time_s
+    )
+    throughput = time_runs(lambda: runner.timed_run(throughput_inputs), 2, 3, settings.throughput_time_s)
+    return latency, throughput
+
+
+def score_outputs(
     runner: Runner,
     inputs: dict[str, np.ndarray],
     labels: np.ndarray,
-    reference_outputs: np.ndarray | None,
-    settings: EvaluationSpec,
+    references: dict[str, np.ndarray],
     task: str,
     labeled: bool,
-    throughput_batch: int,
-    max_batch: int | None = None,
-    latency_batch: int = 1,
-    latency_only: bool = False,
-) -> tuple[dict[str, float], list[float]]:
-    """All per-target numbers, plus the raw latency samples (for distribution plots). Latency is
-    per request at `latency_batch` (1, unless the engine accepts no smaller batch)."""
-    if latency_only:
-        return {}, time_runs(
-            lambda: runner.timed_run(take_batch(inputs, latency_batch)),
-            settings.warmup_runs,
-            settings.min_runs,
-            settings.min_time_s,
-        )
-    metrics: dict[str, float] = {}
-    batch_size = max(min(settings.batch_size, max_batch or settings.batch_size), latency_batch)
-    outputs = run_batched(runner, inputs, batch_size, min_batch=latency_batch)
-    metrics["eval_samples"] = float(len(outputs))
+    batch_size: int,
+    min_batch: int = 1,
+) -> dict[str, float]:
+    """Accuracy over the eval feeds and agreement with each reference's outputs on the same
+    samples: the FP32 reference's under the plain names, others' with a `_vs_<name>` suffix."""
+    outputs = run_batched(runner, inputs, max(batch_size, min_batch), min_batch=min_batch)
+    metrics = {"eval_samples": float(len(outputs))}
     if task == "classification" and labeled:
         metrics["accuracy"] = classification_accuracy(outputs, labels)
-    if reference_outputs is not None:
-        metrics.update(agreement(reference_outputs[: len(outputs)], outputs, task))
-
-    single = take_batch(inputs, latency_batch)
-    samples = time_runs(
-        lambda: runner.timed_run(single), settings.warmup_runs, settings.min_runs, settings.min_time_s
-    )
-    metrics.update(latency_summary(samples))
-    metrics["latency_batch"] = float(latency_batch)
-
-    batch = take_batch(inputs, throughput_batch)
-    batch_times = time_runs(lambda: runner.timed_run(batch), 2, 3, settings.throughput_time_s)
-    metrics["throughput_batch"] = float(throughput_batch)
-    metrics["throughput_sps"] = throughput_batch / (float(np.median(batch_times)) / 1000.0)
-    device_memory = runner.device_memory_mb()
-    if device_memory is not None:
-        metrics["device_memory_mb"] = device_memory
-    return metrics, samples
+    for name, reference in references.items():
+        suffix = "" if name == "fp32" else f"_vs_{name}"
+        metrics.update(
+            {f"{key}{suffix}": value for key, value in agreement(reference, outputs, task).items()}
+        )
+    return metrics

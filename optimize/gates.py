@@ -11,16 +11,21 @@ import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from optimize.comparison import headline
+
 # gate field → (measured metric, direction): "max" passes when measured ≤ limit, "min" when ≥.
 GATE_METRICS: dict[str, tuple[str, str]] = {
     "max_size_mb": ("size_mb", "max"),
     "min_accuracy": ("accuracy", "min"),
-    "max_accuracy_drop": ("accuracy_drop", "max"),
+    "max_accuracy_drop": ("accuracy_drop_vs_fp32", "max"),
     "min_agreement": ("agreement", "min"),
     "max_latency_p50_ms": ("latency_p50_ms", "max"),
     "max_latency_p90_ms": ("latency_p90_ms", "max"),
-    "min_speedup": ("speedup", "min"),
+    "min_speedup": ("speedup_vs_fp32", "min"),
     "max_peak_memory_mb": ("peak_memory_mb", "max"),
+    "max_accuracy_drop_vs_original": ("accuracy_drop_vs_original", "max"),
+    "min_speedup_vs_original": ("speedup_vs_original", "min"),
+    "min_size_ratio_vs_original": ("size_ratio_vs_original", "min"),
 }
 MODEL_GATES = ("max_size_mb", "min_accuracy")  # also checked on the final model itself
 
@@ -54,33 +59,28 @@ def limits_for(gates, target: str) -> dict[str, float]:
     return limits
 
 
-def check(gate: str, target: str, limit: float, measured: float | None) -> GateResult:
+def check(gate: str, target: str, limit: float, measured: float | None, why_missing: str = "") -> GateResult:
     metric, direction = GATE_METRICS[gate]
     if measured is None or (isinstance(measured, float) and math.isnan(measured)):
-        return GateResult(gate, target, limit, None, "failed", f"{metric} was not measured")
+        detail = f"{metric} was not measured" + (f": {why_missing}" if why_missing else "")
+        return GateResult(gate, target, limit, None, "failed", detail)
     passed = measured <= limit if direction == "max" else measured >= limit
     symbol = "≤" if direction == "max" else "≥"
     detail = f"{metric} {measured:.6g} {'' if passed else 'not '}{symbol} {limit:g}"
     return GateResult(gate, target, limit, float(measured), "passed" if passed else "failed", detail)
 
 
-def target_measurements(metrics: dict[str, float], is_fp32_model: bool) -> dict[str, float | None]:
-    """The numbers gates read from a target's metrics. An FP32-only run has no drop and no speedup
-    to speak of: its drop is 0 and its speedup 1 by definition."""
+def target_measurements(metrics: dict[str, float]) -> dict[str, float | None]:
+    """The numbers gates read from a target's metrics. A number that was not measured stays None
+    (the gate fails and says why): nothing is filled in that could not fail."""
     measured: dict[str, float | None] = {metric: metrics.get(metric) for metric, _ in GATE_METRICS.values()}
     measured["agreement"] = metrics.get("agreement_top1", metrics.get("agreement_cosine"))
-    if is_fp32_model:
-        measured["accuracy_drop"] = (
-            measured["accuracy_drop"] if measured["accuracy_drop"] is not None else 0.0
-        )
-        measured["speedup"] = measured["speedup"] if measured["speedup"] is not None else 1.0
     return measured
 
 
-def decide(
-    gates, targets: list[dict[str, Any]], model_metrics: dict[str, float], is_fp32_model: bool
-) -> list[GateResult]:
-    """targets: [{"name", "status", "reason", "metrics"}]; model_metrics: the final step's."""
+def decide(gates, targets: list[dict[str, Any]], model_metrics: dict[str, float]) -> list[GateResult]:
+    """targets: [{"name", "status", "reason", "metrics", "unmeasured"}] (unmeasured: metric → why
+    it is missing); model_metrics: the final step's."""
     results: list[GateResult] = []
     for gate in MODEL_GATES:
         limit = getattr(gates, gate)
@@ -102,9 +102,16 @@ def decide(
                 for gate, limit in limits.items()
             )
             continue
-        measured = target_measurements(target["metrics"], is_fp32_model)
+        measured = target_measurements(target["metrics"])
+        why = target.get("unmeasured", {})
         results.extend(
-            check(gate, target["name"], limit, measured[GATE_METRICS[gate][0]])
+            check(
+                gate,
+                target["name"],
+                limit,
+                measured[GATE_METRICS[gate][0]],
+                why.get(GATE_METRICS[gate][0], ""),
+            )
             for gate, limit in limits.items()
         )
     return results
@@ -156,28 +163,20 @@ def summary_markdown(manifest: dict[str, Any], results: list[GateResult], links:
         f"Run `{manifest['run_id']}` on {manifest['host']['cpu']}.",
         "",
     ]
-    steps = manifest["steps"]
-    if steps:
-        final = steps[-1]["metrics"]
-        first = steps[0]["metrics"]
-        lines += [
-            "| | first step | final model |",
-            "| --- | --- | --- |",
-            f"| size MB | {_fmt(first.get('size_mb'))} | {_fmt(final.get('size_mb'))} |",
-            f"| parameters | {_fmt(first.get('parameters'))} | {_fmt(final.get('parameters'))} |",
-            f"| accuracy | {_fmt(first.get('accuracy'))} | {_fmt(final.get('accuracy'))} |",
-            "",
-        ]
     if manifest["targets"]:
+        lines += ["**Original → final, per target** (measured side by side in this run):", ""]
+        lines += [f"- {headline(target)}" for target in manifest["targets"]]
         lines += [
-            "| target | status | accuracy | p50 ms | p90 ms | speedup | size MB |",
-            "| --- | --- | --- | --- | --- | --- | --- |",
+            "",
+            "| target | status | accuracy | p50 ms | p90 ms | speedup vs FP32 | speedup vs original | size MB |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         for target in manifest["targets"]:
             m = target["metrics"]
             lines.append(
                 f"| {target['name']} | {target['status']} | {_fmt(m.get('accuracy'))} | {_fmt(m.get('latency_p50_ms'))} | "
-                f"{_fmt(m.get('latency_p90_ms'))} | {_fmt(m.get('speedup'))} | {_fmt(m.get('size_mb'))} |"
+                f"{_fmt(m.get('latency_p90_ms'))} | {_fmt(m.get('speedup_vs_fp32'))} | "
+                f"{_fmt(m.get('speedup_vs_original'))} | {_fmt(m.get('size_mb'))} |"
             )
         lines.append("")
     if results:

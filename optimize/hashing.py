@@ -57,30 +57,3 @@ def hash_tree(root: Path) -> str:
         digest.update(hash_file(path).encode())
         digest.update(b"\n")
     return digest.hexdigest()
-
-
-def stage_cache_key(
-    *,
-    input_hash: str,
-    stage_type: str,
-    params: Mapping[str, Any],
-    data_fingerprints: Mapping[str, str],
-    library_versions: Mapping[str, str],
-    extra: Mapping[str, Any] | None = None,
-) -> str:
-    """The key under which a stage's output is stored.
-
-    Everything that can change the output is in it: the input artifact's content, the stage
-    and its resolved parameters, the data it reads and the versions of the libraries it calls.
-    `extra` carries what only some stages depend on (a teacher's hash, a device identity).
-    """
-    return hash_value(
-        {
-            "input": input_hash,
-            "stage": stage_type,
-            "params": dict(params),
-            "data": dict(data_fingerprints),
-            "libraries": dict(library_versions),
-            "extra": dict(extra or {}),
-        }
-    )

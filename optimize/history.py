@@ -23,9 +23,13 @@ HEADLINE = (
     "latency_p50_ms",
     "latency_p90_ms",
     "throughput_sps",
+    "speedup_vs_fp32",
+    "speedup_vs_original",
     "size_mb",
+    "engine_memory_mb",
     "peak_memory_mb",
 )
+TIMINGS = ("latency_p50_ms", "latency_p90_ms", "throughput_sps", "speedup_vs_fp32", "speedup_vs_original")
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,7 @@ class Tolerances:
     latency_floor_ms: float = 0.05  # increases smaller than this are timer noise, never regressions
     size: float = 0.05  # relative increase allowed
     memory: float = 0.25  # relative increase allowed
+    memory_floor_mb: float = 10.0  # increases smaller than this are allocator noise, never regressions
 
 
 @dataclass(frozen=True)
@@ -69,8 +74,21 @@ def target_record(
         "status": target.status,
         "reason": target.reason,
         "host": host_identity()["hostname"],
+        "hardware": hardware(),
         "metrics": {key: metrics[key] for key in HEADLINE if key in metrics},
     }
+
+
+def hardware() -> dict[str, str]:
+    """What timings depend on besides the build: the host's hardware and system (not its name:
+    identical CI runners are interchangeable)."""
+    return {k: v for k, v in host_identity().items() if k != "hostname"}
+
+
+def _hardware_text(identity: dict[str, str] | None) -> str:
+    if not identity:
+        return "an unrecorded host"
+    return f"{identity.get('cpu', '?')} ({identity.get('cpu_count', '?')} cores, {identity.get('os', '?')})"
 
 
 def append(artifacts_dir: Path, record: dict[str, Any]) -> None:
@@ -129,6 +147,12 @@ def compare(previous: dict[str, Any], current: dict[str, Any], tolerances: Toler
     if previous["status"] != "ok" or current["status"] != "ok":
         return changes
     old, new = previous["metrics"], current["metrics"]
+    changes += [
+        Change(metric, old[metric], None, regression=True, note="measured in the previous build, missing now")
+        for metric in HEADLINE
+        if metric in old and metric not in new
+    ]
+    same_host = previous.get("hardware") is not None and previous.get("hardware") == current.get("hardware")
 
     def drop(metric: str, tolerance: float) -> None:
         if metric in old and metric in new:
@@ -161,11 +185,32 @@ def compare(previous: dict[str, Any], current: dict[str, Any], tolerances: Toler
             )
             changes.append(Change(metric, old[metric], new[metric], regression=regression, note=note))
 
+    def slowdown(metric: str, tolerance: float) -> None:
+        """A speedup over a baseline (same session) that shrank beyond the tolerance."""
+        if old.get(metric) and metric in new:
+            ratio = new[metric] / old[metric] - 1
+            note = f"{ratio:+.1%} (tolerance -{tolerance:.0%})"
+            changes.append(Change(metric, old[metric], new[metric], regression=ratio < -tolerance, note=note))
+
     drop("accuracy", tolerances.accuracy)
     drop("agreement_top1", tolerances.agreement)
     drop("agreement_cosine", tolerances.agreement)
-    growth("latency_p50_ms", tolerances.latency, tolerances.latency_floor_ms)
-    growth("latency_p90_ms", None)  # tails swing with machine load; the median is what we hold
+    if same_host:
+        growth("latency_p50_ms", tolerances.latency, tolerances.latency_floor_ms)
+        growth("latency_p90_ms", None)  # tails swing with machine load; the median is what we hold
+        slowdown("speedup_vs_fp32", tolerances.latency)
+        slowdown("speedup_vs_original", tolerances.latency)
+    else:
+        note = (
+            f"not compared: the previous build was timed on {_hardware_text(previous.get('hardware'))}, "
+            f"this one on {_hardware_text(current.get('hardware'))}"
+        )
+        changes += [
+            Change(metric, old[metric], new[metric], regression=False, note=note)
+            for metric in TIMINGS
+            if metric in old and metric in new
+        ]
     growth("size_mb", tolerances.size)
-    growth("peak_memory_mb", tolerances.memory)
+    growth("engine_memory_mb", tolerances.memory, tolerances.memory_floor_mb)
+    growth("peak_memory_mb", tolerances.memory, tolerances.memory_floor_mb)
     return changes

@@ -12,7 +12,7 @@ from optimize.pipeline import RunResult, link_or_copy
 from optimize.store import atomic_write_json, atomic_write_text
 from optimize.versions import all_library_versions, host_identity
 
-FORMAT = "optimize-manifest/1"
+FORMAT = "optimize-manifest/2"
 
 
 def _artifact_record(artifact) -> dict[str, Any] | None:
@@ -40,7 +40,8 @@ def manifest_dict(result: RunResult, status: str, tracking: dict[str, Any] | Non
             "path": str(loaded.path),
             "file_sha256": hash_file(loaded.path),
             "hash": loaded.hash,
-            "resolved": loaded.recipe.model_dump(mode="json"),
+            "resolved": loaded.recipe.model_dump(mode="json"),  # every default filled in, to read
+            "given": loaded.recipe.model_dump(mode="json", exclude_unset=True),  # re-validates as is
         },
         "host": host_identity(),
         "libraries": all_library_versions(),
@@ -63,25 +64,61 @@ def manifest_dict(result: RunResult, status: str, tracking: dict[str, Any] | Non
             }
             for step in result.steps
         ],
-        "targets": [
-            {
-                "name": target.name,
-                "runtime": target.runtime,
-                "runtime_version": target.runtime_version,
-                "status": target.status,
-                "reason": target.reason,
-                "engine_key": target.engine_key,
-                "engine": _artifact_record(target.engine),
-                "build_cached": target.build_cached,
-                "build": target.build,
-                "evaluation_cached": target.evaluation.cached if target.evaluation else None,
-                "metrics": target.metrics,
-                "baseline_metrics": target.baseline.metrics if target.baseline else None,
-                "latency_samples_ms": target.evaluation.latency_samples_ms if target.evaluation else [],
-            }
-            for target in result.targets
-        ],
+        "original": _original_record(result.original),
+        "targets": [_target_record(target) for target in result.targets],
         "tracking": tracking or {},
+    }
+
+
+def _original_record(original) -> dict[str, Any] | None:
+    """The model every target is compared with: what entered the first compression step."""
+    if original is None:
+        return None
+    export = original.export
+    return {
+        "before_step": original.before_step,
+        "artifact": _artifact_record(original.artifact),
+        "export": None
+        if export is None
+        else {
+            "cache_key": export.key,
+            "cached": export.cached,
+            "seconds": round(export.seconds, 3),
+            "metrics": export.metrics,
+        },
+    }
+
+
+def _target_record(target) -> dict[str, Any]:
+    evaluation = target.evaluation
+    return {
+        "name": target.name,
+        "runtime": target.runtime,
+        "runtime_version": target.runtime_version,
+        "status": target.status,
+        "reason": target.reason,
+        "engine_key": target.engine_key,
+        "engine": _artifact_record(target.engine),
+        "build_cached": target.build_cached,
+        "build": target.build,
+        "evaluation_key": target.evaluation_key,
+        "evaluation_cached": target.evaluation_cached if evaluation else None,
+        "metrics": target.metrics,
+        "unmeasured": target.missing_comparisons,
+        "notes": target.notes,
+        "latency_samples_ms": evaluation.latency_samples_ms if evaluation else [],
+        "round_p50_ms": evaluation.round_p50_ms if evaluation else [],
+        "baselines": {
+            name: {
+                "model": _artifact_record(baseline.model),
+                "engine_key": baseline.engine_key,
+                "engine": _artifact_record(baseline.engine),
+                "metrics": baseline.metrics,
+                "latency_samples_ms": baseline.evaluation.latency_samples_ms if baseline.evaluation else [],
+                "round_p50_ms": baseline.evaluation.round_p50_ms if baseline.evaluation else [],
+            }
+            for name, baseline in target.baselines.items()
+        },
     }
 
 

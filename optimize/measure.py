@@ -1,8 +1,11 @@
-"""The numbers recorded for every step's output: size, parameters, MACs and eval accuracy
-(or, for ONNX models, agreement with the FP32 reference as well)."""
+"""The numbers recorded for every step's output: size, parameters, MACs and eval accuracy (for
+ONNX models also agreement with the FP32 reference). Torch and ONNX steps score the same eval
+samples (data.eval capped at evaluation.max_samples): ONNX models read them from the eval feeds
+file the targets are scored on too."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from optimize.artifacts import Artifact, ArtifactKind
@@ -12,9 +15,9 @@ if TYPE_CHECKING:
 
     from optimize.data.provider import DataProvider
     from optimize.models.base import ModelSource
-    from optimize.recipe.schema import EvaluationSpec
 
 MB = 1_000_000
+LIBRARIES = ("torch", "torch-pruning", "onnx", "onnxruntime")  # what the measurements call
 
 
 def measure_torch(artifact: Artifact, source: ModelSource, data: DataProvider, task: str) -> dict[str, float]:
@@ -31,22 +34,27 @@ def measure_torch(artifact: Artifact, source: ModelSource, data: DataProvider, t
     return metrics
 
 
-def onnx_outputs(
-    artifact: Artifact, data: DataProvider, settings: EvaluationSpec
-) -> tuple[np.ndarray, np.ndarray]:
-    """First outputs of an ONNX model over the eval set through ONNX Runtime on this CPU."""
-    from optimize.evaluation import collect_outputs
+def onnx_outputs(model_file: Path, feeds_file: Path, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """First outputs of an ONNX model over the eval feeds, through ONNX Runtime on this CPU, and
+    the labels (-1 where unlabelled)."""
+    import numpy as np
+
+    from optimize.evaluation import run_batched
     from optimize.runtimes.onnxruntime import OnnxRuntimeRunner, OnnxRuntimeSettings
 
-    runner = OnnxRuntimeRunner(artifact.file, threads=None, settings=OnnxRuntimeSettings())
-    return collect_outputs(runner, data, settings.batch_size, settings.max_samples)
+    with np.load(feeds_file, allow_pickle=False) as feeds:
+        inputs = {key.removeprefix("input:"): feeds[key] for key in feeds.files if key.startswith("input:")}
+        labels = feeds["labels"]
+    runner = OnnxRuntimeRunner(model_file, threads=None, settings=OnnxRuntimeSettings())
+    return run_batched(runner, inputs, batch_size), labels
 
 
 def measure_onnx(
     artifact: Artifact,
-    data: DataProvider,
-    settings: EvaluationSpec,
+    feeds_file: Path | None,
+    batch_size: int,
     task: str,
+    labeled: bool,
     reference_outputs: np.ndarray | None,
 ) -> dict[str, float]:
     import onnx
@@ -56,12 +64,12 @@ def measure_onnx(
 
     stats = weight_stats(onnx.load(str(artifact.file)))
     metrics = {"size_mb": artifact.size_bytes / MB, **stats}
-    if data.has("eval"):
-        outputs, labels = onnx_outputs(artifact, data, settings)
-        if task == "classification" and data.labeled("eval"):
+    if feeds_file is not None:
+        outputs, labels = onnx_outputs(artifact.file, feeds_file, batch_size)
+        if task == "classification" and labeled:
             metrics["accuracy"] = classification_accuracy(outputs, labels)
         if reference_outputs is not None:
-            metrics.update(agreement(reference_outputs[: len(outputs)], outputs, task))
+            metrics.update(agreement(reference_outputs, outputs, task))
     return metrics
 
 
@@ -69,10 +77,12 @@ def measure(
     artifact: Artifact,
     source: ModelSource,
     data: DataProvider,
-    settings: EvaluationSpec,
+    feeds_file: Path | None,
+    batch_size: int,
     task: str,
     reference_outputs: np.ndarray | None = None,
 ) -> dict[str, float]:
     if artifact.kind == ArtifactKind.TORCH:
         return measure_torch(artifact, source, data, task)
-    return measure_onnx(artifact, data, settings, task, reference_outputs)
+    labeled = data.has("eval") and data.labeled("eval")
+    return measure_onnx(artifact, feeds_file, batch_size, task, labeled, reference_outputs)

@@ -1,8 +1,11 @@
-"""Runs a recipe: the start model, each step in order (from the cache when nothing changed),
-then a build and an evaluation per target, and writes the run's manifest.
+"""Runs a recipe: the start model, each step in order (from the cache when nothing changed), the
+original model exported for comparison, then per target a build of every engine and one
+evaluation session timing the candidate and its baselines side by side.
 
-Every unit of work (a step, an engine build, an evaluation) is looked up in the store under a
-key that hashes everything its result depends on; only misses do work.
+Every unit of work (a step, an engine build, an evaluation session) is looked up in the store
+under a key from keys.py that hashes everything its result depends on, the code that computes it
+included; only misses do work. This module decides what runs in which order; the numbers are
+computed by the modules named in each key (stages, measure, runtimes, the evaluation worker).
 """
 
 from __future__ import annotations
@@ -18,22 +21,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from optimize import keys
 from optimize.artifacts import Artifact, ArtifactKind, write_artifact_meta
+from optimize.code_fingerprint import code_fingerprint
+from optimize.comparison import BASELINES, compare, not_compared, speedup_spread
 from optimize.console import Progress
 from optimize.data.base import DataContext
 from optimize.data.provider import ROLES, DataProvider
-from optimize.errors import OptimizeError, RecipeError, StageError, TargetError
-from optimize.hashing import hash_value, stage_cache_key
+from optimize.errors import OptimizeError, StageError, TargetError
+from optimize.file_reads import ReadsMemo
+from optimize.measure import LIBRARIES as MEASURE_LIBRARIES
 from optimize.models import open_source
 from optimize.recipe.loader import LoadedRecipe
 from optimize.runtimes import RUNTIMES
 from optimize.stages import STAGES
 from optimize.stages.base import StageContext
 from optimize.store import ArtifactStore
+from optimize.target_evaluation import Evaluation
 from optimize.targets import device_classes_for
 from optimize.versions import host_identity, library_versions
-
-MEASURE_VERSION = 2  # bump when measure.py changes what it records, to refresh cached metrics
 
 
 @dataclass
@@ -62,11 +68,28 @@ class StepResult:
 
 
 @dataclass
-class Evaluation:
-    metrics: dict[str, float]
-    latency_samples_ms: list[float]
-    cached: bool
-    key: str
+class OriginalModel:
+    """The model as it entered the first compression step, as ONNX (exported when it was torch)."""
+
+    artifact: Artifact
+    before_step: str  # id of the first compression step
+    export: StepResult | None = None  # the export that made it ONNX, when it was a torch model
+
+
+@dataclass
+class Baseline:
+    """A baseline model built for one target, and its numbers from the target's session."""
+
+    model: Artifact
+    engine: Artifact
+    engine_key: str
+    evaluation: Evaluation | None = None
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        metrics = dict(self.evaluation.metrics) if self.evaluation else {}
+        metrics["size_mb"] = self.engine.size_bytes / 1_000_000
+        return metrics
 
 
 @dataclass
@@ -80,22 +103,41 @@ class TargetResult:
     engine_key: str = ""
     build_cached: bool = False
     build: dict[str, Any] = field(default_factory=dict)
-    evaluation: Evaluation | None = None
-    baseline: Evaluation | None = None  # the FP32 model on the same target
+    evaluation: Evaluation | None = None  # the candidate (the final model)
+    baselines: dict[str, Baseline] = field(default_factory=dict)  # "original", "fp32"
+    unmeasured: dict[str, str] = field(default_factory=dict)  # comparison metric → why it is missing
+    evaluation_key: str = ""
+    evaluation_cached: bool = False
+    notes: list[str] = field(default_factory=list)
 
     @property
     def metrics(self) -> dict[str, float]:
+        """The candidate's numbers with its comparisons against each baseline of the session."""
         metrics = dict(self.evaluation.metrics) if self.evaluation else {}
         if self.engine is not None:
             metrics["size_mb"] = self.engine.size_bytes / 1_000_000
             metrics["build_time_s"] = float(self.build.get("build_time_s", 0.0))
-        if self.evaluation and self.baseline:
-            base = self.baseline.metrics
-            if "accuracy" in base and "accuracy" in metrics:
-                metrics["accuracy_drop"] = base["accuracy"] - metrics["accuracy"]
-            if base.get("latency_p50_ms") and metrics.get("latency_p50_ms"):
-                metrics["speedup"] = base["latency_p50_ms"] / metrics["latency_p50_ms"]
+        if self.evaluation is None:
+            return metrics
+        for name, baseline in self.baselines.items():
+            if baseline.evaluation is None:
+                continue
+            compared, _ = compare(metrics, baseline.metrics, name)
+            spread = speedup_spread(baseline.evaluation.round_p50_ms, self.evaluation.round_p50_ms)
+            if spread is not None:
+                compared[f"speedup_vs_{name}_spread"] = spread
+            metrics.update(compared)
         return metrics
+
+    @property
+    def missing_comparisons(self) -> dict[str, str]:
+        """Every comparison metric that is not in `metrics`, with the reason."""
+        reasons = dict(self.unmeasured)
+        if self.evaluation is not None:
+            for name, baseline in self.baselines.items():
+                if baseline.evaluation is not None:
+                    reasons.update(compare(self.metrics, baseline.metrics, name)[1])
+        return reasons
 
 
 @dataclass
@@ -108,6 +150,7 @@ class RunResult:
     targets: list[TargetResult]
     seconds: float
     reference: Artifact | None
+    original: OriginalModel | None
 
     @property
     def final(self) -> Artifact:
@@ -118,44 +161,50 @@ def new_run_id() -> str:
     return f"{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
 
 
-def per_process_timing(settings):
-    """Each latency process times its share of the recipe's minimum runs and seconds."""
-    import math
-
-    count = settings.latency_processes
-    return settings.model_copy(
-        update={"min_runs": math.ceil(settings.min_runs / count), "min_time_s": settings.min_time_s / count}
-    )
+def first_compression(stages: list) -> int | None:
+    """Index of the recipe's first compression step (prune, distill, quantize), or None."""
+    return next((i for i, step in enumerate(stages) if STAGES.get(step.stage).compresses), None)
 
 
-def engine_cache_key(model_hash: str, device_class_settings: dict[str, Any], identity: dict[str, Any]) -> str:
-    """An engine depends on the model, the class's build settings and the runtime + hardware."""
-    return hash_value(
-        {"kind": "engine", "model": model_hash, "settings": device_class_settings, "identity": identity}
-    )
-
-
-def build_settings(device_class) -> dict[str, Any]:
-    """The parts of a device class that change the built engine (not its name, description,
-    budgets or inference threads, which only matter when the engine runs)."""
-    return device_class.model_dump(
-        mode="json", exclude={"name", "description", "memory_budget_mb", "accepted_precisions", "threads"}
-    )
+def baseline_models(
+    final: Artifact, reference: Artifact | None, original: Artifact | None, runs_fp32: bool, class_name: str
+) -> tuple[dict[str, Artifact], dict[str, str]]:
+    """The baselines a target is compared with, and why any is not there (nothing to compare,
+    or a class that runs no FP32 model)."""
+    candidates = {"original": original, "fp32": reference}
+    same = {
+        "original": "the final model is the original model (the recipe has no prune, distill or quantize "
+        "step), so there is nothing to compare it with",
+        "fp32": "the final model is the FP32 baseline (no step after the first ONNX model changes it), "
+        "so there is nothing to compare it with",
+    }
+    models: dict[str, Artifact] = {}
+    reasons: dict[str, str] = {}
+    for name in BASELINES:
+        model = candidates[name]
+        if model is None or model.hash == final.hash:
+            reasons.update(not_compared(name, same[name]))
+        elif not runs_fp32:
+            reasons.update(not_compared(name, f"{class_name} runs no FP32 models (accepted_precisions)"))
+        else:
+            models[name] = model
+    return models, reasons
 
 
 class Pipeline:
-    def __init__(self, loaded: LoadedRecipe, options: RunOptions, tracker=None):
+    def __init__(self, loaded: LoadedRecipe, options: RunOptions):
         self.loaded = loaded
         self.recipe = loaded.recipe
         self.options = options
         self.progress = options.progress
         self.store = ArtifactStore(options.artifacts_dir / "store")
+        self.reads = ReadsMemo(self.store)
         self.source = open_source(self.recipe.model, loaded.base_dir)
         self.data = DataProvider(
             {role: getattr(self.recipe.data, role) for role in ROLES},
-            DataContext(loaded.base_dir, self.source),
+            DataContext(loaded.base_dir, self.source, self.reads),
+            limits={"eval": self.recipe.evaluation.max_samples},
         )
-        self.tracker = tracker
         self.current = "start-up"  # what is running, for an interrupt message
         self._reference_outputs: dict[str, Any] = {}
 
@@ -191,37 +240,13 @@ class Pipeline:
     # -- the start model ----------------------------------------------------------------------
     def _source_artifact(self) -> Artifact:
         self.current = "loading the model source"
-        kind = self.source.artifact_kind
-        key = hash_value(
-            {
-                "kind": "source",
-                "fingerprint": self.source.fingerprint(),
-                "libraries": library_versions(["torch", "onnx"]),
-            }
-        )
-
-        def compute(workdir: Path) -> dict[str, Any]:
-            if kind == ArtifactKind.ONNX:
-                shutil.copyfile(self.source.path, workdir / "model.onnx")
-                inputs = [spec.model_dump(mode="json") for spec in self.source.inputs()]
-                write_artifact_meta(
-                    workdir,
-                    ArtifactKind.ONNX,
-                    "model.onnx",
-                    precision="fp32",
-                    inputs=inputs,
-                    outputs=self.source.output_names(),
-                    fp32_reference=True,
-                )
-            else:
-                from optimize.torch_io import save_module
-
-                save_module(self.source.pretrained(), workdir / "model.pt")
-                write_artifact_meta(workdir, ArtifactKind.TORCH, "model.pt")
-            return {}
-
+        key = keys.source_key(self.source.fingerprint(self.reads), library_versions(["torch", "onnx"]))
         try:
-            entry, _ = self._cached(key, f"source {self.recipe.model.source}", compute)
+            entry, _ = self._cached(
+                key,
+                f"source {self.recipe.model.source}",
+                lambda workdir: self.source.materialize(workdir, self.reads) or {},
+            )
         except OptimizeError:
             raise
         except Exception as exc:
@@ -230,107 +255,67 @@ class Pipeline:
             ) from exc
         return self._artifact(entry)
 
-    # -- checks before any work ---------------------------------------------------------------
     def _checked_preflight(self, source: Artifact) -> None:
-        """The preflight once per model and data: a passed check is remembered in the store."""
+        """The data-against-model check once per model, interface and data (remembered)."""
+        from optimize.preflight import check_data_fits_model
+
         roles = [r for r in ("train", "eval") if self.data.has(r)]
-        key = hash_value(
-            {
-                "kind": "preflight",
-                "model": source.hash,
-                "task": self.recipe.model.task,
-                "data": {role: self.data.fingerprint(role) for role in roles},
-            }
+        key = keys.preflight_key(
+            source.hash,
+            self.source.interface(),
+            {role: self.data.fingerprint(role) for role in roles},
+            code_fingerprint("optimize.preflight"),
         )
-        self._cached(key, "data and model check", lambda workdir: self._preflight(source) or {})
-
-    def _preflight(self, source: Artifact) -> None:
-        """Fail in seconds, not after training, when the data cannot fit the model: wrong input
-        shapes (checked as each role loads) or labels beyond the classifier's outputs."""
-        if self.recipe.model.task != "classification":
-            return
-        roles = [r for r in ("train", "eval") if self.data.has(r) and self.data.labeled(r)]
-        if not roles:
-            return
-        from optimize.data.provider import check_outputs_fit_labels, dataset_labels
-
-        inputs, _ = next(iter(self.data.loader(roles[0], 2)))
-        if source.kind == ArtifactKind.TORCH:
-            import torch
-
-            from optimize.torch_io import load_into
-            from optimize.training import call_model
-
-            with torch.inference_mode():
-                outputs = call_model(load_into(self.source.build(pretrained=False), source.file), inputs)
-        else:
-            from optimize.data.provider import as_feeds
-            from optimize.onnx_tools import session
-
-            names = [spec.name for spec in self.source.inputs()]
-            outputs = session(source.file).run(None, as_feeds(inputs, names))[0]
-        if len(outputs.shape) != 2:
-            raise RecipeError(
-                f"model: a classifier must output [batch, classes], this one outputs shape {list(outputs.shape)}; "
-                "use task: embedding for other outputs"
-            )
-        for role in roles:
-            check_outputs_fit_labels(role, int(outputs.shape[1]), dataset_labels(self.data.dataset(role)))
-
-    # -- evaluation data and the FP32 reference -----------------------------------------------
-    def _eval_key(self, kind: str, **extra: Any) -> str:
-        settings = self.recipe.evaluation
-        return hash_value(
-            {
-                "kind": kind,
-                "eval": self.data.fingerprint("eval"),
-                "max_samples": settings.max_samples,
-                **extra,
-            }
+        self._cached(
+            key,
+            "data and model check",
+            lambda workdir: check_data_fits_model(source, self.source, self.data, self.recipe.model.task) or {},
         )
 
-    def eval_feeds(self) -> Artifact:
-        """The eval set as arrays in one .npz file, for evaluation processes that have no torch."""
-        import numpy as np
+    # -- evaluation data and reference outputs ------------------------------------------------
+    def eval_feeds(self) -> Artifact | None:
+        """The eval set as arrays in one .npz file, for processes that have no torch."""
+        if not self.data.has("eval"):
+            return None
 
         def compute(workdir: Path) -> dict[str, Any]:
-            inputs: dict[str, list] = {}
-            labels = []
-            seen = 0
-            limit = self.recipe.evaluation.max_samples
-            for feeds, batch_labels in self.data.numpy_batches("eval", 256):
-                for name, value in feeds.items():
-                    inputs.setdefault(name, []).append(value)
-                labels.append(batch_labels)
-                seen += len(batch_labels)
-                if limit is not None and seen >= limit:
-                    break
-            arrays = {f"input:{name}": np.concatenate(parts)[:limit] for name, parts in inputs.items()}
-            np.savez(workdir / "feeds.npz", labels=np.concatenate(labels)[:limit], **arrays)
+            self.data.save_feeds("eval", workdir / "feeds.npz")
             write_artifact_meta(workdir, ArtifactKind.ONNX, "feeds.npz", role="eval")
             return {}
 
-        entry, _ = self._cached(self._eval_key("eval-feeds"), "eval data", compute)
+        key = keys.eval_feeds_key(
+            self.data.fingerprint("eval"),
+            [spec.name for spec in self.source.inputs()],
+            code_fingerprint("optimize.data.provider"),
+        )
+        entry, _ = self._cached(key, "eval data", compute)
         return self._artifact(entry)
 
-    def reference_outputs(self, reference: Artifact) -> Artifact | None:
-        """Outputs of the FP32 ONNX model on the eval set (ONNX Runtime on this CPU), cached."""
-        if not self.data.has("eval"):
+    def reference_outputs(self, model: Artifact) -> Artifact | None:
+        """A model's outputs on the eval feeds (ONNX Runtime on this CPU), cached."""
+        feeds = self.eval_feeds()
+        if feeds is None:
             return None
         import numpy as np
 
         from optimize.measure import onnx_outputs
 
+        batch_size = self.recipe.evaluation.batch_size
+
         def compute(workdir: Path) -> dict[str, Any]:
-            outputs, _ = onnx_outputs(reference, self.data, self.recipe.evaluation)
+            outputs, _ = onnx_outputs(model.file, feeds.file, batch_size)
             np.save(workdir / "outputs.npy", outputs)
-            write_artifact_meta(workdir, ArtifactKind.ONNX, "outputs.npy", reference=reference.hash)
+            write_artifact_meta(workdir, ArtifactKind.ONNX, "outputs.npy", reference=model.hash)
             return {}
 
-        key = self._eval_key(
-            "reference-outputs", model=reference.hash, libraries=library_versions(["onnxruntime"])
+        key = keys.reference_outputs_key(
+            model.hash,
+            feeds.hash,
+            batch_size,
+            library_versions(["onnxruntime"]),
+            code_fingerprint("optimize.measure"),
         )
-        entry, _ = self._cached(key, "FP32 reference outputs", compute)
+        entry, _ = self._cached(key, "reference outputs", compute)
         return self._artifact(entry)
 
     def reference_array(self, reference: Artifact | None):
@@ -347,13 +332,7 @@ class Pipeline:
 
     # -- steps --------------------------------------------------------------------------------
     def _run_step(
-        self,
-        index: int,
-        step,
-        current: Artifact,
-        earlier: dict[str, Artifact],
-        reference: Artifact | None,
-        previous_metrics: dict[str, float],
+        self, index: int, step, current: Artifact, earlier: dict[str, Artifact], reference: Artifact | None
     ) -> StepResult:
         from optimize.measure import measure
 
@@ -373,13 +352,20 @@ class Pipeline:
             earlier=earlier,
             recipe=self.recipe,
         )
-        key = stage_cache_key(
+        measures_agreement = stage_cls.produces == ArtifactKind.ONNX and reference is not None
+        key = keys.step_key(
             input_hash=current.hash,
             stage_type=step.stage,
             params=params,
             data_fingerprints={role: self.data.fingerprint(role) for role in sorted(roles)},
-            library_versions=library_versions(stage_cls.libraries),
-            extra={**stage.cache_extra(step, make_context(None)), "measure": MEASURE_VERSION},
+            library_versions=library_versions(sorted({*stage_cls.libraries, *MEASURE_LIBRARIES})),
+            interface=self.source.interface(),
+            measurement={
+                "batch_size": self.recipe.evaluation.batch_size,
+                "reference": reference.hash if measures_agreement else None,
+            },
+            extra=stage.cache_extra(step, make_context(None)),
+            code=code_fingerprint(stage_cls.__module__, "optimize.measure", "optimize.validity"),
         )
 
         def compute(workdir: Path) -> dict[str, Any]:
@@ -393,12 +379,17 @@ class Pipeline:
             seconds = time.perf_counter() - started
             artifact = Artifact.open(workdir, "pending")
             self._check_finite(step_id, artifact)
-            ref_outputs = self.reference_array(reference) if artifact.kind == ArtifactKind.ONNX else None
+            onnx = artifact.kind == ArtifactKind.ONNX
+            feeds = self.eval_feeds() if onnx else None
             metrics = measure(
-                artifact, self.source, self.data, self.recipe.evaluation, self.recipe.model.task, ref_outputs
+                artifact,
+                self.source,
+                self.data,
+                feeds.file if feeds is not None else None,
+                self.recipe.evaluation.batch_size,
+                self.recipe.model.task,
+                self.reference_array(reference) if measures_agreement else None,
             )
-            if "macs" not in metrics and "macs" in previous_metrics:
-                metrics["macs"] = previous_metrics["macs"]  # export and quantisation keep the MACs
             metrics.update(output.metrics)
             return {"seconds": seconds, "metrics": metrics, "info": output.info, "history": output.history}
 
@@ -426,10 +417,28 @@ class Pipeline:
         if bad:
             raise StageError(step_id, f"produced non-finite weights in {len(bad)} tensors (first: {bad[0]})")
 
+    def _original(
+        self, entering: Artifact, before_step: str, earlier: dict[str, Artifact]
+    ) -> OriginalModel:
+        """The model entering the first compression step as ONNX: as it is, or exported with the
+        recipe's own export step (same parameters, so the key is the one an export right there
+        would have, and the file is what the recipe would have shipped without compression)."""
+        if entering.kind == ArtifactKind.ONNX:
+            return OriginalModel(artifact=entering, before_step=before_step)
+        export_step = next(step for step in self.recipe.stages if step.stage == "export")
+        exported = self._run_step(-1, export_step, entering, earlier, reference=None)
+        self.progress.note(
+            f"[green]✓[/] original model exported for comparison ({'cached' if exported.cached else f'{exported.seconds:.1f}s'})"
+        )
+        return OriginalModel(artifact=exported.artifact, before_step=before_step, export=exported)
+
     # -- targets --------------------------------------------------------------------------
     def _build(self, model: Artifact, device_class, runtime) -> tuple[Artifact, dict[str, Any], bool, str]:
-        key = engine_cache_key(
-            model.hash, build_settings(device_class), runtime.device_identity(device_class)
+        key = keys.engine_key(
+            model.hash,
+            keys.engine_build_settings(device_class),
+            runtime.device_identity(device_class),
+            code_fingerprint(type(runtime).__module__),
         )
 
         def compute(workdir: Path) -> dict[str, Any]:
@@ -447,72 +456,88 @@ class Pipeline:
         entry, cached = self._cached(key, f"{device_class.name} engine", compute)
         return self._artifact(entry), entry["build"], cached, key
 
-    def evaluate_engine(
-        self, engine: Artifact, device_class, runtime, reference: Artifact | None
-    ) -> Evaluation:
+    def evaluate_session(
+        self, engines: dict[str, Artifact], device_class, runtime, references: dict[str, Artifact]
+    ) -> tuple[dict[str, Evaluation], str, bool]:
+        """Evaluations by role from one session of interleaved fresh processes (cached whole)."""
         from optimize.eval_worker import run_in_subprocess
+        from optimize.target_evaluation import per_process_share, run_session, write_timing_inputs
 
         settings = self.recipe.evaluation
-        reference_outputs = self.reference_outputs(reference) if reference is not None else None
-        host = {k: v for k, v in host_identity().items() if k != "hostname"}
-        key = hash_value(
-            {
-                "kind": "evaluation",
-                "engine": engine.hash,
-                "eval": self.data.fingerprint("eval"),
-                "settings": settings.model_dump(mode="json"),
-                "reference": reference_outputs.hash if reference_outputs is not None else None,
-                "task": self.recipe.model.task,
-                "device_class": build_settings(device_class),
-                "threads": device_class.threads,
-                "host": host,
-                "runtime": runtime.device_identity(device_class),
-            }
-        )
         feeds = self.eval_feeds()
-
-        def worker(request_settings, latency_only: bool) -> dict[str, Any]:
-            scratch = self.store.new_workdir()
-            try:
-                return run_in_subprocess(
-                    {
-                        "device_class": device_class.model_dump(mode="json"),
-                        "settings": request_settings.model_dump(mode="json"),
-                        "engine_path": str(engine.path),
-                        "engine_hash": engine.hash,
-                        "feeds": str(feeds.file),
-                        "reference": str(reference_outputs.file) if reference_outputs is not None else None,
-                        "task": self.recipe.model.task,
-                        "labeled": self.data.labeled("eval"),
-                        "latency_only": latency_only,
-                    },
-                    scratch,
-                )
-            except RuntimeError as exc:
-                raise TargetError(device_class.name, str(exc)) from exc
-            finally:
-                shutil.rmtree(scratch, ignore_errors=True)
+        reference_files = {name: self.reference_outputs(model) for name, model in references.items()}
+        host = {k: v for k, v in host_identity().items() if k != "hostname"}
+        labeled = self.data.labeled("eval")
+        key = keys.evaluation_key(
+            engines={role: engine.hash for role, engine in engines.items()},
+            feeds_hash=feeds.hash,
+            references={name: outputs.hash for name, outputs in reference_files.items()},
+            settings=settings.model_dump(mode="json"),
+            device_class=keys.engine_run_settings(device_class),
+            host=host,
+            runtime=runtime.device_identity(device_class),
+            task=self.recipe.model.task,
+            labeled=labeled,
+            code=code_fingerprint(
+                "optimize.target_evaluation", "optimize.eval_worker", type(runtime).__module__
+            ),
+        )
+        distinct = len({engine.hash for engine in engines.values()})
+        share = per_process_share(settings)
 
         def compute(workdir: Path) -> dict[str, Any]:
-            from optimize.evaluation import pooled_latency
+            scratch = self.store.new_workdir()
+            timing = scratch / "timing.npz"
+            write_timing_inputs(feeds.file, timing, device_class.batch.min, device_class.batch.opt)
 
-            share = per_process_timing(settings)
-            first = worker(share, latency_only=False)
-            per_process = [first["latency_samples_ms"]]
-            per_process += [
-                worker(share, latency_only=True)["latency_samples_ms"]
-                for _ in range(settings.latency_processes - 1)
-            ]
-            metrics = {**first["metrics"], **pooled_latency(per_process)}
-            return {"metrics": metrics, "latency_samples_ms": [s for samples in per_process for s in samples]}
+            def worker(engine: Artifact, score: bool) -> dict[str, Any]:
+                request = {
+                    "device_class": device_class.model_dump(mode="json"),
+                    "settings": share.model_dump(mode="json"),
+                    "engine_path": str(engine.path),
+                    "engine_hash": engine.hash,
+                    "timing_inputs": str(timing),
+                    "quality": {
+                        "feeds": str(feeds.file),
+                        "references": {name: str(outputs.file) for name, outputs in reference_files.items()},
+                        "task": self.recipe.model.task,
+                        "labeled": labeled,
+                    }
+                    if score
+                    else None,
+                }
+                try:
+                    return run_in_subprocess(request, scratch)
+                except RuntimeError as exc:
+                    raise TargetError(device_class.name, str(exc)) from exc
+
+            try:
+                with self.progress.task(
+                    f"{device_class.name}: evaluate", distinct * settings.latency_processes
+                ) as advance:
+                    evaluations = run_session(
+                        engines,
+                        worker,
+                        settings.latency_processes,
+                        device_class.batch.opt,
+                        device_class.batch.min,
+                        on_process=advance,
+                    )
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+            return {"evaluations": {role: evaluation.as_record() for role, evaluation in evaluations.items()}}
 
         entry, cached = self._cached(key, f"{device_class.name} evaluation", compute)
-        return Evaluation(
-            metrics=entry["metrics"], latency_samples_ms=entry["latency_samples_ms"], cached=cached, key=key
-        )
+        evaluations = {role: Evaluation(**record) for role, record in entry["evaluations"].items()}
+        return evaluations, key, cached
 
     def run_target(
-        self, name: str, device_class, final: Artifact, reference: Artifact | None
+        self,
+        name: str,
+        device_class,
+        final: Artifact,
+        reference: Artifact | None,
+        original: Artifact | None,
     ) -> TargetResult:
         self.current = f"target '{name}'"
         runtime = RUNTIMES.get(device_class.runtime)()
@@ -524,7 +549,7 @@ class Pipeline:
             result.reason = availability.reason
             return result
         try:
-            with self.progress.task(f"{name}: build + evaluate", None):
+            with self.progress.task(f"{name}: build", None):
                 result.engine, result.build, result.build_cached, result.engine_key = self._build(
                     final, device_class, runtime
                 )
@@ -533,17 +558,34 @@ class Pipeline:
                     return result
                 if not self.data.has("eval"):
                     raise TargetError(name, "evaluation needs data.eval")
-                result.evaluation = self.evaluate_engine(result.engine, device_class, runtime, reference)
-                if (
-                    reference is not None
-                    and reference.hash != final.hash
-                    and "fp32" in device_class.accepted_precisions
-                ):
-                    baseline_engine, _, _, _ = self._build(reference, device_class, runtime)
-                    result.baseline = self.evaluate_engine(baseline_engine, device_class, runtime, reference)
+                models, result.unmeasured = baseline_models(
+                    final, reference, original, "fp32" in device_class.accepted_precisions, name
+                )
+                for role, model in models.items():
+                    engine, _, _, engine_key = self._build(model, device_class, runtime)
+                    result.baselines[role] = Baseline(model=model, engine=engine, engine_key=engine_key)
+            references = {"fp32": reference, "original": original}
+            inexact = runtime.inexact_rewrite(result.build)
+            if inexact:
+                references["model"] = final  # the engine against its own model file, to measure it
+            engines = {"candidate": result.engine}
+            engines.update({role: baseline.engine for role, baseline in result.baselines.items()})
+            evaluations, result.evaluation_key, result.evaluation_cached = self.evaluate_session(
+                engines, device_class, runtime, {k: v for k, v in references.items() if v is not None}
+            )
         except TargetError as exc:
             result.status, result.reason = "failed", str(exc).split(": ", 1)[1]
             return result
+        result.evaluation = evaluations["candidate"]
+        for role, baseline in result.baselines.items():
+            baseline.evaluation = evaluations[role]
+        if inexact:
+            measured = result.evaluation.metrics
+            agreement = measured.get("agreement_top1_vs_model", measured.get("agreement_cosine_vs_model"))
+            result.notes.append(
+                f"{inexact}; measured against the model file on the eval set: agreement "
+                f"{100 * agreement:.2f} %, max |diff| {measured['max_abs_diff_vs_model']:.3g}"
+            )
         result.status = "ok"
         return result
 
@@ -559,26 +601,34 @@ class Pipeline:
         current = source
         earlier = {"source": source}
         reference = source if source.kind == ArtifactKind.ONNX else None
+        compression = first_compression(self.recipe.stages)
+        entering_compression: Artifact | None = source if compression == 0 else None
         with self.progress.task("stages", len(self.recipe.stages)) as advance:
             for index, step in enumerate(self.recipe.stages):
-                result = self._run_step(
-                    index, step, current, earlier, reference, steps[-1].metrics if steps else {}
-                )
+                result = self._run_step(index, step, current, earlier, reference)
                 steps.append(result)
                 current = result.artifact
                 earlier[result.step_id] = current
                 if reference is None and current.kind == ArtifactKind.ONNX:
                     reference = current
+                if compression is not None and index == compression - 1:
+                    entering_compression = current
                 note = "cached" if result.cached else f"{result.seconds:.1f}s"
                 self.progress.note(
                     f"[green]✓[/] step {index + 1}/{len(self.recipe.stages)} {result.step_id} ({note})"
                 )
                 advance(status=result.step_id)
         classes = device_classes_for(self.recipe.device_classes)
-        targets = []
         wanted = self.recipe.targets if self.options.only_targets is None else self.options.only_targets
+        original = None
+        if wanted and entering_compression is not None:
+            self.current = "exporting the original model for comparison"
+            original = self._original(entering_compression, self.recipe.step_ids()[compression], earlier)
+        targets = []
         for name in wanted:
-            target = self.run_target(name, classes[name], current, reference)
+            target = self.run_target(
+                name, classes[name], current, reference, original.artifact if original else None
+            )
             targets.append(target)
             self.progress.note(
                 f"[{'green' if target.status == 'ok' else 'yellow'}]•[/] target {name}: {target.status}"
@@ -594,6 +644,7 @@ class Pipeline:
             targets=targets,
             seconds=time.perf_counter() - started,
             reference=reference,
+            original=original,
         )
 
 

@@ -31,12 +31,14 @@ def rebuild_exit_code(status: str, changes: list[Change], had_previous: bool, re
 
 def recipe_of(manifest: dict) -> LoadedRecipe:
     """The recipe as the run resolved it, with device classes as the recipe file defines them now
-    (a changed device class is exactly what a rebuild should pick up)."""
+    (a changed device class is exactly what a rebuild should pick up). It is re-validated from
+    what the recipe set ("given"; paths resolved): a dump with every default filled in would set
+    options the schema refuses outside their precision."""
     from optimize.recipe.loader import load_recipe
     from optimize.recipe.schema import Recipe
 
     path = Path(manifest["recipe"]["path"])
-    resolved = dict(manifest["recipe"]["resolved"])
+    resolved = dict(manifest["recipe"].get("given") or manifest["recipe"]["resolved"])
     if path.is_file():
         with contextlib.suppress(OptimizeError):  # a file that no longer validates: keep the run's classes
             resolved["device_classes"] = [
@@ -85,10 +87,14 @@ def rebuild(
         pipeline, manifest["steps"][-1]["output"] if manifest["steps"] else manifest["source"], "final model"
     )
     reference = _stored(pipeline, manifest["reference"], "FP32 reference model")
+    original_record = manifest.get("original")
+    original = _stored(pipeline, original_record and original_record["artifact"], "original model")
     previous = previous_build(artifacts_dir, loaded.recipe.name, device_class_name)
 
     with progress.live():
-        target = pipeline.run_target(device_class_name, classes[device_class_name], final, reference)
+        target = pipeline.run_target(
+            device_class_name, classes[device_class_name], final, reference, original
+        )
     rebuild_id = new_run_id()
     record = target_record(
         loaded.recipe.name, rebuild_id, "rebuild", target, final.hash, source_run=manifest["run_id"]

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from optimize.comparison import BASELINE_TEXT, BASELINES, headline
 from optimize.store import atomic_write_text
 
 CSS = """
@@ -23,6 +24,7 @@ td:first-child,th:first-child,td.l,th.l{text-align:left}
 .plots{display:grid;grid-template-columns:repeat(auto-fit,minmax(520px,1fr));gap:1.5rem}
 figure{margin:0;border:1px solid #e3e6ec;border-radius:6px;padding:.5rem;background:#fff}
 figure img{width:100%} figcaption{color:#5b6475;font-size:.85rem;padding:.3rem}
+ul.headline{font-size:1.05rem;line-height:1.6}
 """
 
 
@@ -95,7 +97,8 @@ def stage_plot(steps: list[dict[str, Any]]) -> str | None:
 
 
 def pareto_plot(targets: list[dict[str, Any]], precision: str) -> str | None:
-    """Accuracy (or agreement) against p50 latency: each target's model and its FP32 baseline."""
+    """Accuracy (or agreement) against p50 latency: each target's model and its baselines (the
+    original model and the FP32 baseline), all from the same session."""
     points = []
     for target in targets:
         if target["status"] != "ok":
@@ -103,12 +106,12 @@ def pareto_plot(targets: list[dict[str, Any]], precision: str) -> str | None:
         m = target["metrics"]
         score = m.get("accuracy", m.get("agreement_cosine"))
         if score is not None and m.get("latency_p50_ms"):
-            points.append((target["name"], precision, m["latency_p50_ms"], score))
-        base = target.get("baseline_metrics")
-        if base and base.get("latency_p50_ms"):
+            points.append((target["name"], f"final {precision}", m["latency_p50_ms"], score))
+        for name, baseline in (target.get("baselines") or {}).items():
+            base = baseline["metrics"]
             base_score = base.get("accuracy", base.get("agreement_cosine"))
-            if base_score is not None:
-                points.append((target["name"], "fp32", base["latency_p50_ms"], base_score))
+            if base_score is not None and base.get("latency_p50_ms"):
+                points.append((target["name"], name, base["latency_p50_ms"], base_score))
     if not points:
         return None
     import matplotlib
@@ -117,25 +120,28 @@ def pareto_plot(targets: list[dict[str, Any]], precision: str) -> str | None:
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(7, 3.6))
-    markers = {"fp32": "s", "fp16": "^", "int8": "o", "int4": "D"}
-    for name, point_precision, latency, score in points:
-        axis.scatter(latency, score * 100, marker=markers.get(point_precision, "o"), s=60)
+    markers = {"original": "s", "fp32": "^"}
+    for name, label, latency, score in points:
+        axis.scatter(latency, score * 100, marker=markers.get(label, "o"), s=60)
         axis.annotate(
-            f"{name} {point_precision}",
-            (latency, score * 100),
-            fontsize=8,
-            xytext=(4, 4),
-            textcoords="offset points",
+            f"{name} {label}", (latency, score * 100), fontsize=8, xytext=(4, 4), textcoords="offset points"
         )
     axis.set_xlabel("p50 latency, batch 1 (ms)")
     axis.set_ylabel("accuracy (%)")
-    axis.set_title("Accuracy against latency per target and precision")
+    axis.set_title("Accuracy against latency: final model and baselines per target")
     axis.grid(alpha=0.3)
     return _png(figure)
 
 
 def latency_plot(targets: list[dict[str, Any]]) -> str | None:
-    series = [(t["name"], t["latency_samples_ms"]) for t in targets if t.get("latency_samples_ms")]
+    """Latency samples of every engine of each target's session, final model and baselines."""
+    series = []
+    for target in targets:
+        if target.get("latency_samples_ms"):
+            series.append((f"{target['name']} final", target["latency_samples_ms"]))
+        for name, baseline in (target.get("baselines") or {}).items():
+            if baseline.get("latency_samples_ms"):
+                series.append((f"{target['name']} {name}", baseline["latency_samples_ms"]))
     if not series:
         return None
     import matplotlib
@@ -143,11 +149,12 @@ def latency_plot(targets: list[dict[str, Any]]) -> str | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(7, 0.9 + 0.7 * len(series)))
+    figure, axis = plt.subplots(figsize=(7, 0.9 + 0.5 * len(series)))
     axis.boxplot([s for _, s in series], vert=False, whis=(1, 99), showfliers=False)
     axis.set_yticks(range(1, len(series) + 1), [name for name, _ in series])
-    axis.set_xlabel("batch-1 latency (ms), whiskers at p1 / p99")
-    axis.set_title("Latency distribution per target")
+    axis.set_xscale("log")
+    axis.set_xlabel("batch-1 latency (ms, log scale), whiskers at p1 / p99")
+    axis.set_title("Latency per engine, timed side by side")
     axis.grid(alpha=0.3, axis="x")
     return _png(figure)
 
@@ -181,23 +188,63 @@ def render(manifest: dict[str, Any], gates: dict[str, Any] | None) -> str:
                 html.escape(f"{t['runtime']} {t['runtime_version']}"),
                 f"<span class='{status_class.get(t['status'], 'warn')}'>{html.escape(t['status'])}</span> {html.escape(t['reason'])}",
                 _fmt(m.get("accuracy"), 4),
-                _fmt(m.get("accuracy_drop"), 3),
                 _fmt(m.get("agreement_top1", m.get("agreement_cosine")), 4),
                 _fmt(m.get("latency_p50_ms")),
                 _fmt(m.get("latency_p90_ms")),
                 _fmt(m.get("latency_p99_ms")),
                 _fmt(m.get("throughput_sps")),
+                _fmt(m.get("engine_memory_mb")),
                 _fmt(m.get("peak_memory_mb")),
                 _fmt(m.get("size_mb")),
                 _fmt(m.get("build_time_s")),
-                _fmt(m.get("speedup")),
             ]
         )
+    comparison_rows = []
+    for t in targets:
+        if t["status"] != "ok":
+            continue
+        m = t["metrics"]
+        for name in BASELINES:
+            baseline = (t.get("baselines") or {}).get(name)
+            if baseline is None:
+                reason = (t.get("unmeasured") or {}).get(f"speedup_vs_{name}", "")
+                comparison_rows.append(
+                    [
+                        html.escape(t["name"]),
+                        BASELINE_TEXT[name],
+                        f"<span class='warn'>{html.escape(reason)}</span>",
+                    ]
+                    + [""] * 6
+                )
+                continue
+            b = baseline["metrics"]
+            comparison_rows.append(
+                [
+                    html.escape(t["name"]),
+                    BASELINE_TEXT[name],
+                    _fmt(b.get("accuracy"), 4),
+                    _fmt(b.get("latency_p50_ms")),
+                    _fmt(b.get("size_mb")),
+                    _fmt(m.get(f"speedup_vs_{name}")),
+                    _fmt(m.get(f"speedup_vs_{name}_spread")),
+                    _fmt(m.get(f"size_ratio_vs_{name}")),
+                    _fmt(m.get(f"accuracy_drop_vs_{name}"), 3),
+                ]
+            )
+    headlines = "".join(f"<li>{html.escape(headline(t))}</li>" for t in targets)
+    notes = "".join(
+        f"<li>{html.escape(t['name'])}: {html.escape(note)}</li>"
+        for t in targets
+        for note in t.get("notes", [])
+    )
     parts = [
         f"<h1>{name}</h1>",
         f"<div class='meta'>run {html.escape(manifest['run_id'])} · {html.escape(manifest['status'])} · "
         f"{html.escape(manifest['finished'][:19])} · {html.escape(manifest['host']['cpu'])} · "
         f"{len(steps)} steps, {len(targets)} targets in {manifest['seconds']:.1f}s</div>",
+        "<h2>Original → final, per target</h2>",
+        f"<p class='meta'>Measured side by side in this run: each target's final engine and its baselines "
+        f"timed in one session of alternating fresh processes.</p><ul class='headline'>{headlines}</ul>",
         "<h2>Stages</h2>",
         _table(
             [
@@ -221,20 +268,36 @@ def render(manifest: dict[str, Any], gates: dict[str, Any] | None) -> str:
                 "runtime",
                 "status",
                 "accuracy",
-                "acc. drop",
                 "agreement",
                 "p50 ms",
                 "p90 ms",
                 "p99 ms",
                 "throughput/s",
+                "engine MB",
                 "peak MB",
                 "size MB",
                 "build s",
-                "speedup",
             ],
             target_rows,
         ),
+        "<h2>Against the baselines (same target, same session)</h2>",
+        _table(
+            [
+                "target",
+                "baseline",
+                "its accuracy",
+                "its p50 ms",
+                "its size MB",
+                "speedup",
+                "per-round spread",
+                "size ratio",
+                "accuracy drop",
+            ],
+            comparison_rows,
+        ),
     ]
+    if notes:
+        parts += ["<h3>Build notes</h3>", f"<ul>{notes}</ul>"]
     if gates and gates["gates"]:
         gate_rows = [
             [
@@ -252,9 +315,9 @@ def render(manifest: dict[str, Any], gates: dict[str, Any] | None) -> str:
         (stage_plot(steps), "Size and eval accuracy after each step"),
         (
             pareto_plot(targets, precision),
-            "Accuracy against p50 latency: the model and its FP32 baseline per target",
+            "Accuracy against p50 latency: the final model and its baselines per target",
         ),
-        (latency_plot(targets), "Batch-1 latency samples per target"),
+        (latency_plot(targets), "Batch-1 latency samples per engine, from the same sessions"),
     ]
     figures = "".join(
         f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{image}'><figcaption>{html.escape(caption)}</figcaption></figure>"

@@ -62,8 +62,7 @@ def execute(
 
     draft = manifest_dict(result, "RUNNING", tracking=None)
     final_metrics = draft["steps"][-1]["metrics"] if draft["steps"] else {}
-    is_fp32_model = result.reference is not None and result.reference.hash == result.final.hash
-    gate_results = decide(loaded.recipe.gates, draft["targets"], final_metrics, is_fp32_model)
+    gate_results = decide(loaded.recipe.gates, draft["targets"], final_metrics)
     code = exit_code_for(
         [t.status for t in result.targets], require_targets, all(r.passed for r in gate_results)
     )
@@ -79,7 +78,7 @@ def execute(
     if tracking:
         attach_files(artifacts_dir, tracking, [*files, *([report] if report else [])])
 
-    _print_summary(result, gate_results, tracking)
+    _print_summary(result, draft["targets"], gate_results, tracking)
     if code == EXIT_STAGE_FAILED:
         for target in result.targets:
             if target.status == "failed" or (require_targets and target.status != "ok"):
@@ -133,16 +132,22 @@ def _write_report(manifest_path: Path) -> Path | None:
         return None
 
 
-def _print_summary(result, gate_results, tracking) -> None:
-    from optimize.tables import gates_table, steps_table, target_reasons, targets_table
+def _print_summary(result, target_records, gate_results, tracking) -> None:
+    from optimize.comparison import headline
+    from optimize.tables import comparisons_table, gates_table, steps_table, target_reasons, targets_table
 
     out.print(steps_table(result))
     if result.targets:
         out.print(targets_table(result))
+        out.print(comparisons_table(result))
     for line in target_reasons(result):
         out.print(f"  {escape(line)}")
     if gate_results:
         out.print(gates_table(gate_results))
+    if target_records:
+        out.print("[bold]Original → final, per target (measured side by side in this run):[/]")
+        for record in target_records:
+            out.print(f"  {escape(headline(record))}")
     out.print(f"run folder: {result.run_dir} (report.html, summary.md, junit.xml, manifest.json)")
     if tracking:
         out.print(f"MLflow: {(tracking.get('remote') or tracking)['parent_url']}")

@@ -26,6 +26,11 @@ def _percent(value: float | None) -> str:
     return "—" if value is None else f"{100 * value:.2f}%"
 
 
+def _points(value: float | None) -> str:
+    """An absolute drop in a 0-1 score, in percentage points."""
+    return "—" if value is None else f"{100 * value:+.2f} pt"
+
+
 def steps_table(result) -> Table:
     table = Table(title=f"Stages · {result.recipe.recipe.name} · run {result.run_id}", title_justify="left")
     for column in (
@@ -73,9 +78,9 @@ def targets_table(result) -> Table:
         "p90 ms",
         "p99 ms",
         "throughput/s",
+        "engine MB",
         "peak MB",
         "size MB",
-        "speedup",
     )
     for column in columns:
         table.add_column(column, justify="left" if column in ("target", "runtime", "status") else "right")
@@ -84,7 +89,7 @@ def targets_table(result) -> Table:
         status = {"ok": "[green]ok[/]", "failed": "[red]failed[/]"}.get(
             target.status, f"[yellow]{target.status}[/]"
         )
-        if target.evaluation is not None and target.evaluation.cached:
+        if target.evaluation is not None and target.evaluation_cached:
             status += " [dim](cache)[/]"
         table.add_row(
             target.name,
@@ -96,10 +101,53 @@ def targets_table(result) -> Table:
             _number(m.get("latency_p90_ms"), 3),
             _number(m.get("latency_p99_ms"), 3),
             _number(m.get("throughput_sps"), 0),
+            _number(m.get("engine_memory_mb"), 1),
             _number(m.get("peak_memory_mb"), 1),
             _number(m.get("size_mb")),
-            _number(m.get("speedup"), 2, suffix="×"),
         )
+    return table
+
+
+def comparisons_table(result) -> Table:
+    """Each target's model against its baselines, all timed in the same session."""
+    from optimize.comparison import BASELINE_TEXT, BASELINES
+
+    table = Table(title="Against the baselines (same target, same session)", title_justify="left")
+    for column in (
+        "target",
+        "baseline",
+        "its accuracy",
+        "its p50 ms",
+        "its size MB",
+        "speedup",
+        "per-round spread",
+        "size ratio",
+        "accuracy drop",
+    ):
+        table.add_column(column, justify="left" if column in ("target", "baseline") else "right")
+    for target in result.targets:
+        if target.status != "ok":
+            continue
+        m, missing = target.metrics, target.missing_comparisons
+        for name in BASELINES:
+            baseline = target.baselines.get(name)
+            if baseline is None:
+                table.add_row(
+                    target.name, BASELINE_TEXT[name], f"[dim]{missing.get(f'speedup_vs_{name}', '')}[/]"
+                )
+                continue
+            b = baseline.metrics
+            table.add_row(
+                target.name,
+                BASELINE_TEXT[name],
+                _percent(b.get("accuracy")),
+                _number(b.get("latency_p50_ms"), 3),
+                _number(b.get("size_mb")),
+                _number(m.get(f"speedup_vs_{name}"), 2, suffix="×"),
+                _percent(m.get(f"speedup_vs_{name}_spread")),
+                _number(m.get(f"size_ratio_vs_{name}"), 2, suffix="×"),
+                _points(m.get(f"accuracy_drop_vs_{name}")),
+            )
     return table
 
 
@@ -179,7 +227,9 @@ def history_table(records: list[dict]) -> Table:
 
 
 def target_reasons(result) -> list[str]:
-    return [f"{t.name}: {t.status} — {t.reason}" for t in result.targets if t.reason]
+    """Why a target did not run, and what its build changed that was measured."""
+    lines = [f"{t.name}: {t.status} — {t.reason}" for t in result.targets if t.reason]
+    return lines + [f"{t.name}: {note}" for t in result.targets for note in t.notes]
 
 
 def type_text(annotation: Any) -> str:

@@ -14,13 +14,17 @@ TARGET = {
     "metrics": {
         "size_mb": 2.0,
         "accuracy": 0.97,
-        "accuracy_drop": 0.004,
+        "accuracy_drop_vs_fp32": 0.004,
+        "accuracy_drop_vs_original": 0.012,
         "agreement_top1": 0.99,
         "latency_p50_ms": 1.5,
         "latency_p90_ms": 2.0,
-        "speedup": 2.5,
+        "speedup_vs_fp32": 2.5,
+        "speedup_vs_original": 8.0,
+        "size_ratio_vs_original": 30.0,
         "peak_memory_mb": 50.0,
     },
+    "unmeasured": {},
 }
 
 
@@ -28,7 +32,7 @@ def test_global_limits_apply_to_model_and_targets_and_per_target_overrides():
     gates = Gates(
         max_size_mb=4, min_accuracy=0.9, per_target={"x86-cpu-onnxruntime": {"max_latency_p90_ms": 1.0}}
     )
-    results = decide(gates, [TARGET], {"size_mb": 1.9, "accuracy": 0.98}, is_fp32_model=False)
+    results = decide(gates, [TARGET], {"size_mb": 1.9, "accuracy": 0.98})
     by_key = {(r.target, r.gate): r for r in results}
     assert by_key[("model", "max_size_mb")].status == "passed"
     assert by_key[("x86-cpu-onnxruntime", "min_accuracy")].status == "passed"
@@ -49,29 +53,46 @@ def test_global_limits_apply_to_model_and_targets_and_per_target_overrides():
         ("min_speedup", 3.0, False),
         ("max_peak_memory_mb", 49.0, False),
         ("max_latency_p50_ms", 1.5, True),
+        ("max_accuracy_drop_vs_original", 0.012, True),
+        ("max_accuracy_drop_vs_original", 0.01, False),
+        ("min_speedup_vs_original", 8.0, True),
+        ("min_speedup_vs_original", 8.5, False),
+        ("min_size_ratio_vs_original", 30.0, True),
+        ("min_size_ratio_vs_original", 31.0, False),
     ],
 )
 def test_each_gate_direction(gate, limit, passes):
-    (result,) = [r for r in decide(Gates(**{gate: limit}), [TARGET], {}, False) if r.target != "model"]
+    (result,) = [r for r in decide(Gates(**{gate: limit}), [TARGET], {}) if r.target != "model"]
     assert result.passed is passes
 
 
 def test_unmeasured_metric_fails_rather_than_passing_silently():
     target = {**TARGET, "metrics": {"latency_p50_ms": 1.0}}
-    (result,) = decide(Gates(min_accuracy=0.5), [target], {}, False)[1:]
+    model, result = decide(Gates(min_accuracy=0.5), [target], {})
+    assert model.target == "model" and model.status == "failed"
     assert result.status == "failed" and "not measured" in result.detail
 
 
-def test_fp32_only_run_has_no_drop_and_unit_speedup():
-    target = {**TARGET, "metrics": {"accuracy": 0.9, "latency_p50_ms": 1.0}}
-    results = decide(Gates(max_accuracy_drop=0.0, min_speedup=1.0), [target], {}, is_fp32_model=True)
-    assert all(r.passed for r in results)
+def test_a_comparison_that_could_not_be_made_fails_and_says_why():
+    """Nothing is filled in for a missing baseline: no drop of 0, no speedup of 1."""
+    reason = "the final model is the original model (the recipe has no prune, distill or quantize step)"
+    target = {
+        **TARGET,
+        "metrics": {"accuracy": 0.9, "latency_p50_ms": 1.0},
+        "unmeasured": {"speedup_vs_original": reason, "accuracy_drop_vs_fp32": "no FP32 baseline"},
+    }
+    results = decide(Gates(min_speedup_vs_original=1.5, max_accuracy_drop=0.0, min_speedup=1.0), [target], {})
+    assert [r.status for r in results] == ["failed"] * 3
+    by_gate = {r.gate: r.detail for r in results}
+    assert reason in by_gate["min_speedup_vs_original"]
+    assert "no FP32 baseline" in by_gate["max_accuracy_drop"]
+    assert by_gate["min_speedup"] == "speedup_vs_fp32 was not measured"
 
 
 def test_skipped_target_skips_its_gates_and_failed_target_fails_them():
     skipped = {"name": "jetson-orin-tensorrt", "status": "skipped", "reason": "no GPU", "metrics": {}}
     failed = {"name": "t4-tensorrt", "status": "failed", "reason": "build failed", "metrics": {}}
-    results = decide(Gates(max_latency_p50_ms=5), [skipped, failed], {}, False)
+    results = decide(Gates(max_latency_p50_ms=5), [skipped, failed], {})
     assert [r.status for r in results] == ["skipped", "failed"]
 
 
@@ -99,18 +120,17 @@ def test_junit_file_parses_with_a_standard_parser(tmp_path):
     assert gates_json(results)["failed"] == 1 and not gates_json(results)["passed"]
 
 
-def test_summary_has_verdict_tables_and_links():
-    manifest = {
-        "recipe": {"name": "demo"},
-        "run_id": "r1",
-        "host": {"cpu": "cpu"},
-        "steps": [
-            {"metrics": {"size_mb": 44.0, "accuracy": 0.99}},
-            {"metrics": {"size_mb": 11.0, "accuracy": 0.985}},
-        ],
-        "targets": [TARGET],
-    }
+def test_summary_has_verdict_headline_tables_and_links():
+    original = {"metrics": {"size_mb": 44.7, "latency_p50_ms": 1.09, "accuracy": 0.975}}
+    metrics = {"size_mb": 2.0, "latency_p50_ms": 0.136, "accuracy": 0.97}
+    metrics.update(speedup_vs_original=1.09 / 0.136, size_ratio_vs_original=44.7 / 2.0)
+    target = {**TARGET, "metrics": metrics, "baselines": {"original": original}}
+    manifest = {"recipe": {"name": "demo"}, "run_id": "r1", "host": {"cpu": "cpu"}, "steps": [], "targets": [target]}
     results = [GateResult("max_size_mb", "model", 4.0, 11.0, "failed", "size_mb 11 not ≤ 4")]
     text = summary_markdown(manifest, results, {"run": "http://127.0.0.1:5000/#/experiments/1/runs/abc"})
     assert "❌ gates failed" in text and "| max_size_mb | model | 4 | 11 |" in text
+    headline = next(line for line in text.splitlines() if line.startswith("- x86-cpu-onnxruntime"))
+    assert "44.7 MB → 2 MB (22.4× smaller)" in headline and "p50 1.09 → 0.136 ms (8.01× faster)" in headline
+    assert "97.50 % → 97.00 % (-0.50 pt)" in headline
+    assert text.index("Original → final") < text.index("| gate |")
     assert "[run](http://127.0.0.1:5000/#/experiments/1/runs/abc)" in text

@@ -2,9 +2,11 @@
 
 from optimize.history import Tolerances, compare
 
+HOST = {"arch": "x86_64", "cpu": "Xeon", "cpu_count": "2", "os": "Linux 6.1", "python": "3.11.7"}
 BASE = {
     "status": "ok",
     "reason": "",
+    "hardware": HOST,
     "metrics": {
         "accuracy": 0.98,
         "agreement_top1": 1.0,
@@ -47,3 +49,27 @@ def test_a_build_that_used_to_succeed_and_now_fails():
 
 def test_size_and_memory_growth():
     assert regressions(BASE, _with(size_mb=12.0, peak_memory_mb=130.0)) == ["size_mb", "peak_memory_mb"]
+
+
+def test_a_metric_the_previous_build_had_and_this_one_lacks_is_a_regression():
+    lacking = {**BASE, "metrics": {k: v for k, v in BASE["metrics"].items() if k != "agreement_top1"}}
+    changes = [c for c in compare(BASE, lacking, Tolerances()) if c.regression]
+    assert [(c.metric, c.current) for c in changes] == [("agreement_top1", None)]
+    assert "missing now" in changes[0].note
+
+
+def test_latency_from_another_host_is_not_compared_and_says_so():
+    elsewhere = {**_with(latency_p50_ms=9.0), "hardware": {**HOST, "cpu": "EPYC", "cpu_count": "16"}}
+    changes = {c.metric: c for c in compare(BASE, elsewhere, Tolerances())}
+    assert not any(c.regression for c in changes.values())
+    assert "not compared" in changes["latency_p50_ms"].note and "EPYC (16 cores" in changes["latency_p50_ms"].note
+    unrecorded = {k: v for k, v in BASE.items() if k != "hardware"}
+    assert "unrecorded host" in {c.metric: c for c in compare(unrecorded, BASE, Tolerances())}["latency_p50_ms"].note
+    # accuracy does not depend on the host: still compared
+    assert regressions(BASE, {**_with(accuracy=0.9), "hardware": elsewhere["hardware"]}) == ["accuracy"]
+
+
+def test_a_shrinking_speedup_over_a_baseline_is_a_regression_on_the_same_host():
+    fast = _with(speedup_vs_original=8.0)
+    assert regressions(fast, _with(speedup_vs_original=6.0)) == ["speedup_vs_original"]
+    assert regressions(fast, _with(speedup_vs_original=7.5)) == []

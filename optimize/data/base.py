@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, PositiveInt
 
+from optimize.file_reads import ReadsMemo
 from optimize.recipe.base import StrictModel
 
 if TYPE_CHECKING:
@@ -22,6 +23,7 @@ class DataContext:
 
     base_dir: Path
     model_source: ModelSource
+    reads: ReadsMemo = field(default_factory=ReadsMemo)  # files user code read, by key
 
 
 class DataSourceSpec(StrictModel):
@@ -31,6 +33,9 @@ class DataSourceSpec(StrictModel):
     seed: int = Field(0, description="seed of the subset drawn when `samples` is set")
 
     labeled: ClassVar[bool] = True
+    # True when loading runs user code that may read any file: the files it read last time are
+    # remembered and their content is part of the fingerprint.
+    reads_unknown_files: ClassVar[bool] = False
 
     @property
     def kind(self) -> str:

@@ -4,8 +4,10 @@ model's inputs, and hands them out as torch loaders or NumPy feeds for the runti
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from optimize.code_fingerprint import code_fingerprint
 from optimize.data.base import DataContext, DataSourceSpec
 from optimize.errors import RecipeError
 from optimize.hashing import hash_value
@@ -28,9 +30,19 @@ def subset_indices(total: int, samples: int | None, seed: int) -> list[int] | No
 
 
 class DataProvider:
-    def __init__(self, specs: dict[str, DataSourceSpec | None], context: DataContext):
+    """`limits` caps a role at its first N samples (after any `samples` subset): the recipe's
+    `evaluation.max_samples` caps data.eval, so every accuracy in a run, torch or ONNX, step or
+    target, early stopping included, is scored on one and the same sample set."""
+
+    def __init__(
+        self,
+        specs: dict[str, DataSourceSpec | None],
+        context: DataContext,
+        limits: dict[str, int | None] | None = None,
+    ):
         self._specs = specs
         self._context = context
+        self._limits = {role: limit for role, limit in (limits or {}).items() if limit is not None}
         self._datasets: dict[str, object] = {}
         self._fingerprints: dict[str, str] = {}
 
@@ -50,39 +62,76 @@ class DataProvider:
         """Changes whenever the samples the role yields could change."""
         if role not in self._fingerprints:
             spec = self.spec(role)
+            files_read = None
+            if spec.reads_unknown_files:
+                files_read = self._context.reads.fingerprint(
+                    self._reads_key(role), f"files read by data.{role}", lambda: self.dataset(role)
+                )
             self._fingerprints[role] = hash_value(
-                {"spec": spec.model_dump(mode="json"), "content": spec.content_fingerprint(self._context)}
+                {
+                    "spec": spec.model_dump(mode="json"),
+                    "content": spec.content_fingerprint(self._context),
+                    "files_read": files_read,
+                    "limit": self._limits.get(role),
+                    "code": code_fingerprint(type(spec).__module__, __name__),
+                }
             )
         return self._fingerprints[role]
+
+    def _reads_key(self, role: str) -> str:
+        """Where the files a role's loader read are remembered: per spec and loader code."""
+        spec = self.spec(role)
+        return hash_value(
+            {
+                "kind": "files-read",
+                "spec": spec.model_dump(mode="json"),
+                "content": spec.content_fingerprint(self._context),
+            }
+        )
 
     def dataset(self, role: str):
         if role not in self._datasets:
             spec = self.spec(role)
-            try:
-                dataset = spec.load(self._context)
-            except (OSError, ValueError, RuntimeError, TypeError) as exc:
-                raise RecipeError(f"data.{role}: cannot load '{spec.kind}' data: {exc}") from exc
-            total = len(dataset)
-            if total == 0:
-                raise RecipeError(f"data.{role}: the '{spec.kind}' source yields no samples")
-            if spec.samples is not None and spec.samples > total:
-                raise RecipeError(
-                    f"data.{role}.samples: {spec.samples} asked for but the source has only {total}; "
-                    f"use at most {total} or leave `samples` out"
-                )
-            indices = subset_indices(total, spec.samples, spec.seed)
-            if indices is not None:
-                import torch.utils.data
-
-                dataset = torch.utils.data.Subset(dataset, indices)
-            check_sample(role, dataset[0][0], self._context.model_source.inputs())
-            bad = non_finite_samples(dataset)
-            if bad:
-                raise RecipeError(
-                    f"data.{role}: {bad} samples contain NaN or infinite values; clean the data first"
-                )
-            self._datasets[role] = dataset
+            if not spec.reads_unknown_files:
+                self._datasets[role] = self._load(role)
+            else:
+                with self._context.reads.recording(self._reads_key(role), f"files read by data.{role}"):
+                    dataset = self._load(role)
+                    for index in range(len(dataset)):  # user datasets may open a file per sample
+                        dataset[index]
+                self._datasets[role] = dataset
         return self._datasets[role]
+
+    def _load(self, role: str):
+        """The role's samples: loaded, subset, capped and checked against the model's inputs."""
+        spec = self.spec(role)
+        try:
+            dataset = spec.load(self._context)
+        except (OSError, ValueError, RuntimeError, TypeError) as exc:
+            raise RecipeError(f"data.{role}: cannot load '{spec.kind}' data: {exc}") from exc
+        total = len(dataset)
+        if total == 0:
+            raise RecipeError(f"data.{role}: the '{spec.kind}' source yields no samples")
+        if spec.samples is not None and spec.samples > total:
+            raise RecipeError(
+                f"data.{role}.samples: {spec.samples} asked for but the source has only {total}; "
+                f"use at most {total} or leave `samples` out"
+            )
+        indices = subset_indices(total, spec.samples, spec.seed)
+        limit = self._limits.get(role)
+        if limit is not None and limit < (total if indices is None else len(indices)):
+            indices = (list(range(total)) if indices is None else indices)[:limit]
+        if indices is not None:
+            import torch.utils.data
+
+            dataset = torch.utils.data.Subset(dataset, indices)
+        check_sample(role, dataset[0][0], self._context.model_source.inputs())
+        bad = non_finite_samples(dataset)
+        if bad:
+            raise RecipeError(
+                f"data.{role}: {bad} samples contain NaN or infinite values; clean the data first"
+            )
+        return dataset
 
     def size(self, role: str) -> int:
         return len(self.dataset(role))
@@ -99,6 +148,20 @@ class DataProvider:
         names = [spec.name for spec in self._context.model_source.inputs()]
         for inputs, labels in self.loader(role, batch_size):
             yield as_feeds(inputs, names), labels.numpy()
+
+    def save_feeds(self, role: str, path: Path) -> None:
+        """The role's samples as arrays in one .npz file (`input:<name>` and `labels`), for
+        evaluation processes that import no torch."""
+        import numpy as np
+
+        inputs: dict[str, list] = {}
+        labels = []
+        for feeds, batch_labels in self.numpy_batches(role, 256):
+            for name, value in feeds.items():
+                inputs.setdefault(name, []).append(value)
+            labels.append(batch_labels)
+        arrays = {f"input:{name}": np.concatenate(parts) for name, parts in inputs.items()}
+        np.savez(path, labels=np.concatenate(labels), **arrays)
 
 
 def dataset_labels(dataset):

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field, field_validator
 
+from optimize.code_fingerprint import user_code_fingerprint
 from optimize.data import DATA_SOURCES
 from optimize.data.base import DataContext, DataSourceSpec
-from optimize.hashing import hash_file
-from optimize.pyimport import load_callable, module_file, split_reference
+from optimize.pyimport import load_callable, split_reference
 
 
 @DATA_SOURCES.register("python")
@@ -20,6 +20,8 @@ class PythonData(DataSourceSpec):
     source: str = Field(pattern=r"^python:[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
     args: dict[str, Any] = Field(default_factory=dict, description="keyword arguments for the function")
     labeled_data: bool = Field(True, alias="labeled", description="false when labels are meaningless (-1)")
+
+    reads_unknown_files: ClassVar[bool] = True
 
     @field_validator("source")
     @classmethod
@@ -39,5 +41,5 @@ class PythonData(DataSourceSpec):
         return load_callable(self.reference, [context.base_dir])(**self.args)
 
     def content_fingerprint(self, context: DataContext) -> Any:
-        path = module_file(split_reference(self.reference)[0], [context.base_dir])
-        return hash_file(path) if path else None
+        """The module and the modules it imports (the files it reads are added by the provider)."""
+        return user_code_fingerprint(split_reference(self.reference)[0], [context.base_dir])

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from optimize.artifacts import ArtifactKind
-from optimize.hashing import hash_file
+from optimize.artifacts import ArtifactKind, write_artifact_meta
+from optimize.code_fingerprint import code_fingerprint
+from optimize.file_reads import ReadsMemo
+from optimize.hashing import hash_file, hash_value
 from optimize.recipe.model_spec import InputSpec, ModelSpec
 
 if TYPE_CHECKING:
@@ -22,6 +25,9 @@ class ModelSource:
     name: ClassVar[str]
     artifact_kind: ClassVar[ArtifactKind] = ArtifactKind.TORCH
     needs_input_spec: ClassVar[bool] = True
+    # True when building runs user code that may read any file: the files it read last time are
+    # remembered and their content is part of the fingerprint.
+    reads_unknown_files: ClassVar[bool] = False
 
     def __init__(self, spec: ModelSpec, base_dir: Path):
         self.spec = spec
@@ -49,12 +55,59 @@ class ModelSource:
         """What besides the spec decides the built model (a file's content, a library version)."""
         return None
 
-    def fingerprint(self) -> dict[str, Any]:
-        return {
+    @functools.cached_property
+    def _source_fingerprint(self) -> Any:
+        """Computed once per source object: it may hash large weight files."""
+        return self.source_fingerprint()
+
+    def fingerprint(self, reads: ReadsMemo | None = None) -> dict[str, Any]:
+        """Everything the starting model depends on: the spec, the weights file, what the source
+        reads, and the code that builds it (this module's and the source's)."""
+        record = {
             "spec": self.spec.model_dump(mode="json"),
             "weights": hash_file(self.spec.weights) if self.spec.weights else None,
-            "source": self.source_fingerprint(),
+            "source": self._source_fingerprint,
+            "code": code_fingerprint(type(self).__module__),
         }
+        if self.reads_unknown_files:
+            record["files_read"] = (reads or ReadsMemo()).fingerprint(
+                self._reads_key(), "files read building the model", lambda: self.build(pretrained=True)
+            )
+        return record
+
+    def _reads_key(self) -> str:
+        return hash_value(
+            {
+                "kind": "files-read",
+                "spec": self.spec.model_dump(mode="json"),
+                "source": self.source_fingerprint(),
+            }
+        )
+
+    def interface(self) -> dict[str, Any]:
+        """What the model takes and returns as the pipeline sees it: input names, shapes and
+        types, output names and the task. Exports, shape checks and feeds depend on it."""
+        return {
+            "inputs": [spec.model_dump(mode="json") for spec in self.inputs()],
+            "outputs": self.output_names(),
+            "task": self.spec.task,
+        }
+
+    def materialize(self, workdir: Path, reads: ReadsMemo | None = None) -> None:
+        """Write the starting model into workdir as an artifact (model.pt and its description)."""
+        from contextlib import nullcontext
+
+        from optimize.torch_io import save_module
+
+        recording = (
+            (reads or ReadsMemo()).recording(self._reads_key(), "files read building the model")
+            if self.reads_unknown_files
+            else nullcontext()
+        )
+        with recording:
+            model = self.pretrained()
+        save_module(model, workdir / "model.pt")
+        write_artifact_meta(workdir, ArtifactKind.TORCH, "model.pt")
 
     def tokenizer(self):
         raise TypeError(f"'{self.name}' models have no tokenizer; text data needs a huggingface: model")

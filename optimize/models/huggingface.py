@@ -19,7 +19,6 @@ from optimize.recipe.base import resolve_user_path
 from optimize.recipe.model_spec import InputSpec, ModelSpec
 
 _ARGS = {"max_length", "pooling", "normalize"}
-_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
 def _offline() -> None:
@@ -125,10 +124,10 @@ class HuggingFaceSource(ModelSource):
         return _classifier_module(model, names)
 
     def source_fingerprint(self) -> Any:
-        from optimize.versions import library_version
+        """Every file at the checkpoint's top level (config, weights and all tokenizer files:
+        tokenizer_config.json, special_tokens_map.json, vocab, merges, ...), and the libraries
+        that read them. Sub-folders (onnx/, 1_Pooling/) are not what AutoModel loads."""
+        from optimize.versions import library_versions
 
-        files = {}
-        for name in ("config.json", "tokenizer.json", "vocab.txt", *_WEIGHT_FILES):
-            if (self.folder / name).is_file():
-                files[name] = hash_file(self.folder / name)
-        return {"files": files, "transformers": library_version("transformers")}
+        files = {path.name: hash_file(path) for path in sorted(self.folder.iterdir()) if path.is_file()}
+        return {"files": files, **library_versions(["transformers", "tokenizers"])}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from optimize.artifacts import ArtifactKind
+from optimize.artifacts import ArtifactKind, write_artifact_meta
 from optimize.hashing import hash_file
 from optimize.models import MODEL_SOURCES
 from optimize.models.base import ModelSource
@@ -77,3 +77,17 @@ class OnnxSource(ModelSource):
 
     def source_fingerprint(self) -> Any:
         return hash_file(self.path)
+
+    def materialize(self, workdir: Path, reads=None) -> None:
+        import shutil
+
+        shutil.copyfile(self.path, workdir / "model.onnx")
+        write_artifact_meta(
+            workdir,
+            ArtifactKind.ONNX,
+            "model.onnx",
+            precision="fp32",
+            inputs=[spec.model_dump(mode="json") for spec in self.inputs()],
+            outputs=self.output_names(),
+            fp32_reference=True,
+        )

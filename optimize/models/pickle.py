@@ -15,6 +15,8 @@ from optimize.recipe.model_spec import ModelSpec
 
 @MODEL_SOURCES.register("torch-pickle")
 class TorchPickleSource(ModelSource):
+    reads_unknown_files = True  # unpickling imports the modules that define the classes
+
     @classmethod
     def check(cls, spec: ModelSpec, base_dir: Path | None) -> str | None:
         if not spec.trust_pickle:

@@ -5,15 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from optimize.hashing import hash_file
+from optimize.code_fingerprint import user_code_fingerprint
 from optimize.models import MODEL_SOURCES
 from optimize.models.base import ModelSource
-from optimize.pyimport import load_callable, module_file, reference_resolvable, split_reference
+from optimize.pyimport import load_callable, reference_resolvable, split_reference
 from optimize.recipe.model_spec import ModelSpec
 
 
 @MODEL_SOURCES.register("python")
 class PythonSource(ModelSource):
+    reads_unknown_files = True  # a factory may load weights or configs from anywhere
+
     @classmethod
     def check(cls, spec: ModelSpec, base_dir: Path | None) -> str | None:
         problem = reference_resolvable(spec.reference, [base_dir] if base_dir else [])
@@ -29,5 +31,5 @@ class PythonSource(ModelSource):
         return model
 
     def source_fingerprint(self) -> Any:
-        path = module_file(split_reference(self.spec.reference)[0], [self.base_dir])
-        return hash_file(path) if path else None
+        """The factory's module and the modules it imports (helpers included)."""
+        return user_code_fingerprint(split_reference(self.spec.reference)[0], [self.base_dir])

@@ -62,10 +62,9 @@ class Validation:
     _session: tuple | None = field(default=None, repr=False)  # (model, session): NNCF asks sample by sample
 
     @classmethod
-    def build(
-        cls, data: DataProvider, task: str, fp32: onnx.ModelProto, max_samples: int | None
-    ) -> Validation:
-        items, labels = sample_feeds(data, "eval", max_samples)
+    def build(cls, data: DataProvider, task: str, fp32: onnx.ModelProto) -> Validation:
+        """The run's eval samples (data.eval, capped at evaluation.max_samples by the provider)."""
+        items, labels = sample_feeds(data, "eval")
         validation = cls(items, labels)
         if task == "embedding":
             validation.reference = validation.outputs(fp32)

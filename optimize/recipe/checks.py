@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from optimize.artifacts import ArtifactKind
+from optimize.gates import GATE_METRICS
 from optimize.models import MODEL_SOURCES
 from optimize.recipe.schema import Recipe
 from optimize.registry import did_you_mean
@@ -125,7 +126,7 @@ def _targets(recipe: Recipe) -> list[Problem]:
 
 
 def _gates(recipe: Recipe) -> list[Problem]:
-    return [
+    problems = [
         (
             ("gates", "per_target", name),
             f"gate for '{name}', which is not in targets{did_you_mean(name, recipe.targets)}; "
@@ -134,6 +135,33 @@ def _gates(recipe: Recipe) -> list[Problem]:
         for name in recipe.gates.per_target
         if name not in recipe.targets
     ]
+    missing = missing_baselines(recipe)
+    limits = [(("gates",), recipe.gates)]
+    limits += [(("gates", "per_target", name), gates) for name, gates in recipe.gates.per_target.items()]
+    for where, gates in limits:
+        for gate, (metric, _) in GATE_METRICS.items():
+            baseline = metric.rpartition("_vs_")[2] if "_vs_" in metric else None
+            if getattr(gates, gate) is not None and baseline in missing:
+                problems.append(((*where, gate), missing[baseline]))
+    return problems
+
+
+def missing_baselines(recipe: Recipe) -> dict[str, str]:
+    """Baselines a recipe cannot have by construction, with why: a comparison gate against one
+    could never be measured, so it is refused rather than passed or failed after the run."""
+    stages = [STAGES.get(step.stage) for step in recipe.stages]
+    missing = {}
+    if not any(stage.compresses for stage in stages):
+        missing["original"] = (
+            "no prune, distill or quantize step, so the final model is the original model and this gate "
+            "cannot be measured; remove it or add a compression step"
+        )
+    if not any(stage.consumes == ArtifactKind.ONNX for stage in stages):
+        missing["fp32"] = (
+            "no step changes the model after its first ONNX version (no quantize step), so the final model "
+            "is the FP32 baseline and this gate cannot be measured; remove it or add a quantize step"
+        )
+    return missing
 
 
 def _stage_specific(recipe: Recipe, base_dir: Path) -> list[Problem]:

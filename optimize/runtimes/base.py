@@ -52,10 +52,17 @@ class Runtime:
     name: ClassVar[str]
     Settings: ClassVar[type[StrictModel]]
     distribution: ClassVar[str]  # the pip distribution whose version keys engines
+    library: ClassVar[str]  # the Python module it runs through
     engine_file: ClassVar[str]
 
     def version(self) -> str:
         return library_version(self.distribution)
+
+    def import_library(self) -> None:
+        """Load the runtime's library, so memory measured after this is the engine's own."""
+        import importlib
+
+        importlib.import_module(self.library)
 
     def availability(self, device_class: DeviceClass) -> Availability:
         raise NotImplementedError
@@ -93,6 +100,11 @@ class Runtime:
 
     def open(self, engine: Artifact, device_class: DeviceClass) -> Runner:
         raise NotImplementedError
+
+    def inexact_rewrite(self, build: dict[str, Any]) -> str | None:
+        """What the build changed in the model's arithmetic, when it did (then the engine's
+        outputs are measured against the model file's), else None."""
+        return None
 
 
 def version_matches(installed: str, line: str | None) -> bool:

@@ -24,16 +24,20 @@ class OnnxRuntimeSettings(StrictModel):
     inter_op_threads: int | None = Field(None, ge=1, description="threads across operators (parallel mode)")
     unsigned_relu_activations: bool = Field(
         True,
-        description="store signed INT8 activations that follow a ReLU as uint8 (lossless: they are never "
-        "negative), so Conv+ReLU fuse into QLinearConv; symmetric files made for TensorRT need it on CPUs",
+        description="store signed INT8 activations that follow a ReLU as uint8, so Conv+ReLU fuse into "
+        "QLinearConv (symmetric files made for TensorRT need it on CPUs); identical up to 127·scale, "
+        "but above it values saturate at 255·scale instead of 127·scale, so the effect is measured",
     )
 
 
 def unsign_relu_activations(model) -> int:
     """Re-type int8 QuantizeLinear outputs fed by a ReLU (zero point 0) as uint8, with their
-    DequantizeLinear consumers. A ReLU output is never negative, so the stored values do not
-    change; but ONNX Runtime drops a ReLU before a uint8 zero-point-0 Q and fuses the Conv into
-    QLinearConv, which a signed Q prevents. Returns how many activations were re-typed."""
+    DequantizeLinear consumers: ONNX Runtime drops a ReLU before a uint8 zero-point-0 Q and fuses
+    the Conv into QLinearConv, which a signed Q prevents. A ReLU output is never negative, so every
+    value up to 127·scale is stored exactly as before; a value above it, which the signed file
+    saturates at 127·scale, now saturates at 255·scale. Outside the calibrated range the engine
+    therefore computes a different function from the signed file (and from TensorRT), and the
+    pipeline measures how much on the eval set. Returns how many activations were re-typed."""
     import numpy as np
     import onnx
     from onnx import numpy_helper
@@ -92,6 +96,7 @@ class OnnxRuntimeRunner(Runner):
 class OnnxRuntime(Runtime):
     Settings = OnnxRuntimeSettings
     distribution = "onnxruntime"
+    library = "onnxruntime"
     engine_file = "model.ort.onnx"
 
     def availability(self, device_class) -> Availability:
@@ -148,3 +153,12 @@ class OnnxRuntime(Runtime):
 
     def open(self, engine: Artifact, device_class) -> Runner:
         return OnnxRuntimeRunner(engine.file, device_class.threads, device_class.settings)
+
+    def inexact_rewrite(self, build: dict[str, Any]) -> str | None:
+        count = build.get("unsigned_relu_activations", 0)
+        if not count:
+            return None
+        return (
+            f"{count} INT8 activations after a ReLU are stored as uint8 for ONNX Runtime's fused kernels: "
+            "identical up to 127·scale, saturating at 255·scale instead of 127·scale above it"
+        )

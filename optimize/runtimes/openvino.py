@@ -63,6 +63,7 @@ class OpenVINORunner(Runner):
 class OpenVINORuntime(Runtime):
     Settings = OpenVINOSettings
     distribution = "openvino"
+    library = "openvino"
     engine_file = "model.xml"
 
     def availability(self, device_class) -> Availability:

@@ -1202,6 +1202,7 @@ class TensorRTRunner(Runner):
 class TensorRTRuntime(Runtime):
     Settings = TensorRTSettings
     distribution = "tensorrt"
+    library = "tensorrt"
     engine_file = ENGINE_FILE
 
     def version(self) -> str:

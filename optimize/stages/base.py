@@ -86,6 +86,9 @@ class Stage:
     produces: ClassVar[ArtifactKind]
     data_roles: ClassVar[tuple[str, ...]] = ()  # data read by every use of the stage
     libraries: ClassVar[tuple[str, ...]] = ("torch",)
+    # True for stages that trade the model's quality for size or speed (prune, distill, quantize):
+    # the model entering the first of them is the "original" every target is compared with.
+    compresses: ClassVar[bool] = False
 
     @classmethod
     def summary(cls) -> str:

@@ -176,6 +176,7 @@ class DistillStage(Stage):
     consumes = ArtifactKind.TORCH
     produces = ArtifactKind.TORCH
     data_roles = ("train",)
+    compresses = True
 
     @classmethod
     def check(

@@ -271,6 +271,7 @@ class PruneStage(Stage):
     consumes = ArtifactKind.TORCH
     produces = ArtifactKind.TORCH
     libraries = ("torch", "torch-pruning")
+    compresses = True
 
     @classmethod
     def roles_read(cls, params: PruneParams) -> tuple[str, ...]:

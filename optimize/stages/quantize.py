@@ -175,6 +175,7 @@ class QuantizeStage(Stage):
     consumes = ArtifactKind.ONNX
     produces = ArtifactKind.ONNX
     libraries = ("nncf", "onnx", "onnxruntime")
+    compresses = True
 
     @classmethod
     def roles_read(cls, params: QuantizeParams) -> tuple[str, ...]:
@@ -289,7 +290,7 @@ class QuantizeStage(Stage):
         from optimize.quantization.graph import float_layer_names, quantized_layer_names
 
         task = context.recipe.model.task
-        validation = Validation.build(context.data, task, model, context.recipe.evaluation.max_samples)
+        validation = Validation.build(context.data, task, model)
         output = nncf_int8.quantize_with_accuracy_control(model, calibration, validation, params, scheme)
         reference, achieved = validation.metric(model), validation.metric(output)
         drop = reference - achieved

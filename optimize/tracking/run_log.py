@@ -70,14 +70,20 @@ def log_run(
         if target.reason:
             tracker.set_tags(child, {"target_reason": target.reason})
         tracker.log_metrics(child, target.metrics)
-        if target.baseline is not None:
-            tracker.log_metrics(child, {f"fp32.{k}": v for k, v in target.baseline.metrics.items()})
+        for name, baseline in target.baselines.items():  # "original.*" and "fp32.*", same session
+            tracker.log_metrics(child, {metric_key(name, k): v for k, v in baseline.metrics.items()})
         if target.engine is not None:
             tracker.log_artifact(child, target.engine.path, "engine")
         gates = [g for g in gate_results if g.target == target.name]
         tracker.log_metrics(child, {metric_key("gate", g.gate): float(g.passed) for g in gates})
         tracker.finish(child, "FINISHED" if target.status in ("ok", "built", "skipped") else "FAILED")
         children[target.name] = child
+    from optimize.comparison import headline
+    from optimize.manifest import read_manifest
+
+    lines = [headline(target) for target in read_manifest(manifest_path)["targets"]]
+    if lines:  # the run's description in the MLflow UI
+        tracker.set_tags(parent, {"mlflow.note.content": "Original → final:\n" + "\n".join(lines)})
     if gate_results:
         tracker.log_metrics(
             parent, {metric_key("gate", g.target, g.gate): float(g.passed) for g in gate_results}

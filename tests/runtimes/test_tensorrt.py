@@ -16,7 +16,7 @@ from pydantic import TypeAdapter, ValidationError
 from optimize.artifacts import Artifact, ArtifactKind, write_artifact_meta
 from optimize.errors import TargetError
 from optimize.hashing import hash_tree
-from optimize.pipeline import build_settings, engine_cache_key
+from optimize.keys import engine_build_settings, engine_key
 from optimize.runtimes import RUNTIMES
 from optimize.runtimes.tensorrt import (
     IDENTITY_FIELDS,
@@ -310,7 +310,7 @@ BASE_CLASS = trt_class(workspace_mb=1024)
 
 
 def _engine_key(device_class=BASE_CLASS, identity=IDENTITY):
-    return engine_cache_key("model-hash", build_settings(device_class), identity)
+    return engine_key("model-hash", engine_build_settings(device_class), identity, "code")
 
 
 @pytest.mark.parametrize("field", IDENTITY_FIELDS)
