@@ -67,6 +67,37 @@ def compare(
     return metrics, missing
 
 
+def baseline_models(
+    final: Any, reference: Any | None, original: Any | None, runs_fp32: bool, class_name: str
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The baselines a target is compared with, and why any is not there (nothing to compare,
+    or a class that runs no FP32 model)."""
+    candidates = {"original": original, "fp32": reference}
+    absent = {
+        "original": "the recipe has no prune, distill or quantize step, so the final model is the original "
+        "model: there is nothing to compare it with",
+        "fp32": "no FP32 ONNX model precedes the final model",
+    }
+    identical = {
+        "original": "the final model is identical to the original model: there is nothing to compare it with",
+        "fp32": "the final model is the FP32 baseline (no step after the first ONNX model changes it): "
+        "there is nothing to compare it with",
+    }
+    models: dict[str, Any] = {}
+    reasons: dict[str, str] = {}
+    for name in BASELINES:
+        model = candidates[name]
+        if model is None:
+            reasons.update(not_compared(name, absent[name]))
+        elif model.hash == final.hash:
+            reasons.update(not_compared(name, identical[name]))
+        elif not runs_fp32:
+            reasons.update(not_compared(name, f"{class_name} runs no FP32 models (accepted_precisions)"))
+        else:
+            models[name] = model
+    return models, reasons
+
+
 def speedup_spread(baseline_rounds: Sequence[float], candidate_rounds: Sequence[float]) -> float | None:
     """How much the per-round speedups (adjacent processes) vary: (max − min) / median."""
     ratios = [b / c for b, c in zip(baseline_rounds, candidate_rounds, strict=False) if b and c]

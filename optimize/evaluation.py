@@ -146,9 +146,7 @@ def time_engine(
 ) -> tuple[list[float], list[float]]:
     """Milliseconds per batch-`latency` request and per throughput batch, after warm-up (the
     runner has had its warm-up runs when this is called)."""
-    latency = time_runs(
-        lambda: runner.timed_run(latency_inputs), 0, settings.min_runs, settings.min_time_s
-    )
+    latency = time_runs(lambda: runner.timed_run(latency_inputs), 0, settings.min_runs, settings.min_time_s)
     throughput = time_runs(lambda: runner.timed_run(throughput_inputs), 2, 3, settings.throughput_time_s)
     return latency, throughput
 

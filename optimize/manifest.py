@@ -113,6 +113,7 @@ def _target_record(target) -> dict[str, Any]:
                 "model": _artifact_record(baseline.model),
                 "engine_key": baseline.engine_key,
                 "engine": _artifact_record(baseline.engine),
+                "build_cached": baseline.build_cached,
                 "metrics": baseline.metrics,
                 "latency_samples_ms": baseline.evaluation.latency_samples_ms if baseline.evaluation else [],
                 "round_p50_ms": baseline.evaluation.round_p50_ms if baseline.evaluation else [],

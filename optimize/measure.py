@@ -1,5 +1,7 @@
 """The numbers recorded for every step's output: size, parameters, MACs and eval accuracy (for
-ONNX models also agreement with the FP32 reference). Torch and ONNX steps score the same eval
+ONNX models also agreement with the FP32 reference). MACs are counted per model kind (torch:
+torch-pruning's counter, which also counts BatchNorm, activations and biases; ONNX: multiply-
+accumulates of the graph's Conv/Gemm/MatMul ops); a count that cannot be made is left out. Torch and ONNX steps score the same eval
 samples (data.eval capped at evaluation.max_samples): ONNX models read them from the eval feeds
 file the targets are scored on too."""
 
@@ -60,10 +62,15 @@ def measure_onnx(
     import onnx
 
     from optimize.evaluation import agreement, classification_accuracy
+    from optimize.onnx_macs import onnx_macs
     from optimize.onnx_tools import weight_stats
 
-    stats = weight_stats(onnx.load(str(artifact.file)))
-    metrics = {"size_mb": artifact.size_bytes / MB, **stats}
+    model = onnx.load(str(artifact.file))
+    metrics = {"size_mb": artifact.size_bytes / MB, **weight_stats(model)}
+    shapes = {spec["name"]: spec["shape"] for spec in artifact.meta.get("inputs") or []}
+    macs = onnx_macs(model, input_shapes=shapes)  # counted on the graph; None (unknown) is left out
+    if macs is not None:
+        metrics["macs"] = float(macs)
     if feeds_file is not None:
         outputs, labels = onnx_outputs(artifact.file, feeds_file, batch_size)
         if task == "classification" and labeled:

@@ -24,7 +24,7 @@ from typing import Any
 from optimize import keys
 from optimize.artifacts import Artifact, ArtifactKind, write_artifact_meta
 from optimize.code_fingerprint import code_fingerprint
-from optimize.comparison import BASELINES, compare, not_compared, speedup_spread
+from optimize.comparison import baseline_models, compare, speedup_spread
 from optimize.console import Progress
 from optimize.data.base import DataContext
 from optimize.data.provider import ROLES, DataProvider
@@ -83,6 +83,7 @@ class Baseline:
     model: Artifact
     engine: Artifact
     engine_key: str
+    build_cached: bool
     evaluation: Evaluation | None = None
 
     @property
@@ -166,31 +167,6 @@ def first_compression(stages: list) -> int | None:
     return next((i for i, step in enumerate(stages) if STAGES.get(step.stage).compresses), None)
 
 
-def baseline_models(
-    final: Artifact, reference: Artifact | None, original: Artifact | None, runs_fp32: bool, class_name: str
-) -> tuple[dict[str, Artifact], dict[str, str]]:
-    """The baselines a target is compared with, and why any is not there (nothing to compare,
-    or a class that runs no FP32 model)."""
-    candidates = {"original": original, "fp32": reference}
-    same = {
-        "original": "the final model is the original model (the recipe has no prune, distill or quantize "
-        "step), so there is nothing to compare it with",
-        "fp32": "the final model is the FP32 baseline (no step after the first ONNX model changes it), "
-        "so there is nothing to compare it with",
-    }
-    models: dict[str, Artifact] = {}
-    reasons: dict[str, str] = {}
-    for name in BASELINES:
-        model = candidates[name]
-        if model is None or model.hash == final.hash:
-            reasons.update(not_compared(name, same[name]))
-        elif not runs_fp32:
-            reasons.update(not_compared(name, f"{class_name} runs no FP32 models (accepted_precisions)"))
-        else:
-            models[name] = model
-    return models, reasons
-
-
 class Pipeline:
     def __init__(self, loaded: LoadedRecipe, options: RunOptions):
         self.loaded = loaded
@@ -269,7 +245,9 @@ class Pipeline:
         self._cached(
             key,
             "data and model check",
-            lambda workdir: check_data_fits_model(source, self.source, self.data, self.recipe.model.task) or {},
+            lambda workdir: (
+                check_data_fits_model(source, self.source, self.data, self.recipe.model.task) or {}
+            ),
         )
 
     # -- evaluation data and reference outputs ------------------------------------------------
@@ -417,9 +395,7 @@ class Pipeline:
         if bad:
             raise StageError(step_id, f"produced non-finite weights in {len(bad)} tensors (first: {bad[0]})")
 
-    def _original(
-        self, entering: Artifact, before_step: str, earlier: dict[str, Artifact]
-    ) -> OriginalModel:
+    def _original(self, entering: Artifact, before_step: str, earlier: dict[str, Artifact]) -> OriginalModel:
         """The model entering the first compression step as ONNX: as it is, or exported with the
         recipe's own export step (same parameters, so the key is the one an export right there
         would have, and the file is what the recipe would have shipped without compression)."""
@@ -562,8 +538,8 @@ class Pipeline:
                     final, reference, original, "fp32" in device_class.accepted_precisions, name
                 )
                 for role, model in models.items():
-                    engine, _, _, engine_key = self._build(model, device_class, runtime)
-                    result.baselines[role] = Baseline(model=model, engine=engine, engine_key=engine_key)
+                    engine, _, cached, engine_key = self._build(model, device_class, runtime)
+                    result.baselines[role] = Baseline(model, engine, engine_key, cached)
             references = {"fp32": reference, "original": original}
             inexact = runtime.inexact_rewrite(result.build)
             if inexact:

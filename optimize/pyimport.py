@@ -2,7 +2,9 @@
 
 A module is looked up first as a file or package in the folders the user named (the recipe's
 folder), then among installed packages. The current directory is never searched, so a recipe
-cannot pick up a stray module that happens to sit where the command was started.
+cannot pick up a stray module that happens to sit where the command was started. A module found
+in a folder may import its sibling helper modules: the folder is appended to sys.path, after
+everything else, so it never shadows the standard library or an installed package.
 """
 
 from __future__ import annotations
@@ -64,6 +66,9 @@ def load_callable(reference: str, search_dirs: list[Path]) -> Callable[..., Any]
     module_name, attr = split_reference(reference)
     path = module_file(module_name, search_dirs)
     if path is not None:
+        folder = str(next(d for d in search_dirs if path.is_relative_to(d)))
+        if folder not in sys.path:
+            sys.path.append(folder)  # last: its helpers import, nothing installed is shadowed
         module = _import_from_file(module_name, path)
     else:
         if importlib.util.find_spec(module_name.split(".")[0]) is None:

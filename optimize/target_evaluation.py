@@ -42,7 +42,9 @@ def process_order(engines: list[str], rounds: int) -> list[tuple[int, str]]:
     """(round, engine) in the order the processes run: each round times every engine once, and
     the engine that goes first rotates, so none always runs first after a pause."""
     count = len(engines)
-    return [(round_, engines[(round_ + offset) % count]) for round_ in range(rounds) for offset in range(count)]
+    return [
+        (round_, engines[(round_ + offset) % count]) for round_ in range(rounds) for offset in range(count)
+    ]
 
 
 def per_process_share(settings):

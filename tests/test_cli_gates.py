@@ -44,11 +44,46 @@ def test_impossible_gate_fails_with_exit_1_and_junit_shows_exactly_it(write_reci
     run_dir = next((artifacts / "tiny").glob("2*"))
     assert json.loads((run_dir / "gates.json").read_text())["failed"] == 1
 
-    passing = tiny_recipe_dict(
-        gates={"max_size_mb": 10, "min_accuracy": 0.3, "max_accuracy_drop": 0.0, "min_speedup": 1.0}
-    )
+    passing = tiny_recipe_dict(gates={"max_size_mb": 10, "min_accuracy": 0.3, "min_agreement": 0.99})
     again = run_cli("run", str(write_recipe(passing)), "--artifacts", str(artifacts), "--quiet")
     assert again.returncode == 0, again.stdout + again.stderr
+
+
+def test_an_fp32_only_recipe_cannot_pass_a_gate_against_the_original(write_recipe, artifacts):
+    """Train → export leaves the original model as the final one: a speedup over it cannot be
+    measured, so the recipe is refused before any work (not passed with a speedup of 1)."""
+    recipe = tiny_recipe_dict(gates={"min_speedup_vs_original": 1.5, "max_accuracy_drop": 0.01})
+    result = run_cli("run", str(write_recipe(recipe)), "--artifacts", str(artifacts), "--quiet")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "gates.min_speedup_vs_original: no prune, distill or quantize step" in result.stderr
+    assert "gates.max_accuracy_drop: no step changes the model after its first ONNX version" in result.stderr
+    assert not (artifacts / "store").exists()
+
+
+def test_a_damaged_final_model_fails_the_drop_against_the_original(write_recipe, artifacts):
+    """Pruning three quarters of the channels with no fine-tuning ruins the model: the drop
+    against the original (measured on each target, same session) fails the gate, exit 1."""
+    recipe = tiny_recipe_dict(
+        stages=[
+            {"train": {"epochs": 3, "lr": 0.02, "batch_size": 16}},
+            {"prune": {"channel_ratio": 0.75, "round_to": 1}},
+            {"export": {"opset": 17}},
+        ],
+        gates={"max_accuracy_drop_vs_original": 0.05, "min_size_ratio_vs_original": 1.5},
+    )
+    recipe["model"]["args"]["width"] = 16
+    result = run_cli("run", str(write_recipe(recipe)), "--artifacts", str(artifacts), "--quiet")
+    assert result.returncode == 1, result.stdout + result.stderr
+    run_dir = artifacts / "tiny" / (artifacts / "tiny" / "LATEST").read_text().strip()
+    gates = {g["gate"]: g for g in json.loads((run_dir / "gates.json").read_text())["gates"]}
+    assert gates["max_accuracy_drop_vs_original"]["status"] == "failed"
+    assert gates["max_accuracy_drop_vs_original"]["measured"] > 0.05
+    assert gates["min_size_ratio_vs_original"]["status"] == "passed"  # it did get smaller
+    (target,) = json.loads((run_dir / "manifest.json").read_text())["targets"]
+    original = target["baselines"]["original"]["metrics"]
+    assert target["metrics"]["accuracy_drop_vs_original"] == pytest.approx(
+        original["accuracy"] - target["metrics"]["accuracy"]
+    )
 
 
 def _chromium() -> str | None:

@@ -15,6 +15,8 @@ def test_messages_are_never_wrapped_in_logs_whatever_their_length(monkeypatch, n
     buffer = io.StringIO()
     monkeypatch.setattr(stream, "file", buffer)
     monkeypatch.setattr(stream, "width", 40)
-    message = "warning: the tracking server at http://127.0.0.1:54321 is unreachable; run `optimize sync` later"
+    message = (
+        "warning: the tracking server at http://127.0.0.1:54321 is unreachable; run `optimize sync` later"
+    )
     stream.print(message)
     assert buffer.getvalue() == message + "\n"

@@ -125,7 +125,13 @@ def test_summary_has_verdict_headline_tables_and_links():
     metrics = {"size_mb": 2.0, "latency_p50_ms": 0.136, "accuracy": 0.97}
     metrics.update(speedup_vs_original=1.09 / 0.136, size_ratio_vs_original=44.7 / 2.0)
     target = {**TARGET, "metrics": metrics, "baselines": {"original": original}}
-    manifest = {"recipe": {"name": "demo"}, "run_id": "r1", "host": {"cpu": "cpu"}, "steps": [], "targets": [target]}
+    manifest = {
+        "recipe": {"name": "demo"},
+        "run_id": "r1",
+        "host": {"cpu": "cpu"},
+        "steps": [],
+        "targets": [target],
+    }
     results = [GateResult("max_size_mb", "model", 4.0, 11.0, "failed", "size_mb 11 not ≤ 4")]
     text = summary_markdown(manifest, results, {"run": "http://127.0.0.1:5000/#/experiments/1/runs/abc"})
     assert "❌ gates failed" in text and "| max_size_mb | model | 4 | 11 |" in text

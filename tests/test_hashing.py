@@ -4,6 +4,7 @@ import pytest
 
 from optimize.hashing import canonical_json, hash_tree, hash_value
 
+
 def test_canonical_json_ignores_key_order():
     assert canonical_json({"b": 1, "a": [1, {"y": 2, "x": 1}]}) == canonical_json(
         {"a": [1, {"x": 1, "y": 2}], "b": 1}

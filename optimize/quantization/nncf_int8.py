@@ -63,7 +63,7 @@ def signed_activations(model: onnx.ModelProto) -> onnx.ModelProto:
     from onnx import TensorProto, numpy_helper
 
     initializers = {tensor.name: tensor for tensor in model.graph.initializer}
-    signed_outputs = set()
+    retyped = set()
     for node in model.graph.node:
         if node.op_type != "QuantizeLinear" or len(node.input) < 3:
             continue
@@ -76,9 +76,9 @@ def signed_activations(model: onnx.ModelProto) -> onnx.ModelProto:
         scale.CopyFrom(numpy_helper.from_array(widened.astype(np.float32), scale.name))
         signed = np.zeros(numpy_helper.to_array(zero_point).shape, dtype=np.int8)
         zero_point.CopyFrom(numpy_helper.from_array(signed, zero_point.name))
-        signed_outputs.add(node.output[0])
-    for value in model.graph.value_info:  # recorded shape-inference types follow the change
-        if value.name in signed_outputs:
+        retyped.update((node.output[0], zero_point.name))
+    for value in model.graph.value_info:  # recorded types (NNCF lists zero points too) follow the change
+        if value.name in retyped:
             value.type.tensor_type.elem_type = TensorProto.INT8
     return model
 

@@ -97,3 +97,49 @@ def test_missing_onnx_file_fails_validation(tmp_path):
 
     with pytest.raises(ValidationError, match="no such ONNX file"):
         source(tmp_path, source="onnx:missing.onnx")
+
+
+def test_python_source_fingerprint_follows_helper_modules_and_files_the_factory_reads(tmp_path):
+    from optimize.file_reads import ReadsMemo
+    from optimize.store import ArtifactStore
+
+    (tmp_path / "factory.py").write_text(
+        "import json\nfrom layers import head\n\n"
+        "def build(config):\n"
+        "    width = json.load(open(config))['width']\n"
+        "    return head(width)\n"
+    )
+    (tmp_path / "layers.py").write_text(
+        "from torch import nn\n\ndef head(width):\n    return nn.Linear(width, 10)\n"
+    )
+    (tmp_path / "config.json").write_text('{"width": 8}')
+    spec = dict(source="python:factory:build", args={"config": str(tmp_path / "config.json")}, input=INPUT)
+    memo = ReadsMemo(ArtifactStore(tmp_path / "store"))
+
+    def fingerprint():
+        return source(tmp_path, **spec).fingerprint(memo)
+
+    first = fingerprint()
+    assert fingerprint() == first
+    (tmp_path / "config.json").write_text('{"width": 16}')  # read by the factory at build time
+    reconfigured = fingerprint()
+    assert reconfigured["files_read"] != first["files_read"]
+    (tmp_path / "layers.py").write_text(
+        "from torch import nn\n\ndef head(width):\n    return nn.Linear(width, 5)\n"
+    )
+    assert fingerprint()["source"] != reconfigured["source"]  # a helper module it imports
+
+
+def test_huggingface_fingerprint_covers_every_tokenizer_file_and_the_tokenizers_version(tmp_path):
+    checkpoint = tmp_path / "checkpoint"
+    checkpoint.mkdir()
+    (checkpoint / "config.json").write_text("{}")
+    (checkpoint / "tokenizer_config.json").write_text('{"do_lower_case": true}')
+    (checkpoint / "special_tokens_map.json").write_text('{"cls_token": "[CLS]"}')
+    spec = dict(source="huggingface:checkpoint", task="embedding")
+    first = source(tmp_path, **spec).source_fingerprint()
+    assert {"tokenizer_config.json", "special_tokens_map.json"} <= set(
+        first["files"]
+    ) and "tokenizers" in first
+    (checkpoint / "tokenizer_config.json").write_text('{"do_lower_case": false}')
+    assert source(tmp_path, **spec).source_fingerprint() != first

@@ -189,5 +189,6 @@ def test_train_prune_distill_export_through_the_cli(write_recipe, artifacts):
     assert len(distill["history"]["eval_accuracy"]) == 3
     assert distill["metrics"]["accuracy"] > prune["metrics"]["accuracy"]
     assert distill["metrics"]["accuracy"] > 0.5
-    assert export["metrics"]["macs"] == prune["metrics"]["macs_after"]
+    # counted again on the ONNX graph: conv and linear MACs only (torch-pruning adds BN, ReLU, biases)
+    assert 0.7 * prune["metrics"]["macs_after"] < export["metrics"]["macs"] < prune["metrics"]["macs_after"]
     assert manifest["targets"][0]["status"] == "ok"

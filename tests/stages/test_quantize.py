@@ -134,11 +134,14 @@ def test_activation_schemes_from_either_backend(workspace, backend, activations,
     """Symmetric is what TensorRT's explicit quantization takes: int8 with zero point 0 everywhere."""
     quantize = {"backend": backend, "activations": activations}
     step = _run(workspace, cnn_recipe({"quantize": quantize})).steps[-1]
-    zero_points = _activation_zero_points(onnx.load(str(step.artifact.file)))
+    model = onnx.load(str(step.artifact.file))
+    zero_points = _activation_zero_points(model)
     assert step.info["activations"] == storage and step.info["activations_reason"] == "set in the recipe"
     if activations == "symmetric":
         assert all(zp.dtype == np.int8 and not zp.any() for zp in zero_points)
+    onnx.shape_inference.infer_shapes(model, strict_mode=True)  # recorded types agree with the tensors
     assert step.metrics["agreement_top1"] >= 0.9
+    assert step.metrics["macs"] > 0  # counted on the quantized graph
 
 
 def _recipe_stub(targets: list[str], runtimes: dict[str, str]):
