@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from optimize.console import Progress
-from optimize.pipeline import Pipeline, RunOptions, RunResult
+from optimize.pipeline import Pipeline, RunOptions
 from optimize.recipe.loader import load_recipe
+from optimize.results import RunResult
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH_ARTIFACTS = REPO / "artifacts" / "bench"

@@ -66,6 +66,16 @@ def step_key(
     )
 
 
+def interface_read_by(produces_onnx: bool, interface: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of the model's interface a step's output and metrics depend on: all of it for an
+    ONNX model (it carries the names and dynamic axes); for a torch model only the example shapes
+    and types (its MACs are counted on them) and the task (which metrics are measured)."""
+    if produces_onnx:
+        return dict(interface)
+    inputs = [{"shape": spec["shape"], "dtype": spec["dtype"]} for spec in interface["inputs"]]
+    return {"inputs": inputs, "task": interface["task"]}
+
+
 def eval_feeds_key(eval_fingerprint: str, input_names: list[str], code: str) -> str:
     """The eval set as arrays, stored under the model's input names."""
     return hash_value({"kind": "eval-feeds", "eval": eval_fingerprint, "inputs": input_names, "code": code})

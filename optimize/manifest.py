@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from optimize.hashing import hash_file
-from optimize.pipeline import RunResult, link_or_copy
+from optimize.pipeline import link_or_copy
+from optimize.results import RunResult
 from optimize.store import atomic_write_json, atomic_write_text
 from optimize.versions import all_library_versions, host_identity
 

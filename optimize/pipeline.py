@@ -24,7 +24,7 @@ from typing import Any
 from optimize import keys
 from optimize.artifacts import Artifact, ArtifactKind, write_artifact_meta
 from optimize.code_fingerprint import code_fingerprint
-from optimize.comparison import baseline_models, compare, speedup_spread
+from optimize.comparison import baseline_models
 from optimize.console import Progress
 from optimize.data.base import DataContext
 from optimize.data.provider import ROLES, DataProvider
@@ -33,6 +33,7 @@ from optimize.file_reads import ReadsMemo
 from optimize.measure import LIBRARIES as MEASURE_LIBRARIES
 from optimize.models import open_source
 from optimize.recipe.loader import LoadedRecipe
+from optimize.results import Baseline, OriginalModel, RunResult, StepResult, TargetResult
 from optimize.runtimes import RUNTIMES
 from optimize.stages import STAGES
 from optimize.stages.base import StageContext
@@ -49,113 +50,6 @@ class RunOptions:
     only_targets: list[str] | None = None
     require_targets: bool = False
     progress: Progress = field(default_factory=lambda: Progress(enabled=False))
-
-
-@dataclass
-class StepResult:
-    index: int
-    step_id: str
-    stage: str
-    params: dict[str, Any]
-    key: str
-    input_hash: str
-    artifact: Artifact
-    cached: bool
-    seconds: float
-    metrics: dict[str, float]
-    info: dict[str, Any]
-    history: dict[str, list[float]]
-
-
-@dataclass
-class OriginalModel:
-    """The model as it entered the first compression step, as ONNX (exported when it was torch)."""
-
-    artifact: Artifact
-    before_step: str  # id of the first compression step
-    export: StepResult | None = None  # the export that made it ONNX, when it was a torch model
-
-
-@dataclass
-class Baseline:
-    """A baseline model built for one target, and its numbers from the target's session."""
-
-    model: Artifact
-    engine: Artifact
-    engine_key: str
-    build_cached: bool
-    evaluation: Evaluation | None = None
-
-    @property
-    def metrics(self) -> dict[str, float]:
-        metrics = dict(self.evaluation.metrics) if self.evaluation else {}
-        metrics["size_mb"] = self.engine.size_bytes / 1_000_000
-        return metrics
-
-
-@dataclass
-class TargetResult:
-    name: str
-    runtime: str
-    status: str  # ok | built (cannot run here) | skipped (cannot build here) | failed
-    reason: str = ""
-    runtime_version: str = ""
-    engine: Artifact | None = None
-    engine_key: str = ""
-    build_cached: bool = False
-    build: dict[str, Any] = field(default_factory=dict)
-    evaluation: Evaluation | None = None  # the candidate (the final model)
-    baselines: dict[str, Baseline] = field(default_factory=dict)  # "original", "fp32"
-    unmeasured: dict[str, str] = field(default_factory=dict)  # comparison metric → why it is missing
-    evaluation_key: str = ""
-    evaluation_cached: bool = False
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def metrics(self) -> dict[str, float]:
-        """The candidate's numbers with its comparisons against each baseline of the session."""
-        metrics = dict(self.evaluation.metrics) if self.evaluation else {}
-        if self.engine is not None:
-            metrics["size_mb"] = self.engine.size_bytes / 1_000_000
-            metrics["build_time_s"] = float(self.build.get("build_time_s", 0.0))
-        if self.evaluation is None:
-            return metrics
-        for name, baseline in self.baselines.items():
-            if baseline.evaluation is None:
-                continue
-            compared, _ = compare(metrics, baseline.metrics, name)
-            spread = speedup_spread(baseline.evaluation.round_p50_ms, self.evaluation.round_p50_ms)
-            if spread is not None:
-                compared[f"speedup_vs_{name}_spread"] = spread
-            metrics.update(compared)
-        return metrics
-
-    @property
-    def missing_comparisons(self) -> dict[str, str]:
-        """Every comparison metric that is not in `metrics`, with the reason."""
-        reasons = dict(self.unmeasured)
-        if self.evaluation is not None:
-            for name, baseline in self.baselines.items():
-                if baseline.evaluation is not None:
-                    reasons.update(compare(self.metrics, baseline.metrics, name)[1])
-        return reasons
-
-
-@dataclass
-class RunResult:
-    run_id: str
-    run_dir: Path
-    recipe: LoadedRecipe
-    source: Artifact
-    steps: list[StepResult]
-    targets: list[TargetResult]
-    seconds: float
-    reference: Artifact | None
-    original: OriginalModel | None
-
-    @property
-    def final(self) -> Artifact:
-        return self.steps[-1].artifact if self.steps else self.source
 
 
 def new_run_id() -> str:
@@ -337,7 +231,9 @@ class Pipeline:
             params=params,
             data_fingerprints={role: self.data.fingerprint(role) for role in sorted(roles)},
             library_versions=library_versions(sorted({*stage_cls.libraries, *MEASURE_LIBRARIES})),
-            interface=self.source.interface(),
+            interface=keys.interface_read_by(
+                stage_cls.produces == ArtifactKind.ONNX, self.source.interface()
+            ),
             measurement={
                 "batch_size": self.recipe.evaluation.batch_size,
                 "reference": reference.hash if measures_agreement else None,

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from optimize.comparison import BASELINE_TEXT, BASELINES, headline
+from optimize.comparison import COMPARISON_COLUMNS, comparison_rows, headline
 from optimize.store import atomic_write_text
 
 CSS = """
@@ -199,38 +199,21 @@ def render(manifest: dict[str, Any], gates: dict[str, Any] | None) -> str:
                 _fmt(m.get("build_time_s")),
             ]
         )
-    comparison_rows = []
-    for t in targets:
-        if t["status"] != "ok":
-            continue
-        m = t["metrics"]
-        for name in BASELINES:
-            baseline = (t.get("baselines") or {}).get(name)
-            if baseline is None:
-                reason = (t.get("unmeasured") or {}).get(f"speedup_vs_{name}", "")
-                comparison_rows.append(
-                    [
-                        html.escape(t["name"]),
-                        BASELINE_TEXT[name],
-                        f"<span class='warn'>{html.escape(reason)}</span>",
-                    ]
-                    + [""] * 6
-                )
-                continue
-            b = baseline["metrics"]
-            comparison_rows.append(
-                [
-                    html.escape(t["name"]),
-                    BASELINE_TEXT[name],
-                    _fmt(b.get("accuracy"), 4),
-                    _fmt(b.get("latency_p50_ms")),
-                    _fmt(b.get("size_mb")),
-                    _fmt(m.get(f"speedup_vs_{name}")),
-                    _fmt(m.get(f"speedup_vs_{name}_spread")),
-                    _fmt(m.get(f"size_ratio_vs_{name}")),
-                    _fmt(m.get(f"accuracy_drop_vs_{name}"), 3),
-                ]
-            )
+    formats = {
+        "percent": lambda v: _fmt(v, 4),
+        "ms": _fmt,
+        "mb": _fmt,
+        "times": _fmt,
+        "points": lambda v: _fmt(v, 3),
+    }
+    comparisons = []
+    for target, baseline, values in comparison_rows(targets):
+        if isinstance(values, str):
+            reason = f"<span class='warn'>{html.escape(values)}</span>"
+            comparisons.append([html.escape(target), baseline, reason, *[""] * (len(COMPARISON_COLUMNS) - 1)])
+        else:
+            cells = [formats[kind](v) for (_, kind, _), v in zip(COMPARISON_COLUMNS, values, strict=True)]
+            comparisons.append([html.escape(target), baseline, *cells])
     headlines = "".join(f"<li>{html.escape(headline(t))}</li>" for t in targets)
     notes = "".join(
         f"<li>{html.escape(t['name'])}: {html.escape(note)}</li>"
@@ -281,20 +264,7 @@ def render(manifest: dict[str, Any], gates: dict[str, Any] | None) -> str:
             target_rows,
         ),
         "<h2>Against the baselines (same target, same session)</h2>",
-        _table(
-            [
-                "target",
-                "baseline",
-                "its accuracy",
-                "its p50 ms",
-                "its size MB",
-                "speedup",
-                "per-round spread",
-                "size ratio",
-                "accuracy drop",
-            ],
-            comparison_rows,
-        ),
+        _table(["target", "baseline", *(header for header, _, _ in COMPARISON_COLUMNS)], comparisons),
     ]
     if notes:
         parts += ["<h3>Build notes</h3>", f"<ul>{notes}</ul>"]

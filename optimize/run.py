@@ -139,7 +139,7 @@ def _print_summary(result, target_records, gate_results, tracking) -> None:
     out.print(steps_table(result))
     if result.targets:
         out.print(targets_table(result))
-        out.print(comparisons_table(result))
+        out.print(comparisons_table(target_records))
     for line in target_reasons(result):
         out.print(f"  {escape(line)}")
     if gate_results:

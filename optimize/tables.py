@@ -108,45 +108,28 @@ def targets_table(result) -> Table:
     return table
 
 
-def comparisons_table(result) -> Table:
+def comparisons_table(target_records: list[dict]) -> Table:
     """Each target's model against its baselines, all timed in the same session."""
-    from optimize.comparison import BASELINE_TEXT, BASELINES
+    from optimize.comparison import COMPARISON_COLUMNS, comparison_rows
 
+    formats = {
+        "percent": _percent,
+        "ms": lambda v: _number(v, 3),
+        "mb": _number,
+        "times": lambda v: _number(v, 2, suffix="×"),
+        "points": _points,
+    }
     table = Table(title="Against the baselines (same target, same session)", title_justify="left")
-    for column in (
-        "target",
-        "baseline",
-        "its accuracy",
-        "its p50 ms",
-        "its size MB",
-        "speedup",
-        "per-round spread",
-        "size ratio",
-        "accuracy drop",
-    ):
+    for column in ("target", "baseline", *(header for header, _, _ in COMPARISON_COLUMNS)):
         table.add_column(column, justify="left" if column in ("target", "baseline") else "right")
-    for target in result.targets:
-        if target.status != "ok":
-            continue
-        m, missing = target.metrics, target.missing_comparisons
-        for name in BASELINES:
-            baseline = target.baselines.get(name)
-            if baseline is None:
-                table.add_row(
-                    target.name, BASELINE_TEXT[name], f"[dim]{missing.get(f'speedup_vs_{name}', '')}[/]"
-                )
-                continue
-            b = baseline.metrics
+    for target, baseline, values in comparison_rows(target_records):
+        if isinstance(values, str):
+            table.add_row(target, baseline, f"[dim]{values}[/]")
+        else:
             table.add_row(
-                target.name,
-                BASELINE_TEXT[name],
-                _percent(b.get("accuracy")),
-                _number(b.get("latency_p50_ms"), 3),
-                _number(b.get("size_mb")),
-                _number(m.get(f"speedup_vs_{name}"), 2, suffix="×"),
-                _percent(m.get(f"speedup_vs_{name}_spread")),
-                _number(m.get(f"size_ratio_vs_{name}"), 2, suffix="×"),
-                _points(m.get(f"accuracy_drop_vs_{name}")),
+                target,
+                baseline,
+                *(formats[kind](v) for (_, kind, _), v in zip(COMPARISON_COLUMNS, values, strict=True)),
             )
     return table
 

@@ -94,3 +94,19 @@ def test_threads_change_how_an_engine_runs_not_what_is_built():
     two = one.model_copy(update={"threads": (one.threads or 1) + 1})
     assert keys.engine_build_settings(one) == keys.engine_build_settings(two)
     assert keys.engine_run_settings(one) != keys.engine_run_settings(two)
+
+
+def test_torch_steps_key_on_the_interfaces_shapes_and_task_onnx_steps_on_all_of_it():
+    interface = {
+        "inputs": [{"name": "images", "shape": [1, 3, 8, 8], "dtype": "float32", "dynamic_batch": True}],
+        "outputs": ["logits"],
+        "task": "classification",
+    }
+    renamed = {**interface, "outputs": ["scores"]}
+    reshaped = {**interface, "inputs": [{**interface["inputs"][0], "shape": [1, 3, 16, 16]}]}
+    torch_view, onnx_view = (
+        (lambda i: keys.interface_read_by(False, i)),
+        (lambda i: keys.interface_read_by(True, i)),
+    )
+    assert torch_view(renamed) == torch_view(interface) != torch_view(reshaped)
+    assert onnx_view(renamed) != onnx_view(interface)

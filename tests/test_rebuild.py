@@ -12,7 +12,7 @@ import yaml
 
 from optimize.recipe.loader import load_recipe
 from optimize.recipe.schema import Recipe
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, run_cli, tiny_recipe_dict
 
 QUANTIZERS = {
     "nncf-int8": ("cnn", "x86-cpu-onnxruntime", {"precision": "int8", "subset_size": 32}),
@@ -65,23 +65,13 @@ def onnx_models(tmp_path_factory):
     """The tiny CNN and tiny transformer as ONNX files: recipes start from them, no training."""
     import torch
 
-    from tests.assets.tiny_models import export_tiny_cnn, tiny_transformer
+    from tests.assets.tiny_models import export_onnx, export_tiny_cnn, tiny_transformer
 
     folder = tmp_path_factory.mktemp("models")
-    (folder / "cnn").mkdir()
-    export_tiny_cnn(folder / "cnn")
+    export_tiny_cnn(folder)
     torch.manual_seed(0)
-    torch.onnx.export(
-        tiny_transformer().eval(),
-        (torch.randn(1, 1, 8, 8),),
-        str(folder / "transformer.onnx"),
-        input_names=["images"],
-        output_names=["logits"],
-        dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
-        opset_version=17,
-        dynamo=False,
-    )
-    return {"cnn": folder / "cnn" / "model.onnx", "transformer": folder / "transformer.onnx"}
+    export_onnx(tiny_transformer(), folder / "transformer.onnx", (1, 1, 8, 8))
+    return {"cnn": folder / "model.onnx", "transformer": folder / "transformer.onnx"}
 
 
 def _onnx_recipe(model: Path, channels: int, target: str, quantize: dict) -> dict:
@@ -95,13 +85,7 @@ def _onnx_recipe(model: Path, channels: int, target: str, quantize: dict) -> dic
         },
         "stages": [{"quantize": quantize}],
         "targets": [target],
-        "evaluation": {
-            "warmup_runs": 2,
-            "min_runs": 5,
-            "min_time_s": 0.05,
-            "throughput_time_s": 0.05,
-            "latency_processes": 1,
-        },
+        "evaluation": tiny_recipe_dict()["evaluation"],
         "tracking": {"enabled": False},
     }
 

@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from optimize.pipeline import RunResult
+from optimize.results import RunResult
 from optimize.tracking.client import Tracker, flatten, metric_key
 from optimize.versions import all_library_versions, host_identity
 

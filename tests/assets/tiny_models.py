@@ -76,6 +76,23 @@ def tiny_transformer(num_classes: int = 10, dim: int = 32, tokens: int = 8) -> n
     return TinyTransformer()
 
 
+def export_onnx(model, path, example_shape: tuple[int, ...]) -> None:
+    """A tiny model to ONNX as the export stage writes it: input 'images' with a dynamic batch
+    axis, output 'logits', opset 17."""
+    import torch
+
+    torch.onnx.export(
+        model.eval(),
+        (torch.randn(*example_shape),),
+        str(path),
+        input_names=["images"],
+        output_names=["logits"],
+        dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
+        opset_version=17,
+        dynamo=False,
+    )
+
+
 def export_tiny_cnn(folder, seed: int = 0):
     """tiny_cnn(width=8) exported to folder/model.onnx (input 'images' [N,3,8,8], output
     'logits'); returns the torch model it came from."""
@@ -83,14 +100,5 @@ def export_tiny_cnn(folder, seed: int = 0):
 
     torch.manual_seed(seed)
     model = tiny_cnn(width=8).eval()
-    torch.onnx.export(
-        model,
-        (torch.randn(1, 3, 8, 8),),
-        str(folder / "model.onnx"),
-        input_names=["images"],
-        output_names=["logits"],
-        dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
-        opset_version=17,
-        dynamo=False,
-    )
+    export_onnx(model, folder / "model.onnx", (1, 3, 8, 8))
     return model

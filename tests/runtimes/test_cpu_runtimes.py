@@ -69,9 +69,11 @@ def test_version_lines(installed, line, expected):
     assert bool(version_matches(installed, line)) is expected
 
 
-def test_unsigning_relu_activations_keeps_outputs_and_lets_conv_relu_fuse(tmp_path):
+def test_unsigning_relu_activations_is_exact_in_range_saturates_higher_above_and_fuses(tmp_path):
     """A symmetric (TensorRT-style) QDQ model: signed activations after every ReLU. The rewrite
-    must leave outputs bit-identical and turn the float Conv+ReLU blocks into QLinearConv."""
+    leaves outputs bit-identical while activations stay within 127·scale, lets the signed file
+    saturate at 127·scale where the rewritten one goes on to 255·scale (what the build's note
+    says and the pipeline measures), and turns the float Conv+ReLU blocks into QLinearConv."""
     import collections
 
     import onnx
@@ -127,6 +129,13 @@ def test_unsigning_relu_activations_keeps_outputs_and_lets_conv_relu_fuse(tmp_pa
     signed_out = session(tmp_path / "signed.onnx").run(None, {"x": x})[0]
     unsigned_out = session(tmp_path / "unsigned.onnx").run(None, {"x": x})[0]
     np.testing.assert_array_equal(signed_out, unsigned_out)
+
+    # Inputs at the input quantizer's limit drive the first layer's ReLU outputs past 127 · 0.05:
+    # the signed file saturates them there, the rewritten one does not, and the outputs differ.
+    loud = np.sign(x) * 2.54
+    signed_loud = session(tmp_path / "signed.onnx").run(None, {"x": loud})[0]
+    unsigned_loud = session(tmp_path / "unsigned.onnx").run(None, {"x": loud})[0]
+    assert not np.array_equal(signed_loud, unsigned_loud)
 
     def fused(path):
         session(path, save_optimized_to=tmp_path / "optimized.onnx")

@@ -21,6 +21,7 @@ from optimize.errors import RecipeError, StageError
 from optimize.pipeline import Pipeline, RunOptions
 from optimize.recipe.loader import load_recipe
 from optimize.stages.quantize import QuantizeParams, QuantizeStage, activation_scheme
+from tests.assets.tiny_models import export_onnx
 from tests.conftest import ASSETS, REPO, run_cli, tiny_recipe_dict
 
 TRAIN = {"train": {"epochs": 3, "lr": 0.02, "batch_size": 16}}
@@ -300,17 +301,8 @@ def test_int4_on_a_model_without_matmul_weights_fails_clearly(workspace):
         torch.nn.Conv2d(8, 10, 1),
         torch.nn.AdaptiveAvgPool2d(1),
         torch.nn.Flatten(),
-    ).eval()
-    torch.onnx.export(
-        conv_only,
-        (torch.randn(1, 3, 8, 8),),
-        str(workspace / "conv.onnx"),
-        input_names=["images"],
-        output_names=["logits"],
-        dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
-        opset_version=17,
-        dynamo=False,
     )
+    export_onnx(conv_only, workspace / "conv.onnx", (1, 3, 8, 8))
     recipe = tiny_recipe_dict(stages=[{"quantize": {"precision": "int4"}}])
     recipe["model"] = {"source": "onnx:conv.onnx"}
     with pytest.raises(StageError, match="int4 compresses MatMul/Gemm weights.*are Conv; use precision int8"):
