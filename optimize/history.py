@@ -185,24 +185,16 @@ def compare(previous: dict[str, Any], current: dict[str, Any], tolerances: Toler
             )
             changes.append(Change(metric, old[metric], new[metric], regression=regression, note=note))
 
-    def slowdown(metric: str, tolerance: float, floor: float) -> None:
-        """A speedup over a baseline (same session) that shrank beyond the tolerance, by more than
-        the floor in the candidate's own latency (ratios of timer-noise latencies are noise)."""
-        if old.get(metric) and new.get(metric):
-            ratio = new[metric] / old[metric] - 1
-            lost_ms = new.get("latency_p50_ms", 0.0) * (old[metric] / new[metric] - 1)
-            note = f"{ratio:+.1%} (tolerance -{tolerance:.0%}, ignored below {floor:g} ms)"
-            regression = ratio < -tolerance and lost_ms > floor
-            changes.append(Change(metric, old[metric], new[metric], regression=regression, note=note))
-
     drop("accuracy", tolerances.accuracy)
     drop("agreement_top1", tolerances.agreement)
     drop("agreement_cosine", tolerances.agreement)
     if same_host:
         growth("latency_p50_ms", tolerances.latency, tolerances.latency_floor_ms)
         growth("latency_p90_ms", None)  # tails swing with machine load; the median is what we hold
-        slowdown("speedup_vs_fp32", tolerances.latency, tolerances.latency_floor_ms)
-        slowdown("speedup_vs_original", tolerances.latency, tolerances.latency_floor_ms)
+        # A ratio of two sub-millisecond p50s moves by tens of percent from one session to the next
+        # on a shared machine (docs/measurement.md): shown, never a regression on its own.
+        growth("speedup_vs_fp32", None)
+        growth("speedup_vs_original", None)
     else:
         note = (
             f"not compared: the previous build was timed on {_hardware_text(previous.get('hardware'))}, "

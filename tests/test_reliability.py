@@ -32,6 +32,9 @@ def _start(recipe: Path, artifacts: Path) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A suite started in the background (`make test &`) inherits an ignored SIGINT, and Python
+        # then installs no KeyboardInterrupt handler; the run under test gets the default back.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
