@@ -58,7 +58,7 @@ def _evaluate(request: dict[str, Any]) -> dict[str, Any]:
 
     from optimize.artifacts import Artifact
     from optimize.evaluation import peak_resident_mb, resident_mb, score_outputs, time_engine, time_runs
-    from optimize.recipe.schema import EvaluationSpec
+    from optimize.recipe.evaluation import EvaluationSpec
     from optimize.runtimes import RUNTIMES
     from optimize.targets.device_class import DeviceClass
 

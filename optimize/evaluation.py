@@ -13,7 +13,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from optimize.data.provider import DataProvider
-    from optimize.recipe.schema import EvaluationSpec
+    from optimize.recipe.evaluation import EvaluationSpec
     from optimize.runtimes.base import Runner
 
 

@@ -65,7 +65,7 @@ def test_a_session_runs_shared_engines_once_and_scores_only_in_the_first_round()
 
 
 def test_each_process_times_its_share():
-    from optimize.recipe.schema import EvaluationSpec
+    from optimize.recipe.evaluation import EvaluationSpec
 
     share = per_process_share(
         EvaluationSpec(min_runs=50, min_time_s=2.0, throughput_time_s=1.0, latency_processes=5)

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BeforeValidator, Discriminator, Field, PositiveFloat, PositiveInt, Tag, create_model
+from pydantic import BeforeValidator, Discriminator, Field, PositiveFloat, Tag, create_model
 from pydantic_core import PydanticCustomError
 
 from optimize.data import DATA_SOURCES
 from optimize.recipe.base import Slug, StrictModel, resolve_user_path
+from optimize.recipe.evaluation import EvaluationSpec
 from optimize.recipe.model_spec import ModelSpec
 from optimize.registry import did_you_mean
 from optimize.stages import STAGES
@@ -141,22 +142,6 @@ class DataSpec(StrictModel):
 
 
 # -- evaluation, gates, tracking ------------------------------------------------------------
-
-
-class EvaluationSpec(StrictModel):
-    batch_size: PositiveInt = Field(32, le=4096, description="batch size of the accuracy pass")
-    max_samples: PositiveInt | None = Field(None, description="evaluate on at most this many eval samples")
-    warmup_runs: int = Field(10, ge=0, le=10_000, description="untimed runs before latency measurement")
-    min_runs: PositiveInt = Field(50, le=1_000_000, description="timed batch-1 runs, at least")
-    min_time_s: float = Field(
-        2.0, ge=0, le=600, description="keep timing batch-1 runs for at least this long"
-    )
-    throughput_time_s: float = Field(1.0, ge=0, le=600, description="time spent measuring throughput")
-    latency_processes: PositiveInt = Field(
-        5,
-        le=32,
-        description="fresh processes the latency runs are spread over (thread placement varies per process)",
-    )
 
 
 class GateLimits(StrictModel):
