@@ -37,7 +37,7 @@ def not_compared(baseline: str, reason: str) -> dict[str, str]:
     return {metric_name(quantity, baseline): reason for quantity in COMPARED}
 
 
-def _agreement_suffix(baseline: str) -> str:
+def agreement_suffix(baseline: str) -> str:
     """Agreement with the FP32 reference has plain names; with other models a suffix."""
     return "" if baseline == "fp32" else f"_vs_{baseline}"
 
@@ -56,7 +56,7 @@ def compare(
         metrics[metric_name("size_ratio", name)] = baseline["size_mb"] / candidate["size_mb"]
     else:
         missing[metric_name("size_ratio", name)] = "an engine size is missing"
-    suffix = _agreement_suffix(name)
+    suffix = agreement_suffix(name)
     agreement = candidate.get(f"agreement_top1{suffix}", candidate.get(f"agreement_cosine{suffix}"))
     if "accuracy" in candidate and "accuracy" in baseline:
         metrics[metric_name("accuracy_drop", name)] = baseline["accuracy"] - candidate["accuracy"]

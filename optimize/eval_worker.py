@@ -57,7 +57,14 @@ def _evaluate(request: dict[str, Any]) -> dict[str, Any]:
     from pydantic import TypeAdapter
 
     from optimize.artifacts import Artifact
-    from optimize.evaluation import peak_resident_mb, resident_mb, score_outputs, time_engine, time_runs
+    from optimize.evaluation import (
+        peak_resident_mb,
+        read_feeds,
+        resident_mb,
+        score_outputs,
+        time_engine,
+        time_runs,
+    )
     from optimize.recipe.evaluation import EvaluationSpec
     from optimize.runtimes import RUNTIMES
     from optimize.targets.device_class import DeviceClass
@@ -83,9 +90,7 @@ def _evaluate(request: dict[str, Any]) -> dict[str, Any]:
         if quality:
             import numpy as np
 
-            inputs = _arrays(quality["feeds"], "input:")
-            with np.load(quality["feeds"], allow_pickle=False) as feeds:
-                labels = feeds["labels"]
+            inputs, labels = read_feeds(quality["feeds"])
             references = {
                 name: np.load(path, allow_pickle=False) for name, path in quality["references"].items()
             }

@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from optimize.comparison import agreement_suffix
+
 if TYPE_CHECKING:
-    from optimize.data.provider import DataProvider
     from optimize.recipe.evaluation import EvaluationSpec
     from optimize.runtimes.base import Runner
 
@@ -90,13 +91,11 @@ def peak_resident_mb() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB elsewhere
 
 
-def collect_outputs(runner: Runner, data: DataProvider, batch_size: int):
-    """First outputs and labels over the eval set, in order (in-process, for step metrics)."""
-    outputs, labels = [], []
-    for feeds, batch_labels in data.numpy_batches("eval", batch_size):
-        outputs.append(np.asarray(runner.run(feeds)[0]))
-        labels.append(batch_labels)
-    return np.concatenate(outputs), np.concatenate(labels)
+def read_feeds(path) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The eval feeds file: inputs by name (stored as `input:<name>`) and the labels."""
+    with np.load(path, allow_pickle=False) as stored:
+        inputs = {key.removeprefix("input:"): stored[key] for key in stored.files if key.startswith("input:")}
+        return inputs, stored["labels"]
 
 
 def run_batched(
@@ -168,7 +167,7 @@ def score_outputs(
     if task == "classification" and labeled:
         metrics["accuracy"] = classification_accuracy(outputs, labels)
     for name, reference in references.items():
-        suffix = "" if name == "fp32" else f"_vs_{name}"
+        suffix = agreement_suffix(name)
         metrics.update(
             {f"{key}{suffix}": value for key, value in agreement(reference, outputs, task).items()}
         )

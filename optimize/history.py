@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from optimize.versions import host_identity
+from optimize.versions import host_hardware, host_identity
 
 HEADLINE = (
     "accuracy",
@@ -74,15 +74,9 @@ def target_record(
         "status": target.status,
         "reason": target.reason,
         "host": host_identity()["hostname"],
-        "hardware": hardware(),
+        "hardware": host_hardware(),
         "metrics": {key: metrics[key] for key in HEADLINE if key in metrics},
     }
-
-
-def hardware() -> dict[str, str]:
-    """What timings depend on besides the build: the host's hardware and system (not its name:
-    identical CI runners are interchangeable)."""
-    return {k: v for k, v in host_identity().items() if k != "hostname"}
 
 
 def _hardware_text(identity: dict[str, str] | None) -> str:

@@ -20,6 +20,11 @@ def source_key(fingerprint: Mapping[str, Any], libraries: Mapping[str, str]) -> 
     return hash_value({"kind": "source", "fingerprint": dict(fingerprint), "libraries": dict(libraries)})
 
 
+def interface_key(fingerprint: Mapping[str, Any]) -> str:
+    """The model's inputs, outputs and task: all the source's fingerprint pins down."""
+    return hash_value({"kind": "interface", "fingerprint": dict(fingerprint)})
+
+
 def preflight_key(model_hash: str, interface: Mapping[str, Any], data: Mapping[str, str], code: str) -> str:
     """A passed data-against-model check: the model, its declared inputs and outputs, the data."""
     return hash_value(

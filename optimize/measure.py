@@ -39,14 +39,10 @@ def measure_torch(artifact: Artifact, source: ModelSource, data: DataProvider, t
 def onnx_outputs(model_file: Path, feeds_file: Path, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
     """First outputs of an ONNX model over the eval feeds, through ONNX Runtime on this CPU, and
     the labels (-1 where unlabelled)."""
-    import numpy as np
-
-    from optimize.evaluation import run_batched
+    from optimize.evaluation import read_feeds, run_batched
     from optimize.runtimes.onnxruntime import OnnxRuntimeRunner, OnnxRuntimeSettings
 
-    with np.load(feeds_file, allow_pickle=False) as feeds:
-        inputs = {key.removeprefix("input:"): feeds[key] for key in feeds.files if key.startswith("input:")}
-        labels = feeds["labels"]
+    inputs, labels = read_feeds(feeds_file)
     runner = OnnxRuntimeRunner(model_file, threads=None, settings=OnnxRuntimeSettings())
     return run_batched(runner, inputs, batch_size), labels
 

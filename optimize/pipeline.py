@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import os
 import shutil
 import time
@@ -32,6 +33,7 @@ from optimize.errors import OptimizeError, StageError, TargetError
 from optimize.file_reads import ReadsMemo
 from optimize.measure import LIBRARIES as MEASURE_LIBRARIES
 from optimize.models import open_source
+from optimize.recipe.checks import first_compression
 from optimize.recipe.loader import LoadedRecipe
 from optimize.results import Baseline, OriginalModel, RunResult, StepResult, TargetResult
 from optimize.runtimes import RUNTIMES
@@ -40,7 +42,7 @@ from optimize.stages.base import StageContext
 from optimize.store import ArtifactStore
 from optimize.target_evaluation import Evaluation
 from optimize.targets import device_classes_for
-from optimize.versions import host_identity, library_versions
+from optimize.versions import host_hardware, library_versions
 
 
 @dataclass
@@ -54,11 +56,6 @@ class RunOptions:
 
 def new_run_id() -> str:
     return f"{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-
-
-def first_compression(stages: list) -> int | None:
-    """Index of the recipe's first compression step (prune, distill, quantize), or None."""
-    return next((i for i, step in enumerate(stages) if STAGES.get(step.stage).compresses), None)
 
 
 class Pipeline:
@@ -103,6 +100,16 @@ class Pipeline:
                 if workdir.exists():
                     shutil.rmtree(workdir, ignore_errors=True)
 
+    @functools.cached_property
+    def interface(self) -> dict[str, Any]:
+        """The model's inputs, outputs and task, remembered per source: deriving them can mean
+        loading a tokenizer (seconds of imports) that a cached run otherwise never needs."""
+        key = keys.interface_key(self.source.fingerprint(self.reads))
+        entry, _ = self._cached(
+            key, "model interface", lambda workdir: {"interface": self.source.interface()}
+        )
+        return entry["interface"]
+
     def _artifact(self, entry: dict[str, Any]) -> Artifact:
         digest = entry["artifacts"]["model"]
         return Artifact.open(self.store.object_path(digest), digest)
@@ -132,7 +139,7 @@ class Pipeline:
         roles = [r for r in ("train", "eval") if self.data.has(r)]
         key = keys.preflight_key(
             source.hash,
-            self.source.interface(),
+            self.interface,
             {role: self.data.fingerprint(role) for role in roles},
             code_fingerprint("optimize.preflight"),
         )
@@ -157,7 +164,7 @@ class Pipeline:
 
         key = keys.eval_feeds_key(
             self.data.fingerprint("eval"),
-            [spec.name for spec in self.source.inputs()],
+            [spec["name"] for spec in self.interface["inputs"]],
             code_fingerprint("optimize.data.provider"),
         )
         entry, _ = self._cached(key, "eval data", compute)
@@ -231,9 +238,7 @@ class Pipeline:
             params=params,
             data_fingerprints={role: self.data.fingerprint(role) for role in sorted(roles)},
             library_versions=library_versions(sorted({*stage_cls.libraries, *MEASURE_LIBRARIES})),
-            interface=keys.interface_read_by(
-                stage_cls.produces == ArtifactKind.ONNX, self.source.interface()
-            ),
+            interface=keys.interface_read_by(stage_cls.produces == ArtifactKind.ONNX, self.interface),
             measurement={
                 "batch_size": self.recipe.evaluation.batch_size,
                 "reference": reference.hash if measures_agreement else None,
@@ -338,7 +343,6 @@ class Pipeline:
         settings = self.recipe.evaluation
         feeds = self.eval_feeds()
         reference_files = {name: self.reference_outputs(model) for name, model in references.items()}
-        host = {k: v for k, v in host_identity().items() if k != "hostname"}
         labeled = self.data.labeled("eval")
         key = keys.evaluation_key(
             engines={role: engine.hash for role, engine in engines.items()},
@@ -346,7 +350,7 @@ class Pipeline:
             references={name: outputs.hash for name, outputs in reference_files.items()},
             settings=settings.model_dump(mode="json"),
             device_class=keys.engine_run_settings(device_class),
-            host=host,
+            host=host_hardware(),
             runtime=runtime.device_identity(device_class),
             task=self.recipe.model.task,
             labeled=labeled,
@@ -473,8 +477,6 @@ class Pipeline:
         current = source
         earlier = {"source": source}
         reference = source if source.kind == ArtifactKind.ONNX else None
-        compression = first_compression(self.recipe.stages)
-        entering_compression: Artifact | None = source if compression == 0 else None
         with self.progress.task("stages", len(self.recipe.stages)) as advance:
             for index, step in enumerate(self.recipe.stages):
                 result = self._run_step(index, step, current, earlier, reference)
@@ -483,8 +485,6 @@ class Pipeline:
                 earlier[result.step_id] = current
                 if reference is None and current.kind == ArtifactKind.ONNX:
                     reference = current
-                if compression is not None and index == compression - 1:
-                    entering_compression = current
                 note = "cached" if result.cached else f"{result.seconds:.1f}s"
                 self.progress.note(
                     f"[green]✓[/] step {index + 1}/{len(self.recipe.stages)} {result.step_id} ({note})"
@@ -493,9 +493,11 @@ class Pipeline:
         classes = device_classes_for(self.recipe.device_classes)
         wanted = self.recipe.targets if self.options.only_targets is None else self.options.only_targets
         original = None
-        if wanted and entering_compression is not None:
+        compression = first_compression(self.recipe.stages)
+        if wanted and compression is not None:
             self.current = "exporting the original model for comparison"
-            original = self._original(entering_compression, self.recipe.step_ids()[compression], earlier)
+            entering = steps[compression - 1].artifact if compression else source
+            original = self._original(entering, self.recipe.step_ids()[compression], earlier)
         targets = []
         for name in wanted:
             target = self.run_target(

@@ -76,31 +76,32 @@ class TargetResult:
     @property
     def metrics(self) -> dict[str, float]:
         """The candidate's numbers with its comparisons against each baseline of the session."""
-        metrics = dict(self.evaluation.metrics) if self.evaluation else {}
-        if self.engine is not None:
-            metrics["size_mb"] = self.engine.size_bytes / 1_000_000
-            metrics["build_time_s"] = float(self.build.get("build_time_s", 0.0))
-        if self.evaluation is None:
-            return metrics
-        for name, baseline in self.baselines.items():
-            if baseline.evaluation is None:
-                continue
-            compared, _ = compare(metrics, baseline.metrics, name)
-            spread = speedup_spread(baseline.evaluation.round_p50_ms, self.evaluation.round_p50_ms)
-            if spread is not None:
-                compared[f"speedup_vs_{name}_spread"] = spread
-            metrics.update(compared)
-        return metrics
+        return self._compared()[0]
 
     @property
     def missing_comparisons(self) -> dict[str, str]:
         """Every comparison metric that is not in `metrics`, with the reason."""
-        reasons = dict(self.unmeasured)
-        if self.evaluation is not None:
-            for name, baseline in self.baselines.items():
-                if baseline.evaluation is not None:
-                    reasons.update(compare(self.metrics, baseline.metrics, name)[1])
-        return reasons
+        return self._compared()[1]
+
+    def _compared(self) -> tuple[dict[str, float], dict[str, str]]:
+        metrics = dict(self.evaluation.metrics) if self.evaluation else {}
+        missing = dict(self.unmeasured)
+        if self.engine is not None:
+            metrics["size_mb"] = self.engine.size_bytes / 1_000_000
+            metrics["build_time_s"] = float(self.build.get("build_time_s", 0.0))
+        if self.evaluation is None:
+            return metrics, missing
+        own = dict(metrics)
+        for name, baseline in self.baselines.items():
+            if baseline.evaluation is None:
+                continue
+            compared, why = compare(own, baseline.metrics, name)
+            spread = speedup_spread(baseline.evaluation.round_p50_ms, self.evaluation.round_p50_ms)
+            if spread is not None:
+                compared[f"speedup_vs_{name}_spread"] = spread
+            metrics.update(compared)
+            missing.update(why)
+        return metrics, missing
 
 
 @dataclass

@@ -70,7 +70,9 @@ def execute(
 
     manifest_path = write_run_folder(result, status, tracking=None)
     record_run(artifacts_dir, result)
-    tracking = _track(loaded, result, manifest_path, tracking_uri, artifacts_dir, status, gate_results)
+    tracking = _track(
+        loaded, result, manifest_path, draft["targets"], tracking_uri, artifacts_dir, status, gate_results
+    )
     if tracking:
         manifest_path = write_run_folder(result, status, tracking)
     files = _write_gate_files(result, manifest_path, gate_results, tracking, gate_outputs)
@@ -157,7 +159,9 @@ def _print_summary(result, target_records, gate_results, tracking) -> None:
     )
 
 
-def _track(loaded, result, manifest_path, tracking_uri, artifacts_dir, status, gate_results) -> dict | None:
+def _track(
+    loaded, result, manifest_path, target_records, tracking_uri, artifacts_dir, status, gate_results
+) -> dict | None:
     if not loaded.recipe.tracking.enabled:
         return None
     from optimize.tracking.offline import track
@@ -167,5 +171,7 @@ def _track(loaded, result, manifest_path, tracking_uri, artifacts_dir, status, g
         artifacts_dir,
         tracking_uri,
         loaded.recipe.tracking.experiment or loaded.recipe.name,
-        lambda tracker, tags: log_run(tracker, result, manifest_path, status, gate_results, tags),
+        lambda tracker, tags: log_run(
+            tracker, result, manifest_path, target_records, status, gate_results, tags
+        ),
     )

@@ -108,10 +108,9 @@ def write_timing_inputs(feeds: Path, path: Path, latency_batch: int, throughput_
     enough that loading it leaves the engine's memory measurement undisturbed."""
     import numpy as np
 
-    from optimize.evaluation import take_batch
+    from optimize.evaluation import read_feeds, take_batch
 
-    with np.load(feeds, allow_pickle=False) as stored:
-        inputs = {key.removeprefix("input:"): stored[key] for key in stored.files if key.startswith("input:")}
+    inputs, _ = read_feeds(feeds)
     arrays = {}
     for prefix, batch in (("latency", latency_batch), ("throughput", throughput_batch)):
         arrays.update({f"{prefix}:{name}": value for name, value in take_batch(inputs, batch).items()})

@@ -65,3 +65,9 @@ def host_identity() -> dict[str, str]:
         "cpu_count": str(os.cpu_count() or 0),
         "python": sys.version.split()[0],
     }
+
+
+def host_hardware() -> dict[str, str]:
+    """What timings depend on besides the engine: the host without its name (identical CI runners
+    are interchangeable)."""
+    return {k: v for k, v in host_identity().items() if k != "hostname"}

@@ -29,6 +29,12 @@ def recipe_problems(recipe: Recipe, base_dir: Path) -> list[Problem]:
     ]
 
 
+def first_compression(stages: list) -> int | None:
+    """Index of the first compression step (prune, distill, quantize), or None: the model that
+    enters it is the original every target is compared with."""
+    return next((i for i, step in enumerate(stages) if STAGES.get(step.stage).compresses), None)
+
+
 def final_precision(recipe: Recipe) -> str:
     precision = "fp32"
     for step in recipe.stages:
@@ -149,14 +155,13 @@ def _gates(recipe: Recipe) -> list[Problem]:
 def missing_baselines(recipe: Recipe) -> dict[str, str]:
     """Baselines a recipe cannot have by construction, with why: a comparison gate against one
     could never be measured, so it is refused rather than passed or failed after the run."""
-    stages = [STAGES.get(step.stage) for step in recipe.stages]
     missing = {}
-    if not any(stage.compresses for stage in stages):
+    if first_compression(recipe.stages) is None:
         missing["original"] = (
             "no prune, distill or quantize step, so the final model is the original model and this gate "
             "cannot be measured; remove it or add a compression step"
         )
-    if not any(stage.consumes == ArtifactKind.ONNX for stage in stages):
+    if not any(STAGES.get(step.stage).consumes == ArtifactKind.ONNX for step in recipe.stages):
         missing["fp32"] = (
             "no step changes the model after its first ONNX version (no quantize step), so the final model "
             "is the FP32 baseline and this gate cannot be measured; remove it or add a quantize step"

@@ -26,9 +26,15 @@ def recipe_params(recipe) -> dict[str, Any]:
 
 
 def log_run(
-    tracker: Tracker, result: RunResult, manifest_path: Path, status: str, gate_results=(), extra_tags=None
+    tracker: Tracker,
+    result: RunResult,
+    manifest_path: Path,
+    target_records: list[dict[str, Any]],
+    status: str,
+    gate_results=(),
+    extra_tags=None,
 ) -> dict[str, Any]:
-    """Log a finished run; returns run ids for the manifest."""
+    """Log a finished run (target_records: the manifest's, for the headline); returns run ids."""
     recipe = result.recipe.recipe
     host = host_identity()
     parent = tracker.start_run(
@@ -79,9 +85,8 @@ def log_run(
         tracker.finish(child, "FINISHED" if target.status in ("ok", "built", "skipped") else "FAILED")
         children[target.name] = child
     from optimize.comparison import headline
-    from optimize.manifest import read_manifest
 
-    lines = [headline(target) for target in read_manifest(manifest_path)["targets"]]
+    lines = [headline(record) for record in target_records]
     if lines:  # the run's description in the MLflow UI
         tracker.set_tags(parent, {"mlflow.note.content": "Original → final:\n" + "\n".join(lines)})
     if gate_results:
