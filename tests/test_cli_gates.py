@@ -133,7 +133,10 @@ def test_report_renders_with_visible_plots(write_recipe, artifacts, tmp_path):
 
 
 def _rebuild(artifacts, *args):
-    return run_cli("rebuild", "--artifacts", str(artifacts), "--quiet", *args)
+    # The regressions this file provokes are in size and accuracy. A tiny model's p50, timed in one
+    # process per engine, moves by more than 15 % between runs on a shared VM (0.095 → 0.155 ms
+    # seen on OpenVINO), so latency gets a tolerance that only a real slowdown exceeds.
+    return run_cli("rebuild", "--artifacts", str(artifacts), "--quiet", "--latency-tolerance", "3", *args)
 
 
 def test_rebuild_flags_a_perturbed_model_and_a_changed_runtime_setting(write_recipe, artifacts):
