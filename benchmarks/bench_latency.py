@@ -43,7 +43,7 @@ def main() -> None:
     from optimize.console import Progress
     from optimize.pipeline import Pipeline, RunOptions
     from optimize.recipe.loader import load_recipe
-    from optimize.runtimes import RUNTIMES
+    from optimize.registries import RUNTIMES
     from optimize.targets import device_classes_for
 
     loaded = load_recipe(REPO / RECIPE)

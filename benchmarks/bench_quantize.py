@@ -34,7 +34,7 @@ def recipe_data(result, role: str):
     """Batch-1 feeds and labels of one data role of a run's recipe, as the stages read them."""
     from optimize.data.base import DataContext
     from optimize.data.provider import ROLES, DataProvider
-    from optimize.models import open_source
+    from optimize.models.base import open_source
     from optimize.quantization.data import sample_feeds
 
     loaded = result.recipe

@@ -208,7 +208,7 @@ def schema(format_, debug) -> int:
 def targets(recipe, debug) -> int:
     """List device classes, their runtime, and whether this host can build and run them."""
     _configure(debug)
-    from optimize.runtimes import RUNTIMES
+    from optimize.registries import RUNTIMES
     from optimize.tables import device_classes_table
     from optimize.targets import device_classes_for
 

@@ -11,7 +11,7 @@ How the closure is followed:
 - `from a.b import c` follows the module `a.b.c` when it is one, else the module `a.b`;
   `import a.b.c` follows `a.b.c` only; relative imports resolve against the importing package;
 - a parent package's `__init__.py` is not added when one of its submodules is imported, only when
-  the package itself is imported (`from optimize.stages import STAGES`). A package's `__init__`
+  the package itself is imported (`from optimize.registries import STAGES`). A package's `__init__`
   registers its members (`from optimize.stages import distill, export`): those imports of its own
   submodules are not followed, because a member depends on the registry, not on its siblings.
   An `__init__` that takes a name out of its own submodule (`from pkg.sub import Thing`) does use

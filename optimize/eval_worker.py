@@ -66,7 +66,7 @@ def _evaluate(request: dict[str, Any]) -> dict[str, Any]:
         time_runs,
     )
     from optimize.recipe.evaluation import EvaluationSpec
-    from optimize.runtimes import RUNTIMES
+    from optimize.registries import RUNTIMES
     from optimize.targets.device_class import DeviceClass
 
     device_class = TypeAdapter(DeviceClass).validate_python(request["device_class"])

@@ -32,12 +32,12 @@ from optimize.data.provider import ROLES, DataProvider
 from optimize.errors import OptimizeError, StageError, TargetError
 from optimize.file_reads import ReadsMemo
 from optimize.measure import LIBRARIES as MEASURE_LIBRARIES
-from optimize.models import open_source
+from optimize.models.base import open_source
 from optimize.recipe.checks import first_compression
 from optimize.recipe.loader import LoadedRecipe
 from optimize.results import Baseline, OriginalModel, RunResult, StepResult, TargetResult
-from optimize.runtimes import RUNTIMES
-from optimize.stages import STAGES
+from optimize.registries import RUNTIMES
+from optimize.registries import STAGES
 from optimize.stages.base import StageContext
 from optimize.store import ArtifactStore
 from optimize.target_evaluation import Evaluation

@@ -1,12 +1,13 @@
 """A name → class registry filled by a decorator, as timm registers models.
 
-Stages, runtimes, model sources and data sources each keep one; adding one is a new file
-with `@REGISTRY.register("name")` on its class.
+The registries themselves are in `optimize.registries`; a member is a new file with
+`@REGISTRY.register("name")` on its class plus its import in the package's `__init__`.
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
@@ -20,9 +21,20 @@ def did_you_mean(word: str, choices: list[str] | tuple[str, ...] | set[str]) -> 
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str):
+    """`members`: the package whose import registers every entry. It is imported on the first
+    lookup, not with the registry, so members can import the registry without a cycle."""
+
+    def __init__(self, kind: str, members: str):
         self.kind = kind
+        self.members = members
         self._entries: dict[str, T] = {}
+        self._loaded = False
+
+    def _load(self) -> dict[str, T]:
+        if not self._loaded:
+            self._loaded = True
+            importlib.import_module(self.members)
+        return self._entries
 
     def register(self, name: str) -> Callable[[T], T]:
         def decorator(entry: T) -> T:
@@ -36,7 +48,7 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         try:
-            return self._entries[name]
+            return self._load()[name]
         except KeyError:
             raise KeyError(self.unknown_message(name)) from None
 
@@ -44,10 +56,10 @@ class Registry(Generic[T]):
         return f"unknown {self.kind} '{name}'{did_you_mean(name, self.names())}; valid: {', '.join(self.names())}"
 
     def names(self) -> list[str]:
-        return list(self._entries)
+        return list(self._load())
 
     def __contains__(self, name: object) -> bool:
-        return name in self._entries
+        return name in self._load()
 
     def __iter__(self) -> Iterator[tuple[str, T]]:
-        return iter(self._entries.items())
+        return iter(self._load().items())

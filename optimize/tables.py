@@ -278,7 +278,7 @@ def field_rows(model: type) -> list[tuple[str, str, str, str]]:
 
 
 def stages_tables() -> list[Table]:
-    from optimize.stages import STAGES
+    from optimize.registries import STAGES
 
     tables = []
     for name, stage in STAGES:

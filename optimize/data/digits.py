@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from optimize.data import DATA_SOURCES
+from optimize.registries import DATA_SOURCES
 from optimize.data.base import ArrayDataset, DataContext, DataSourceSpec
 
 SPLIT_SEED = 20240517  # fixed: the splits are part of the data set's definition, not a knob

@@ -6,7 +6,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from optimize.data import DATA_SOURCES
+from optimize.registries import DATA_SOURCES
 from optimize.data.base import ArrayDataset, DataContext, DataSourceSpec
 from optimize.hashing import hash_file
 from optimize.recipe.base import ExistingPath

@@ -16,9 +16,6 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-_TORCH_DTYPES = {"float32": "float32", "float16": "float16", "int64": "int64", "int32": "int32"}
-
-
 class ModelSource:
     """Builds the starting model of a recipe and says what inputs it takes."""
 
@@ -118,7 +115,7 @@ class ModelSource:
         tensors = []
         for spec in self.inputs():
             shape = [batch, *spec.shape[1:]]
-            dtype = getattr(torch, _TORCH_DTYPES[spec.dtype])
+            dtype = getattr(torch, spec.dtype)
             tensors.append(
                 torch.randn(shape).to(dtype) if dtype.is_floating_point else torch.ones(shape, dtype=dtype)
             )
@@ -150,3 +147,10 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict):
         raise ValueError(f"{path} does not hold a state_dict (a mapping of names to tensors)")
     return state
+
+
+def open_source(spec: ModelSpec, base_dir: Path) -> ModelSource:
+    """The ModelSource object for a recipe's `model:` section."""
+    from optimize.registries import MODEL_SOURCES
+
+    return MODEL_SOURCES.get(spec.kind)(spec, base_dir)

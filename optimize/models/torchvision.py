@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from optimize.models import MODEL_SOURCES
+from optimize.registries import MODEL_SOURCES
 from optimize.models.base import ModelSource
 from optimize.recipe.model_spec import ModelSpec
 from optimize.registry import did_you_mean

@@ -56,7 +56,7 @@ class ModelSpec(StrictModel):
     def _known_source(cls, value: str) -> str:
         from pydantic_core import PydanticCustomError
 
-        from optimize.models import MODEL_SOURCES
+        from optimize.registries import MODEL_SOURCES
 
         kind, _, reference = value.partition(":")
         if kind not in MODEL_SOURCES:
@@ -75,7 +75,7 @@ class ModelSpec(StrictModel):
     def _source_specific(self, info) -> ModelSpec:
         from pydantic_core import PydanticCustomError
 
-        from optimize.models import MODEL_SOURCES
+        from optimize.registries import MODEL_SOURCES
 
         base_dir: Path | None = (info.context or {}).get("base_dir")
         problem = MODEL_SOURCES.get(self.kind).check(self, base_dir)

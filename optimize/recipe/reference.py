@@ -24,11 +24,11 @@ def _doc(entry) -> str:
 
 
 def markdown() -> str:
-    from optimize.data import DATA_SOURCES
+    from optimize.registries import DATA_SOURCES
     from optimize.recipe.model_spec import InputSpec, ModelSpec
     from optimize.recipe.schema import DataSpec, EvaluationSpec, Gates, Recipe, TrackingSpec
-    from optimize.runtimes import RUNTIMES
-    from optimize.stages import STAGES
+    from optimize.registries import RUNTIMES
+    from optimize.registries import STAGES
     from optimize.targets.device_class import BatchProfile, DeviceClassBase
 
     lines = [

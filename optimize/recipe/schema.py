@@ -11,12 +11,12 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BeforeValidator, Discriminator, Field, PositiveFloat, Tag, create_model
 from pydantic_core import PydanticCustomError
 
-from optimize.data import DATA_SOURCES
+from optimize.registries import DATA_SOURCES
 from optimize.recipe.base import Slug, StrictModel, resolve_user_path
 from optimize.recipe.evaluation import EvaluationSpec
 from optimize.recipe.model_spec import ModelSpec
 from optimize.registry import did_you_mean
-from optimize.stages import STAGES
+from optimize.registries import STAGES
 from optimize.targets.device_class import DeviceClass
 
 # -- stages -------------------------------------------------------------------------------

@@ -1,7 +1,3 @@
 """Runtimes: one file per runtime, registered by name; device classes name one of them."""
 
-from optimize.registry import Registry
-
-RUNTIMES: Registry = Registry("runtime")
-
-from optimize.runtimes import onnxruntime, openvino, tensorrt  # noqa: E402,F401  (registration)
+from optimize.runtimes import onnxruntime, openvino, tensorrt  # noqa: F401  (registration)

@@ -10,7 +10,7 @@ from pydantic import Field
 
 from optimize.artifacts import Artifact, ArtifactKind, write_artifact_meta
 from optimize.recipe.base import StrictModel
-from optimize.runtimes import RUNTIMES
+from optimize.registries import RUNTIMES
 from optimize.runtimes.base import Availability, Runner, Runtime
 from optimize.versions import cpu_model
 

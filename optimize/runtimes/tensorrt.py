@@ -40,7 +40,7 @@ from optimize.artifacts import Artifact, ArtifactKind, write_artifact_meta
 from optimize.errors import TargetError
 from optimize.hashing import hash_value
 from optimize.recipe.base import StrictModel
-from optimize.runtimes import RUNTIMES
+from optimize.registries import RUNTIMES
 from optimize.runtimes.base import Availability, Runner, Runtime, version_matches
 
 if TYPE_CHECKING:

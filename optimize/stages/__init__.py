@@ -1,7 +1,3 @@
-"""Stages: one file per stage, registered by name with @STAGES.register."""
+"""Stages: one file per stage, registered by name with @STAGES.register (optimize.registries)."""
 
-from optimize.registry import Registry
-
-STAGES: Registry = Registry("stage")
-
-from optimize.stages import distill, export, prune, quantize, train  # noqa: E402,F401  (registration)
+from optimize.stages import distill, export, prune, quantize, train  # noqa: F401  (registration)

@@ -69,7 +69,7 @@ class StageContext:
 def model_skeleton(spec: ModelSpec, base_dir: Path) -> nn.Module | None:
     """A model's structure for validation-time checks, or None when it cannot be built here
     (the model source then reports its own problem when the run starts)."""
-    from optimize.models import open_source
+    from optimize.models.base import open_source
 
     try:
         return open_source(spec, base_dir).build(pretrained=False)

@@ -16,7 +16,7 @@ from optimize.errors import StageError
 from optimize.recipe.base import Slug
 from optimize.recipe.model_spec import ModelSpec
 from optimize.registry import did_you_mean
-from optimize.stages import STAGES
+from optimize.registries import STAGES
 from optimize.stages.base import Location, Stage, StageContext, StageOutput, model_skeleton
 from optimize.training import TrainingParams, call_model, fit
 
@@ -77,7 +77,7 @@ def teacher_step(params: DistillParams, recipe: Recipe, index: int) -> str | Non
 
 def step_problem(name: str, recipe: Recipe, index: int) -> str | None:
     """Why step `name` cannot teach the step at `index`, or None."""
-    from optimize.models import MODEL_SOURCES
+    from optimize.registries import MODEL_SOURCES
 
     ids = recipe.step_ids()
     if name == "source":
@@ -182,7 +182,7 @@ class DistillStage(Stage):
     def check(
         cls, params: DistillParams, recipe: Recipe, index: int, base_dir: Path
     ) -> list[tuple[Location, str]]:
-        from optimize.models import MODEL_SOURCES
+        from optimize.registries import MODEL_SOURCES
 
         here = ("stages", index, "distill")
         if recipe.model.task != "classification":
@@ -232,7 +232,7 @@ class DistillStage(Stage):
     def cache_extra(self, params: DistillParams, context: StageContext) -> dict[str, Any]:
         if params.teacher_model is not None:
             from optimize.hashing import hash_value
-            from optimize.models import open_source
+            from optimize.models.base import open_source
 
             return {
                 "teacher": hash_value(
@@ -248,7 +248,7 @@ class DistillStage(Stage):
 
     def _teacher(self, params: DistillParams, context: StageContext) -> nn.Module:
         if params.teacher_model is not None:
-            from optimize.models import open_source
+            from optimize.models.base import open_source
 
             return open_source(params.teacher_model, context.model_source.base_dir).pretrained()
         return context.load_torch(context.earlier[self._teacher_step(params, context)])

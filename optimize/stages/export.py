@@ -8,7 +8,7 @@ from pydantic import Field
 
 from optimize.artifacts import ArtifactKind, write_artifact_meta
 from optimize.errors import StageError
-from optimize.stages import STAGES
+from optimize.registries import STAGES
 from optimize.stages.base import Stage, StageContext, StageOutput, StageParams
 
 PARITY_ROLES = ("eval", "calibration", "train")

@@ -13,7 +13,7 @@ from pydantic_core import PydanticCustomError
 
 from optimize.artifacts import ArtifactKind
 from optimize.errors import StageError
-from optimize.stages import STAGES
+from optimize.registries import STAGES
 from optimize.stages.base import Location, Stage, StageContext, StageOutput, StageParams, model_skeleton
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ from pydantic_core import PydanticCustomError
 
 from optimize.artifacts import ArtifactKind, write_artifact_meta
 from optimize.errors import StageError
-from optimize.stages import STAGES
+from optimize.registries import STAGES
 from optimize.stages.base import Location, Stage, StageContext, StageOutput, StageParams
 from optimize.targets import device_classes_for
 

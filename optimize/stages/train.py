@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from optimize.artifacts import ArtifactKind
-from optimize.stages import STAGES
+from optimize.registries import STAGES
 from optimize.stages.base import Stage, StageContext, StageOutput
 from optimize.training import TrainingParams, call_model, fit
 

@@ -8,7 +8,7 @@ from typing import Annotated, Literal, Union
 from pydantic import Field, PositiveInt, model_validator
 
 from optimize.recipe.base import Slug, StrictModel
-from optimize.runtimes import RUNTIMES
+from optimize.registries import RUNTIMES
 
 Precision = Literal["fp32", "fp16", "int8", "int4"]
 

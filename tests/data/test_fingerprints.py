@@ -12,7 +12,7 @@ import numpy as np
 from optimize.data.base import DataContext
 from optimize.data.provider import DataProvider
 from optimize.file_reads import ReadsMemo
-from optimize.models import open_source
+from optimize.models.base import open_source
 from optimize.recipe.model_spec import ModelSpec
 from optimize.recipe.schema import DataSpec
 from optimize.store import ArtifactStore

@@ -13,7 +13,7 @@ from optimize.data.base import DataContext
 from optimize.data.digits import SPLIT_SIZES, split_indices
 from optimize.data.provider import DataProvider
 from optimize.errors import RecipeError
-from optimize.models import open_source
+from optimize.models.base import open_source
 from optimize.recipe.model_spec import ModelSpec
 from optimize.recipe.schema import DataSpec
 

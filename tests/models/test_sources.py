@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from optimize.models import open_source
+from optimize.models.base import open_source
 from optimize.models.onnx import graph_inputs
 from optimize.recipe.model_spec import ModelSpec
 from tests.assets.tiny_models import tiny_cnn

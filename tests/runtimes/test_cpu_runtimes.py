@@ -8,7 +8,7 @@ import torch
 
 from optimize.artifacts import Artifact, ArtifactKind, write_artifact_meta
 from optimize.hashing import hash_tree
-from optimize.runtimes import RUNTIMES
+from optimize.registries import RUNTIMES
 from optimize.runtimes.base import version_matches
 from optimize.targets import builtin_device_classes
 from tests.assets.tiny_models import export_tiny_cnn

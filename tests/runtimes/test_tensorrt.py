@@ -17,7 +17,7 @@ from optimize.artifacts import Artifact, ArtifactKind, write_artifact_meta
 from optimize.errors import TargetError
 from optimize.hashing import hash_tree
 from optimize.keys import engine_build_settings, engine_key
-from optimize.runtimes import RUNTIMES
+from optimize.registries import RUNTIMES
 from optimize.runtimes.tensorrt import (
     IDENTITY_FIELDS,
     TIMING_CACHE_ENV,
@@ -633,10 +633,10 @@ def test_importing_the_runtimes_does_not_import_tensorrt():
     import subprocess
     import sys
 
-    code = "import sys, optimize.runtimes; print('tensorrt' in sys.modules, 'tensorrt' in optimize.runtimes.RUNTIMES)"
+    code = "import sys; from optimize.registries import RUNTIMES; print('tensorrt' in RUNTIMES, 'tensorrt' in sys.modules)"
     assert subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout.split() == ["False", "True"]
+    ).stdout.split() == ["True", "False"]
 
 
 # -- on a GPU host with TensorRT ------------------------------------------------------------------
