@@ -177,7 +177,7 @@ def validate(recipe: Path, debug) -> int:
 def stages(debug) -> int:
     """List the stages with their parameters, types and defaults."""
     _configure(debug)
-    from optimize.tables import stages_tables
+    from optimize.recipe.field_docs import stages_tables
 
     for table in stages_tables():
         out.print(table)

@@ -35,9 +35,8 @@ from optimize.measure import LIBRARIES as MEASURE_LIBRARIES
 from optimize.models.base import open_source
 from optimize.recipe.checks import first_compression
 from optimize.recipe.loader import LoadedRecipe
+from optimize.registries import RUNTIMES, STAGES
 from optimize.results import Baseline, OriginalModel, RunResult, StepResult, TargetResult
-from optimize.registries import RUNTIMES
-from optimize.registries import STAGES
 from optimize.stages.base import StageContext
 from optimize.store import ArtifactStore
 from optimize.target_evaluation import Evaluation

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from optimize.gates import GateResult, decide, gates_json, junit_xml, summary_markdown
-from optimize.recipe.schema import Gates
+from optimize.recipe.gate_limits import Gates
 
 TARGET = {
     "name": "x86-cpu-onnxruntime",

@@ -6,8 +6,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from optimize.registries import DATA_SOURCES
 from optimize.data.base import ArrayDataset, DataContext, DataSourceSpec
+from optimize.registries import DATA_SOURCES
 
 SPLIT_SEED = 20240517  # fixed: the splits are part of the data set's definition, not a knob
 SPLIT_SIZES = {"train": 1137, "calibration": 300, "test": 360}

@@ -6,10 +6,10 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from optimize.registries import DATA_SOURCES
 from optimize.data.base import DataContext, DataSourceSpec
 from optimize.hashing import hash_tree
 from optimize.recipe.base import ExistingPath
+from optimize.registries import DATA_SOURCES
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

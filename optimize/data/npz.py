@@ -6,10 +6,10 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from optimize.registries import DATA_SOURCES
 from optimize.data.base import ArrayDataset, DataContext, DataSourceSpec
 from optimize.hashing import hash_file
 from optimize.recipe.base import ExistingPath
+from optimize.registries import DATA_SOURCES
 
 
 @DATA_SOURCES.register("npz")

@@ -7,9 +7,9 @@ from typing import Any, ClassVar
 from pydantic import Field, field_validator
 
 from optimize.code_fingerprint import user_code_fingerprint
-from optimize.registries import DATA_SOURCES
 from optimize.data.base import DataContext, DataSourceSpec
 from optimize.pyimport import load_callable, split_reference
+from optimize.registries import DATA_SOURCES
 
 
 @DATA_SOURCES.register("python")

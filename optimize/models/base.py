@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+
 class ModelSource:
     """Builds the starting model of a recipe and says what inputs it takes."""
 

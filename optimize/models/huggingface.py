@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from optimize.hashing import hash_file
-from optimize.registries import MODEL_SOURCES
 from optimize.models.base import ModelSource
 from optimize.recipe.base import resolve_user_path
 from optimize.recipe.model_spec import InputSpec, ModelSpec
+from optimize.registries import MODEL_SOURCES
 
 _ARGS = {"max_length", "pooling", "normalize"}
 

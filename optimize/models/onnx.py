@@ -7,10 +7,10 @@ from typing import Any
 
 from optimize.artifacts import ArtifactKind, write_artifact_meta
 from optimize.hashing import hash_file
-from optimize.registries import MODEL_SOURCES
 from optimize.models.base import ModelSource
 from optimize.recipe.base import resolve_user_path
 from optimize.recipe.model_spec import InputSpec, ModelSpec
+from optimize.registries import MODEL_SOURCES
 
 _ONNX_DTYPES = {1: "float32", 10: "float16", 7: "int64", 6: "int32"}
 

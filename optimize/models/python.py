@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Any
 
 from optimize.code_fingerprint import user_code_fingerprint
-from optimize.registries import MODEL_SOURCES
 from optimize.models.base import ModelSource
 from optimize.pyimport import load_callable, reference_resolvable, split_reference
 from optimize.recipe.model_spec import ModelSpec
+from optimize.registries import MODEL_SOURCES
 
 
 @MODEL_SOURCES.register("python")

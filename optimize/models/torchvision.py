@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from optimize.registries import MODEL_SOURCES
 from optimize.models.base import ModelSource
 from optimize.recipe.model_spec import ModelSpec
+from optimize.registries import MODEL_SOURCES
 from optimize.registry import did_you_mean
 
 

@@ -9,10 +9,9 @@ from pathlib import Path
 
 from optimize.artifacts import ArtifactKind
 from optimize.gates import GATE_METRICS
-from optimize.registries import MODEL_SOURCES
 from optimize.recipe.schema import Recipe
+from optimize.registries import MODEL_SOURCES, STAGES
 from optimize.registry import did_you_mean
-from optimize.registries import STAGES
 from optimize.targets import device_classes_for
 
 Problem = tuple[tuple, str]

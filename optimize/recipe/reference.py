@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from optimize.tables import field_rows
+from optimize.recipe.field_docs import field_rows
 
 
 def _section(title: str, model: type, intro: str = "") -> list[str]:
@@ -24,11 +24,10 @@ def _doc(entry) -> str:
 
 
 def markdown() -> str:
-    from optimize.registries import DATA_SOURCES
+    from optimize.recipe.gate_limits import Gates
     from optimize.recipe.model_spec import InputSpec, ModelSpec
-    from optimize.recipe.schema import DataSpec, EvaluationSpec, Gates, Recipe, TrackingSpec
-    from optimize.registries import RUNTIMES
-    from optimize.registries import STAGES
+    from optimize.recipe.schema import DataSpec, EvaluationSpec, Recipe, TrackingSpec
+    from optimize.registries import DATA_SOURCES, RUNTIMES, STAGES
     from optimize.targets.device_class import BatchProfile, DeviceClassBase
 
     lines = [

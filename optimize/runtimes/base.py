@@ -54,6 +54,9 @@ class Runtime:
     distribution: ClassVar[str]  # the pip distribution whose version keys engines
     library: ClassVar[str]  # the Python module it runs through
     engine_file: ClassVar[str]
+    # What the runtime needs from a quantized model: True when it builds INT8 activations only
+    # as signed int8 with a zero point of 0 (the quantize stage reads this, never a runtime name).
+    needs_symmetric_int8_activations: ClassVar[bool] = False
 
     def version(self) -> str:
         return library_version(self.distribution)

@@ -1204,6 +1204,7 @@ class TensorRTRuntime(Runtime):
     distribution = "tensorrt"
     library = "tensorrt"
     engine_file = ENGINE_FILE
+    needs_symmetric_int8_activations = True  # explicit quantization takes signed int8 only
 
     def version(self) -> str:
         """From the module itself: pip installs name it tensorrt-cuXX, JetPack installs it by apt."""

@@ -15,8 +15,8 @@ from optimize.artifacts import ArtifactKind
 from optimize.errors import StageError
 from optimize.recipe.base import Slug
 from optimize.recipe.model_spec import ModelSpec
-from optimize.registry import did_you_mean
 from optimize.registries import STAGES
+from optimize.registry import did_you_mean
 from optimize.stages.base import Location, Stage, StageContext, StageOutput, model_skeleton
 from optimize.training import TrainingParams, call_model, fit
 
