@@ -1,0 +1,1 @@
+"""Tests of optimize.runtimes.tensorrt, one file per module of the package."""
