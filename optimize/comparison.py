@@ -1,6 +1,6 @@
 """What an optimized model bought, per target: its numbers against its two baselines measured in
 the same evaluation session. Small pure functions, so gates, tables, the report and the summary
-all read the same numbers.
+all read the same numbers (their columns are optimize.columns').
 
 The baselines:
   original  the model as it enters the recipe's first compression step (prune, distill or
@@ -104,43 +104,6 @@ def speedup_spread(baseline_rounds: Sequence[float], candidate_rounds: Sequence[
     if len(ratios) < 2:
         return None
     return (max(ratios) - min(ratios)) / statistics.median(ratios)
-
-
-# The "against the baselines" table, one spec for every renderer: (header, kind, value), where
-# kind names how a renderer formats it and value reads (candidate metrics, baseline metrics, name).
-COMPARISON_COLUMNS: tuple[tuple[str, str, Any], ...] = (
-    ("its accuracy", "percent", lambda m, b, name: b.get("accuracy")),
-    ("its p50 ms", "ms", lambda m, b, name: b.get("latency_p50_ms")),
-    ("its size MB", "mb", lambda m, b, name: b.get("size_mb")),
-    ("speedup", "times", lambda m, b, name: m.get(metric_name("speedup", name))),
-    ("per-round spread", "percent", lambda m, b, name: m.get(f"speedup_vs_{name}_spread")),
-    ("size ratio", "times", lambda m, b, name: m.get(metric_name("size_ratio", name))),
-    ("accuracy drop", "points", lambda m, b, name: m.get(metric_name("accuracy_drop", name))),
-)
-
-
-def comparison_rows(targets: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, list[float | None] | str]]:
-    """(target, baseline, one value per COMPARISON_COLUMNS) for every target that ran and each
-    baseline, or the reason in place of the values when the baseline is not there."""
-    rows = []
-    for target in targets:
-        if target["status"] != "ok":
-            continue
-        metrics, baselines = target["metrics"], target.get("baselines") or {}
-        for name in BASELINES:
-            if name not in baselines:
-                reason = (target.get("unmeasured") or {}).get(metric_name("speedup", name), "")
-                rows.append((target["name"], BASELINE_TEXT[name], reason))
-                continue
-            base = baselines[name]["metrics"]
-            rows.append(
-                (
-                    target["name"],
-                    BASELINE_TEXT[name],
-                    [value(metrics, base, name) for _, _, value in COMPARISON_COLUMNS],
-                )
-            )
-    return rows
 
 
 def _ratio(value: float, more: str, less: str) -> str:

@@ -8,24 +8,26 @@ from __future__ import annotations
 
 import math
 import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from optimize.columns import (
+    COMPARISON_COLUMNS,
+    GATE_COLUMNS,
+    TARGET_COLUMNS,
+    Column,
+    comparison_records,
+    rows,
+    target_notes,
+)
 from optimize.comparison import headline
+from optimize.recipe.gate_limits import gate_limits
 
 # gate field → (measured metric, direction): "max" passes when measured ≤ limit, "min" when ≥.
+# Derived from the GateLimits fields, which declare both: a new gate is one field there.
 GATE_METRICS: dict[str, tuple[str, str]] = {
-    "max_size_mb": ("size_mb", "max"),
-    "min_accuracy": ("accuracy", "min"),
-    "max_accuracy_drop": ("accuracy_drop_vs_fp32", "max"),
-    "min_agreement": ("agreement", "min"),
-    "max_latency_p50_ms": ("latency_p50_ms", "max"),
-    "max_latency_p90_ms": ("latency_p90_ms", "max"),
-    "min_speedup": ("speedup_vs_fp32", "min"),
-    "max_peak_memory_mb": ("peak_memory_mb", "max"),
-    "max_accuracy_drop_vs_original": ("accuracy_drop_vs_original", "max"),
-    "min_speedup_vs_original": ("speedup_vs_original", "min"),
-    "min_size_ratio_vs_original": ("size_ratio_vs_original", "min"),
+    name: (limit.metric, limit.direction) for name, limit in gate_limits().items()
 }
 MODEL_GATES = ("max_size_mb", "min_accuracy")  # also checked on the final model itself
 
@@ -148,8 +150,28 @@ def junit_xml(results: list[GateResult], suite: str) -> str:
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 
 
-def _fmt(value: float | None) -> str:
-    return "—" if value is None else f"{value:.4g}"
+# Status cells' first word → the icon put before it; any other status gets "⏭️".
+ICONS = {"ok": "✅", "passed": "✅", "yes": "✅", "failed": "❌", "REGRESSION": "❌", "no": "❌"}
+
+
+def _markdown_cell(column: Column, text: str) -> str:
+    text = text.replace("|", "\\|")
+    if column.kind == "status" and text:
+        return f"{ICONS.get(text.partition(' ')[0], '⏭️')} {text}"
+    return text
+
+
+def markdown_table(columns: Sequence[Column], records: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The one Markdown renderer: every table of summary.md is this loop over a column list."""
+    lines = [
+        "| " + " | ".join(c.header for c in columns) + " |",
+        "| " + " | ".join("---:" if c.align == "right" else "---" for c in columns) + " |",
+    ]
+    for cells in rows(columns, records):
+        shown = [_markdown_cell(c, text) for c, text in zip(columns, cells, strict=False)]
+        shown += [""] * (len(columns) - len(cells))  # a reason in place of the values, then blanks
+        lines.append("| " + " | ".join(shown) + " |")
+    return lines
 
 
 def summary_markdown(manifest: dict[str, Any], results: list[GateResult], links: dict[str, str]) -> str:
@@ -166,27 +188,16 @@ def summary_markdown(manifest: dict[str, Any], results: list[GateResult], links:
     if manifest["targets"]:
         lines += ["**Original → final, per target** (measured side by side in this run):", ""]
         lines += [f"- {headline(target)}" for target in manifest["targets"]]
-        lines += [
-            "",
-            "| target | status | accuracy | p50 ms | p90 ms | speedup vs FP32 | speedup vs original | size MB |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- |",
-        ]
-        for target in manifest["targets"]:
-            m = target["metrics"]
-            lines.append(
-                f"| {target['name']} | {target['status']} | {_fmt(m.get('accuracy'))} | {_fmt(m.get('latency_p50_ms'))} | "
-                f"{_fmt(m.get('latency_p90_ms'))} | {_fmt(m.get('speedup_vs_fp32'))} | "
-                f"{_fmt(m.get('speedup_vs_original'))} | {_fmt(m.get('size_mb'))} |"
-            )
-        lines.append("")
+        lines += ["", *markdown_table(TARGET_COLUMNS, manifest["targets"]), ""]
+        notes = target_notes(manifest["targets"])
+        if notes:
+            lines += [f"- {line}" for line in notes] + [""]
+        comparisons = comparison_records(manifest["targets"])
+        if comparisons:
+            lines += ["**Against the baselines** (same target, same session):", ""]
+            lines += [*markdown_table(COMPARISON_COLUMNS, comparisons), ""]
     if results:
-        lines += ["| gate | target | limit | measured | result |", "| --- | --- | --- | --- | --- |"]
-        icon = {"passed": "✅", "failed": "❌", "skipped": "⏭️"}
-        for result in results:
-            lines.append(
-                f"| {result.gate} | {result.target} | {result.limit:g} | {_fmt(result.measured)} | {icon[result.status]} {result.detail} |"
-            )
-        lines.append("")
+        lines += [*markdown_table(GATE_COLUMNS, [asdict(result) for result in results]), ""]
     else:
         lines += ["No gates are set in the recipe.", ""]
     if links:

@@ -8,10 +8,21 @@ import base64
 import html
 import io
 import json
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from optimize.comparison import COMPARISON_COLUMNS, comparison_rows, headline
+from optimize.columns import (
+    COMPARISON_COLUMNS,
+    GATE_COLUMNS,
+    STEP_COLUMNS,
+    TARGET_COLUMNS,
+    Column,
+    comparison_records,
+    rows,
+    target_notes,
+)
+from optimize.comparison import headline
 from optimize.store import atomic_write_text
 
 CSS = """
@@ -19,7 +30,7 @@ body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem 
 h1{margin-bottom:.2rem} .meta{color:#5b6475;margin-bottom:1.5rem}
 table{border-collapse:collapse;margin:1rem 0 2rem;font-size:.9rem;width:100%}
 th,td{border-bottom:1px solid #e3e6ec;padding:.35rem .6rem;text-align:right} th{background:#f5f7fa}
-td:first-child,th:first-child,td.l,th.l{text-align:left}
+td.l,th.l{text-align:left}
 .ok{color:#17803d;font-weight:600} .bad{color:#c0262d;font-weight:600} .warn{color:#a86500;font-weight:600}
 .plots{display:grid;grid-template-columns:repeat(auto-fit,minmax(520px,1fr));gap:1.5rem}
 figure{margin:0;border:1px solid #e3e6ec;border-radius:6px;padding:.5rem;background:#fff}
@@ -37,36 +48,42 @@ def _png(figure) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-def _fmt(value: Any, digits: int = 3) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, float):
-        return f"{value:.{digits}g}" if abs(value) < 1e4 else f"{value:,.0f}"
-    return html.escape(str(value))
+# Status cells' first word → CSS class; any other status is "warn", and "" leaves it plain.
+STATUS_CLASS = {
+    "ok": "ok",
+    "passed": "ok",
+    "yes": "ok",
+    "failed": "bad",
+    "REGRESSION": "bad",
+    "no": "bad",
+    "ran": "",
+    "cache": "",
+}
 
 
-def _is_number(cell: str) -> bool:
-    return (
-        cell == "—"
-        or cell.replace(",", "")
-        .replace(".", "", 1)
-        .replace("e", "", 1)
-        .replace("+", "")
-        .replace("-", "")
-        .isdigit()
-    )
+def _cell(column: Column, text: str) -> str:
+    word, _, rest = text.partition(" ")
+    css = STATUS_CLASS.get(word, "warn") if column.kind == "status" and text else ""
+    if not css:
+        return html.escape(text)
+    return f"<span class='{css}'>{html.escape(word)}</span>" + (f" {html.escape(rest)}" if rest else "")
 
 
-def _table(headers: list[str], rows: list[list[Any]]) -> str:
-    """Numbers right-aligned, text left-aligned."""
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-    body = "".join(
-        "<tr>"
-        + "".join(f"<td{'' if _is_number(str(cell)) else ' class=l'}>{cell}</td>" for cell in row)
-        + "</tr>"
-        for row in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+def _table(columns: Sequence[Column], records: Iterable[Mapping[str, Any]]) -> str:
+    """The one HTML renderer: every table of the report is this loop over a column list."""
+
+    def align(column: Column) -> str:
+        return " class=l" if column.align == "left" else ""
+
+    head = "".join(f"<th{align(c)}>{html.escape(c.header)}</th>" for c in columns)
+    body = []
+    for cells in rows(columns, records):
+        shown = [f"<td{align(c)}>{_cell(c, text)}</td>" for c, text in zip(columns, cells, strict=False)]
+        if len(cells) < len(columns):  # the reason the values are missing, across their columns
+            span = len(columns) - len(cells) + 1
+            shown[-1] = f"<td class=l colspan={span}><span class='warn'>{html.escape(cells[-1])}</span></td>"
+        body.append("<tr>" + "".join(shown) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
 def stage_plot(steps: list[dict[str, Any]]) -> str | None:
@@ -163,63 +180,8 @@ def render(manifest: dict[str, Any], gates: dict[str, Any] | None) -> str:
     name = html.escape(manifest["recipe"]["name"])
     steps, targets = manifest["steps"], manifest["targets"]
     precision = steps[-1]["output"].get("precision", "fp32") if steps else "fp32"
-    stage_rows = [
-        [
-            html.escape(s["id"]),
-            html.escape(s["stage"]),
-            "cache" if s["cached"] else "ran",
-            _fmt(s["seconds"]),
-            _fmt(s["metrics"].get("size_mb")),
-            _fmt(s["metrics"].get("parameters")),
-            _fmt(s["metrics"].get("macs")),
-            _fmt(s["metrics"].get("bits_per_weight")),
-            _fmt(s["metrics"].get("accuracy"), 4),
-            _fmt(s["metrics"].get("agreement_top1", s["metrics"].get("agreement_cosine")), 4),
-        ]
-        for s in steps
-    ]
-    status_class = {"ok": "ok", "failed": "bad"}
-    target_rows = []
-    for t in targets:
-        m = t["metrics"]
-        target_rows.append(
-            [
-                html.escape(t["name"]),
-                html.escape(f"{t['runtime']} {t['runtime_version']}"),
-                f"<span class='{status_class.get(t['status'], 'warn')}'>{html.escape(t['status'])}</span> {html.escape(t['reason'])}",
-                _fmt(m.get("accuracy"), 4),
-                _fmt(m.get("agreement_top1", m.get("agreement_cosine")), 4),
-                _fmt(m.get("latency_p50_ms")),
-                _fmt(m.get("latency_p90_ms")),
-                _fmt(m.get("latency_p99_ms")),
-                _fmt(m.get("throughput_sps")),
-                _fmt(m.get("engine_memory_mb")),
-                _fmt(m.get("peak_memory_mb")),
-                _fmt(m.get("size_mb")),
-                _fmt(m.get("build_time_s")),
-            ]
-        )
-    formats = {
-        "percent": lambda v: _fmt(v, 4),
-        "ms": _fmt,
-        "mb": _fmt,
-        "times": _fmt,
-        "points": lambda v: _fmt(v, 3),
-    }
-    comparisons = []
-    for target, baseline, values in comparison_rows(targets):
-        if isinstance(values, str):
-            reason = f"<span class='warn'>{html.escape(values)}</span>"
-            comparisons.append([html.escape(target), baseline, reason, *[""] * (len(COMPARISON_COLUMNS) - 1)])
-        else:
-            cells = [formats[kind](v) for (_, kind, _), v in zip(COMPARISON_COLUMNS, values, strict=True)]
-            comparisons.append([html.escape(target), baseline, *cells])
     headlines = "".join(f"<li>{html.escape(headline(t))}</li>" for t in targets)
-    notes = "".join(
-        f"<li>{html.escape(t['name'])}: {html.escape(note)}</li>"
-        for t in targets
-        for note in t.get("notes", [])
-    )
+    notes = "".join(f"<li>{html.escape(line)}</li>" for line in target_notes(targets))
     parts = [
         f"<h1>{name}</h1>",
         f"<div class='meta'>run {html.escape(manifest['run_id'])} · {html.escape(manifest['status'])} · "
@@ -229,58 +191,16 @@ def render(manifest: dict[str, Any], gates: dict[str, Any] | None) -> str:
         f"<p class='meta'>Measured side by side in this run: each target's final engine and its baselines "
         f"timed in one session of alternating fresh processes.</p><ul class='headline'>{headlines}</ul>",
         "<h2>Stages</h2>",
-        _table(
-            [
-                "step",
-                "stage",
-                "source",
-                "time s",
-                "size MB",
-                "params",
-                "MACs",
-                "bits/w",
-                "accuracy",
-                "agreement",
-            ],
-            stage_rows,
-        ),
+        _table(STEP_COLUMNS, steps),
         "<h2>Targets</h2>",
-        _table(
-            [
-                "target",
-                "runtime",
-                "status",
-                "accuracy",
-                "agreement",
-                "p50 ms",
-                "p90 ms",
-                "p99 ms",
-                "throughput/s",
-                "engine MB",
-                "peak MB",
-                "size MB",
-                "build s",
-            ],
-            target_rows,
-        ),
+        _table(TARGET_COLUMNS, targets),
         "<h2>Against the baselines (same target, same session)</h2>",
-        _table(["target", "baseline", *(header for header, _, _ in COMPARISON_COLUMNS)], comparisons),
+        _table(COMPARISON_COLUMNS, comparison_records(targets)),
     ]
     if notes:
-        parts += ["<h3>Build notes</h3>", f"<ul>{notes}</ul>"]
+        parts += ["<h3>Why targets did not run, and build notes</h3>", f"<ul>{notes}</ul>"]
     if gates and gates["gates"]:
-        gate_rows = [
-            [
-                html.escape(g["gate"]),
-                html.escape(g["target"]),
-                _fmt(g["limit"]),
-                _fmt(g["measured"], 4),
-                f"<span class='{'ok' if g['status'] == 'passed' else 'bad' if g['status'] == 'failed' else 'warn'}'>"
-                f"{g['status']}</span> {html.escape(g['detail'])}",
-            ]
-            for g in gates["gates"]
-        ]
-        parts += ["<h2>Gates</h2>", _table(["gate", "target", "limit", "measured", "result"], gate_rows)]
+        parts += ["<h2>Gates</h2>", _table(GATE_COLUMNS, gates["gates"])]
     plots = [
         (stage_plot(steps), "Size and eval accuracy after each step"),
         (

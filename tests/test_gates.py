@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from optimize.gates import GateResult, decide, gates_json, junit_xml, summary_markdown
-from optimize.recipe.gate_limits import Gates
+from optimize.gates import GATE_METRICS, GateResult, decide, gates_json, junit_xml, summary_markdown
+from optimize.recipe.gate_limits import GateLimits, Gates, Limit
 
 TARGET = {
     "name": "x86-cpu-onnxruntime",
@@ -26,6 +26,16 @@ TARGET = {
     },
     "unmeasured": {},
 }
+
+
+def test_gate_metrics_are_read_from_the_gate_limit_fields():
+    """One list: each GateLimits field declares its metric and direction; GATE_METRICS follows."""
+    assert list(GATE_METRICS) == list(GateLimits.model_fields)
+    for name, info in GateLimits.model_fields.items():
+        (limit,) = [item for item in info.metadata if isinstance(item, Limit)]
+        assert GATE_METRICS[name] == (limit.metric, limit.direction)
+        assert name.startswith(limit.direction + "_")
+    assert GATE_METRICS["max_accuracy_drop"] == ("accuracy_drop_vs_fp32", "max")
 
 
 def test_global_limits_apply_to_model_and_targets_and_per_target_overrides():
@@ -140,3 +150,6 @@ def test_summary_has_verdict_headline_tables_and_links():
     assert "97.50 % → 97.00 % (-0.50 pt)" in headline
     assert text.index("Original → final") < text.index("| gate |")
     assert "[run](http://127.0.0.1:5000/#/experiments/1/runs/abc)" in text
+    # The target table is the terminal's and the report's (optimize.columns): accuracy in percent.
+    row = next(line for line in text.splitlines() if line.startswith("| x86-cpu-onnxruntime |"))
+    assert "| ✅ ok | 97.00% | — | — | 0.136 |" in row and "| 2.00 |" in row
