@@ -15,15 +15,17 @@ decides the spread.
 
 from __future__ import annotations
 
-import functools
 import statistics
+from pathlib import Path
 
+import yaml
 from rich.table import Table
 
+import optimize
 from benchmarks.common import BENCH_ARTIFACTS, REPO
 from optimize.console import out
 
-RECIPE = "recipes/resnet18-digits-edge.yaml"
+RECIPE = Path("recipes/resnet18-digits-edge.yaml")
 TARGETS = ["x86-cpu-onnxruntime", "intel-cpu-openvino"]
 REPEATS = 5
 PROFILE = {"latency_processes": 8, "min_time_s": 4.0}
@@ -33,32 +35,39 @@ def spread(values: list[float]) -> float:
     return (max(values) - min(values)) / statistics.median(values)
 
 
-def p50_by_role(pipeline, device_class, runtime, references, engines: dict) -> dict[str, float]:
-    """p50 latency of each engine from one fresh evaluation session."""
-    evaluations, _, _ = pipeline.evaluate_session(engines, device_class, runtime, references)
-    return {role: evaluations[role].metrics["latency_p50_ms"] for role in engines}
+def timed_recipe(**changes):
+    """The demo recipe, timed with PROFILE and not logged to MLflow."""
+    recipe = yaml.safe_load((REPO / RECIPE).read_text(encoding="utf-8"))
+    recipe.update(
+        name="bench-latency",
+        evaluation={**recipe.get("evaluation", {}), **PROFILE},
+        tracking={"enabled": False},
+    )
+    return optimize.load_recipe({**recipe, **changes}, base_dir=REPO / RECIPE.parent)
+
+
+def alone_p50_ms(model: Path, target: str) -> float:
+    """p50 of one model's engine in an evaluation session of its own (built afresh, no cache)."""
+    recipe = timed_recipe(
+        name="bench-latency-alone", model={"source": f"onnx:{model}"}, stages=[], targets=[target], gates={}
+    )
+    outcome = optimize.run(recipe, artifacts=BENCH_ARTIFACTS, no_cache=True)
+    return outcome.targets[0].metrics["latency_p50_ms"]
+
+
+def paired_speedup(run_id: str, target: str) -> float:
+    """FP32 p50 / INT8 p50 from one fresh session of both engines (a rebuild of the class)."""
+    outcome = optimize.rebuild(target, run=run_id, recipe="bench-latency", artifacts=BENCH_ARTIFACTS)
+    return outcome.target.metrics["speedup_vs_fp32"]
 
 
 def main() -> None:
-    from optimize.console import Progress
-    from optimize.pipeline import Pipeline, RunOptions
-    from optimize.recipe.loader import load_recipe
-    from optimize.registries import RUNTIMES
-    from optimize.targets import device_classes_for
-
-    loaded = load_recipe(REPO / RECIPE)
-    cached = Pipeline(loaded, RunOptions(artifacts_dir=BENCH_ARTIFACTS, progress=Progress(enabled=True)))
-    with cached.progress.live():
-        result = cached.run()  # steps and engines (cached after the first time)
-    settings = loaded.recipe.evaluation.model_copy(update=PROFILE)
-    timed = type(loaded)(
-        recipe=loaded.recipe.model_copy(update={"evaluation": settings}), path=loaded.path, text=loaded.text
+    run = optimize.run(  # steps and engines come from the cache after the first time
+        timed_recipe(), artifacts=BENCH_ARTIFACTS, targets=TARGETS, progress=True
     )
-    fresh = Pipeline(timed, RunOptions(artifacts_dir=BENCH_ARTIFACTS, no_cache=True))
-    classes = device_classes_for(loaded.recipe.device_classes)
     table = Table(
-        title=f"INT8 vs FP32 speedup over {REPEATS} repeats ({RECIPE}, {settings.latency_processes} processes "
-        f"and {settings.min_time_s:g} s per engine per session)",
+        title=f"INT8 vs FP32 speedup over {REPEATS} repeats ({RECIPE}, {PROFILE['latency_processes']} "
+        f"processes and {PROFILE['min_time_s']:g} s per engine per session)",
         title_justify="left",
     )
     for column in (
@@ -71,18 +80,14 @@ def main() -> None:
         "result",
     ):
         table.add_column(column, justify="left" if column in ("target", "timing", "speedups") else "right")
-    for target in result.targets:
+    for target in run.targets:
         if target.status != "ok" or "fp32" not in target.baselines:
             continue
-        device_class = classes[target.name]
-        engines = {"candidate": target.engine, "fp32": target.baselines["fp32"].engine}
-        session = functools.partial(
-            p50_by_role, fresh, device_class, RUNTIMES.get(device_class.runtime)(), {"fp32": result.reference}
-        )
-        paired = [(lambda p: p["fp32"] / p["candidate"])(session(engines)) for _ in range(REPEATS)]
-        alone_int8 = [session({"candidate": engines["candidate"]})["candidate"] for _ in range(REPEATS)]
-        alone_fp32 = [session({"candidate": engines["fp32"]})["candidate"] for _ in range(REPEATS)]
-        unpaired = [fp32 / int8 for fp32, int8 in zip(alone_fp32, alone_int8, strict=True)]
+        int8, fp32 = run.result.final.file, target.baselines["fp32"].model.file
+        paired = [paired_speedup(run.run_id, target.name) for _ in range(REPEATS)]
+        alone_int8 = [alone_p50_ms(int8, target.name) for _ in range(REPEATS)]
+        alone_fp32 = [alone_p50_ms(fp32, target.name) for _ in range(REPEATS)]
+        unpaired = [f / i for f, i in zip(alone_fp32, alone_int8, strict=True)]
         passed = spread(paired) < spread(unpaired)
         for label, speedups in (("paired (one session)", paired), ("unpaired (separate sessions)", unpaired)):
             table.add_row(

@@ -1,5 +1,5 @@
-"""Shared by the benchmarks: run a recipe through the real pipeline (cached in
-artifacts/bench), and time ONNX models side by side under identical conditions."""
+"""Shared by the benchmarks: run a recipe through the Python API (cached in artifacts/bench), and
+time ONNX models side by side under identical conditions."""
 
 from __future__ import annotations
 
@@ -8,9 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from optimize.console import Progress
-from optimize.pipeline import Pipeline, RunOptions
-from optimize.recipe.loader import load_recipe
+import optimize
 from optimize.results import RunResult
 
 REPO = Path(__file__).resolve().parent.parent
@@ -20,12 +18,7 @@ BENCH_ARTIFACTS = REPO / "artifacts" / "bench"
 def run_recipe(path: Path | str, targets: list[str] | None = None) -> RunResult:
     """The recipe's steps through the pipeline (and the named targets only; none by default);
     unchanged steps come from the cache."""
-    loaded = load_recipe(REPO / path)
-    options = RunOptions(
-        artifacts_dir=BENCH_ARTIFACTS, only_targets=targets or [], progress=Progress(enabled=True)
-    )
-    with options.progress.live():
-        return Pipeline(loaded, options).run()
+    return optimize.run(REPO / path, artifacts=BENCH_ARTIFACTS, targets=targets or [], progress=True).result
 
 
 def onnx_p50_ms(path: Path, feeds: dict[str, np.ndarray], threads: int, seconds: float = 2.0) -> float:

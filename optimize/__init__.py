@@ -1,3 +1,9 @@
-"""optimize: one recipe from a PyTorch model to evaluated, device-specific engines."""
+"""optimize: one recipe from a PyTorch model to evaluated, device-specific engines.
+
+The Python API (optimize.api) is the product; the `optimize` command is a thin layer over it.
+"""
+
+from optimize.api import device_classes, history, load_recipe, rebuild, report, run, sync
 
 __version__ = "0.1.0"
+__all__ = ["device_classes", "history", "load_recipe", "rebuild", "report", "run", "sync"]

@@ -1,5 +1,6 @@
-"""The `optimize` command. Exit codes: 0 ok, 1 gate failed or regression, 2 invalid recipe or
-usage, 3 stage / build / evaluation failure, 130 interrupted."""
+"""The `optimize` command: parses arguments, calls the Python API (optimize.api) and prints what
+it returns. Exit codes: 0 ok, 1 gate failed or regression, 2 invalid recipe or usage, 3 stage /
+build / evaluation failure, 130 interrupted."""
 
 from __future__ import annotations
 
@@ -14,25 +15,17 @@ from pathlib import Path
 import click
 from rich.markup import escape
 
-from optimize.console import Progress, console, out
+from optimize.api import DEFAULT_ARTIFACTS
+from optimize.console import console, out
 from optimize.errors import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_STAGE_FAILED,
     OptimizeError,
-    UsageError,
 )
-
-DEFAULT_ARTIFACTS = "artifacts"
-
-
-class _State:
-    debug = False
-    current = "start-up"
 
 
 def _configure(debug: bool) -> None:
-    _State.debug = debug
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.WARNING,
         format="%(levelname)s: %(message)s" if debug else "warning: %(message)s",
@@ -59,19 +52,22 @@ def handle_errors(command):
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
+        debug = kwargs.get("debug", False)
+        _configure(debug)
         try:
             code = command(*args, **kwargs)
         except OptimizeError as exc:
-            if _State.debug:
+            if debug:
                 traceback.print_exc()
             for line in str(exc).split("\n"):
                 console.print(f"[red]error:[/] {escape(line)}")
             sys.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            console.print(f"[yellow]interrupted[/] during {_State.current}; nothing half-written was kept")
+        except KeyboardInterrupt as exc:
+            during = getattr(exc, "during", "start-up")
+            console.print(f"[yellow]interrupted[/] during {during}; nothing half-written was kept")
             sys.exit(EXIT_INTERRUPTED)
         except Exception as exc:  # a bug or an unexpected library failure
-            if _State.debug:
+            if debug:
                 traceback.print_exc()
             console.print(
                 f"[red]error:[/] {escape(f'{type(exc).__name__}: {exc}')} (run with --debug for the traceback)"
@@ -128,30 +124,51 @@ def run(
     recipe: Path, targets, no_cache, artifacts, tracking_uri, require_targets, junit, summary, quiet, debug
 ) -> int:
     """Run RECIPE: stages, then a build and an evaluation per target."""
-    _configure(debug)
-    from optimize.recipe.loader import load_recipe
-    from optimize.run import GateOutputs, execute
+    from optimize import api
 
-    loaded = load_recipe(recipe)
-    unknown = [name for name in targets if name not in loaded.recipe.targets]
-    if unknown:
-        from optimize.registry import did_you_mean
-
-        raise UsageError(
-            f"--target {unknown[0]}: not a target of {recipe}{did_you_mean(unknown[0], loaded.recipe.targets)}; "
-            f"its targets: {', '.join(loaded.recipe.targets) or 'none'}"
-        )
-    return execute(
-        loaded,
-        artifacts_dir=artifacts.resolve(),
-        only_targets=list(targets) or None,
+    outcome = api.run(
+        recipe,
+        artifacts=artifacts,
+        targets=list(targets) or None,
         no_cache=no_cache,
         tracking_uri=tracking_uri,
         require_targets=require_targets,
-        progress=Progress(enabled=not quiet),
-        state=_State,
-        gate_outputs=GateOutputs(junit=junit, summary=summary),
+        progress=not quiet,
+        junit=junit,
+        summary=summary,
     )
+    _print_run(outcome)
+    return outcome.exit_code
+
+
+def _print_run(outcome) -> None:
+    from optimize.comparison import headline
+    from optimize.tables import comparisons_table, gates_table, steps_table, target_reasons, targets_table
+
+    result = outcome.result
+    for warning in outcome.warnings:
+        console.print(f"[yellow]warning:[/] {escape(warning)}")
+    out.print(steps_table(result))
+    if result.targets:
+        out.print(targets_table(result))
+        out.print(comparisons_table(outcome.target_records))
+    for line in target_reasons(result):
+        out.print(f"  {escape(line)}")
+    if outcome.gates:
+        out.print(gates_table(outcome.gates))
+    if outcome.target_records:
+        out.print("[bold]Original → final, per target (measured side by side in this run):[/]")
+        for record in outcome.target_records:
+            out.print(f"  {escape(headline(record))}")
+    out.print(f"run folder: {result.run_dir} (report.html, summary.md, junit.xml, manifest.json)")
+    if outcome.tracking:
+        out.print(f"MLflow: {(outcome.tracking.get('remote') or outcome.tracking)['parent_url']}")
+    cached = sum(step.cached for step in result.steps)
+    out.print(
+        f"{len(result.steps)} steps ({cached} from cache), {len(result.targets)} targets in {result.seconds:.1f}s"
+    )
+    for problem in outcome.problems:
+        console.print(f"[red]error:[/] {escape(problem)}")
 
 
 @main.command()
@@ -160,8 +177,7 @@ def run(
 @handle_errors
 def validate(recipe: Path, debug) -> int:
     """Check RECIPE without running anything."""
-    _configure(debug)
-    from optimize.recipe.loader import load_recipe
+    from optimize.api import load_recipe
 
     loaded = load_recipe(recipe)
     steps = " → ".join(loaded.recipe.step_ids()) or "no stages"
@@ -176,7 +192,6 @@ def validate(recipe: Path, debug) -> int:
 @handle_errors
 def stages(debug) -> int:
     """List the stages with their parameters, types and defaults."""
-    _configure(debug)
     from optimize.recipe.field_docs import stages_tables
 
     for table in stages_tables():
@@ -192,7 +207,6 @@ def stages(debug) -> int:
 @handle_errors
 def schema(format_, debug) -> int:
     """Print the recipe schema: JSON Schema (for editors) or the Markdown reference."""
-    _configure(debug)
     from optimize.recipe.reference import json_schema, markdown
 
     click.echo(json_schema() if format_ == "json" else markdown(), nl=False)
@@ -207,19 +221,16 @@ def schema(format_, debug) -> int:
 @handle_errors
 def targets(recipe, debug) -> int:
     """List device classes, their runtime, and whether this host can build and run them."""
-    _configure(debug)
-    from optimize.registries import RUNTIMES
+    from optimize.api import device_classes
     from optimize.tables import device_classes_table
-    from optimize.targets import device_classes_for
 
-    recipe_classes = []
-    if recipe is not None:
-        from optimize.recipe.loader import load_recipe
-
-        recipe_classes = load_recipe(recipe).recipe.device_classes
-    classes = device_classes_for(recipe_classes)
-    availability = {name: RUNTIMES.get(dc.runtime)().availability(dc) for name, dc in classes.items()}
-    out.print(device_classes_table(classes, availability))
+    statuses = device_classes(recipe)
+    out.print(
+        device_classes_table(
+            {name: s.device_class for name, s in statuses.items()},
+            {name: s.availability for name, s in statuses.items()},
+        )
+    )
     return EXIT_OK
 
 
@@ -244,13 +255,9 @@ artifacts_option = click.option(
 @handle_errors
 def report(run_id, recipe, artifacts, output, debug) -> int:
     """Write the HTML report of RUN (a run id, or 'latest')."""
-    _configure(debug)
-    from optimize.report import write_report
-    from optimize.runs import find_run
+    from optimize.api import report as write_report
 
-    manifest_path = find_run(artifacts.resolve(), run_id, recipe)
-    path = write_report(manifest_path, output)
-    out.print(f"report: {path}")
+    out.print(f"report: {write_report(run_id, recipe=recipe, artifacts=artifacts, output=output)}")
     return EXIT_OK
 
 
@@ -300,25 +307,48 @@ def rebuild(
     debug,
 ) -> int:
     """Rebuild one device class from a run's stored ONNX model and flag regressions (exit 1)."""
-    _configure(debug)
-    from optimize.history import Tolerances
-    from optimize.rebuild import rebuild as run_rebuild
-    from optimize.runs import find_run
+    from optimize import api
+    from optimize.build_history import Tolerances
 
-    artifacts = artifacts.resolve()
-    manifest_path = find_run(artifacts, from_run, recipe)
-    tolerances = Tolerances(
-        accuracy=accuracy_tolerance, agreement=accuracy_tolerance, latency=latency_tolerance
-    )
-    return run_rebuild(
-        artifacts,
-        manifest_path,
+    outcome = api.rebuild(
         device_class,
-        require_targets,
-        tolerances,
-        tracking_uri,
-        Progress(enabled=not quiet),
+        run=from_run,
+        recipe=recipe,
+        artifacts=artifacts,
+        tracking_uri=tracking_uri,
+        require_targets=require_targets,
+        tolerances=Tolerances(
+            accuracy=accuracy_tolerance, agreement=accuracy_tolerance, latency=latency_tolerance
+        ),
+        progress=not quiet,
     )
+    _print_rebuild(outcome)
+    return outcome.exit_code
+
+
+def _print_rebuild(outcome) -> None:
+    from optimize.tables import changes_table
+
+    target = outcome.target
+    for warning in outcome.warnings:
+        console.print(f"[yellow]warning:[/] {escape(warning)}")
+    out.print(
+        f"rebuild {outcome.rebuild_id} of run {outcome.source_run} ({outcome.recipe}) for {target.name}: "
+        f"{target.status}" + (f" — {escape(target.reason)}" if target.reason else "")
+    )
+    if outcome.previous is None:
+        out.print(
+            "no previous build of this recipe on this device class: nothing to compare (recorded as the baseline)"
+        )
+        return
+    out.print(changes_table(outcome.changes, outcome.previous, outcome.record))
+    if outcome.regressions:
+        out.print(
+            "[red]regression:[/] "
+            + "; ".join(f"{c.metric} {c.previous} → {c.current} {c.note}" for c in outcome.regressions)
+        )
+    else:
+        out.print("[green]no regression[/]")
 
 
 @main.command()
@@ -329,12 +359,10 @@ def rebuild(
 @handle_errors
 def history(device_class, recipe, artifacts, debug) -> int:
     """List builds per device class with their headline numbers."""
-    _configure(debug)
-    from optimize.history import read
-    from optimize.runs import recipe_name
+    from optimize.api import history as read
     from optimize.tables import history_table
 
-    records = read(artifacts.resolve(), recipe_name(recipe), device_class)
+    records = read(artifacts=artifacts, recipe=recipe, device_class=device_class)
     if not records:
         out.print(f"no builds recorded in {artifacts.resolve() / 'history'}")
         return EXIT_OK
@@ -356,39 +384,17 @@ def history(device_class, recipe, artifacts, debug) -> int:
 @handle_errors
 def sync(tracking_uri, artifacts, include_all, debug) -> int:
     """Upload runs buffered in the local MLflow store to the tracking server, exactly once."""
-    _configure(debug)
-    import os
+    from optimize.api import sync as sync_runs
 
-    from optimize.tracking.client import local_store_uri
-    from optimize.tracking.offline import store_lock
-    from optimize.tracking.sync import SyncReport, pending_runs, sync_run
+    def shown(run_id, target, report) -> None:
+        state = "uploaded" if run_id in report.uploaded else "already there"
+        out.print(f"{run_id} → {target}: {state} (remote run {report.remote_ids[run_id]})")
 
-    artifacts = artifacts.resolve()
-    if not (artifacts / "mlflow.db").is_file():
-        out.print(f"nothing to sync: no local MLflow store at {artifacts / 'mlflow.db'}")
-        return EXIT_OK
-    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-    if include_all and not uri:
-        raise UsageError("--all needs a server: pass --tracking-uri or set MLFLOW_TRACKING_URI")
-    local = local_store_uri(artifacts)
-    pending = pending_runs(local, uri, include_all)
-    if not pending:
+    report = sync_runs(artifacts=artifacts, tracking_uri=tracking_uri, include_all=include_all, on_run=shown)
+    if report.local_store is None:
+        out.print(f"nothing to sync: no local MLflow store at {artifacts.resolve() / 'mlflow.db'}")
+    elif not report.uploaded and not report.already:
         out.print("nothing to sync: every buffered run is on its server")
-        return EXIT_OK
-    report = SyncReport()
-    for index, (run_id, target) in enumerate(pending):
-        try:
-            with store_lock(artifacts):
-                sync_run(local, target, run_id, report)
-        except Exception as exc:
-            from optimize.errors import OptimizeError
-
-            left = len(pending) - index
-            reason = str(exc).splitlines()[0][:200]
-            raise OptimizeError(f"cannot sync to {target}: {reason}; {left} run(s) stay buffered") from exc
-        out.print(
-            f"{run_id} → {target}: {'uploaded' if run_id in report.uploaded else 'already there'} "
-            f"(remote run {report.remote_ids[run_id]})"
-        )
-    out.print(f"synced {len(report.uploaded)} run(s), {len(report.already)} were already on the server")
+    else:
+        out.print(f"synced {len(report.uploaded)} run(s), {len(report.already)} were already on the server")
     return EXIT_OK

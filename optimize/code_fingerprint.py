@@ -29,11 +29,10 @@ import sys
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
-import optimize
 from optimize.hashing import hash_value
 
 _PACKAGE = "optimize"
-_PROJECT_DIR = Path(optimize.__file__).resolve().parent.parent
+_PROJECT_DIR = Path(__file__).resolve().parent.parent
 _DOCSTRING_OWNERS = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
 
 

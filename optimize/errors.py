@@ -44,12 +44,21 @@ class TargetError(OptimizeError):
 
     exit_code = EXIT_STAGE_FAILED
 
-    def __init__(self, target: str, message: str):
-        super().__init__(f"target '{target}': {message}")
+    def __init__(self, target: str, reason: str):
+        super().__init__(f"target '{target}': {reason}")
         self.target = target
+        self.reason = reason
 
 
 class StoreError(OptimizeError):
     """The artifact store is unusable (permissions, disk, a foreign folder)."""
 
     exit_code = EXIT_STAGE_FAILED
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, with what was running when it came (nothing half-written is kept)."""
+
+    def __init__(self, during: str):
+        super().__init__(during)
+        self.during = during

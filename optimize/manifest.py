@@ -1,13 +1,17 @@
-"""The run manifest: everything a run did and produced, in artifacts/<recipe>/<run-id>/."""
+"""The run manifest: everything a run did and produced, in artifacts/<recipe>/<run-id>/.
+
+Files are named relative to the artifacts folder (`store/objects/…`), so a run folder and the
+store can be uploaded by one CI job and read from another machine's artifacts folder."""
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
-from optimize.hashing import hash_file
 from optimize.pipeline import link_or_copy
 from optimize.results import RunResult
 from optimize.store import atomic_write_json, atomic_write_text
@@ -16,20 +20,21 @@ from optimize.versions import all_library_versions, host_identity
 FORMAT = "optimize-manifest/2"
 
 
-def _artifact_record(artifact) -> dict[str, Any] | None:
+def _artifact_record(artifact, artifacts_dir: Path) -> dict[str, Any] | None:
     if artifact is None:
         return None
     return {
         "hash": artifact.hash,
         "kind": artifact.kind.value,
         "precision": artifact.precision,
-        "path": str(artifact.file),
+        "path": os.path.relpath(artifact.file, artifacts_dir),
         "size_bytes": artifact.size_bytes,
     }
 
 
 def manifest_dict(result: RunResult, status: str, tracking: dict[str, Any] | None) -> dict[str, Any]:
     loaded = result.recipe
+    root = result.artifacts_dir
     return {
         "format": FORMAT,
         "run_id": result.run_id,
@@ -38,16 +43,17 @@ def manifest_dict(result: RunResult, status: str, tracking: dict[str, Any] | Non
         "seconds": round(result.seconds, 3),
         "recipe": {
             "name": loaded.recipe.name,
-            "path": str(loaded.path),
-            "file_sha256": hash_file(loaded.path),
+            "path": str(loaded.path) if loaded.path else None,  # None: given as a mapping
+            "base_dir": str(loaded.base_dir),
+            "text_sha256": hashlib.sha256(loaded.text.encode()).hexdigest(),  # the recipe as written
             "hash": loaded.hash,
             "resolved": loaded.recipe.model_dump(mode="json"),  # every default filled in, to read
             "given": loaded.recipe.model_dump(mode="json", exclude_unset=True),  # re-validates as is
         },
         "host": host_identity(),
         "libraries": all_library_versions(),
-        "source": _artifact_record(result.source),
-        "reference": _artifact_record(result.reference),
+        "source": _artifact_record(result.source, root),
+        "reference": _artifact_record(result.reference, root),
         "steps": [
             {
                 "index": step.index,
@@ -56,7 +62,7 @@ def manifest_dict(result: RunResult, status: str, tracking: dict[str, Any] | Non
                 "params": step.params,
                 "cache_key": step.key,
                 "input_hash": step.input_hash,
-                "output": _artifact_record(step.artifact),
+                "output": _artifact_record(step.artifact, root),
                 "cached": step.cached,
                 "seconds": round(step.seconds, 3),
                 "metrics": step.metrics,
@@ -65,20 +71,20 @@ def manifest_dict(result: RunResult, status: str, tracking: dict[str, Any] | Non
             }
             for step in result.steps
         ],
-        "original": _original_record(result.original),
-        "targets": [_target_record(target) for target in result.targets],
+        "original": _original_record(result.original, root),
+        "targets": [_target_record(target, root) for target in result.targets],
         "tracking": tracking or {},
     }
 
 
-def _original_record(original) -> dict[str, Any] | None:
+def _original_record(original, root: Path) -> dict[str, Any] | None:
     """The model every target is compared with: what entered the first compression step."""
     if original is None:
         return None
     export = original.export
     return {
         "before_step": original.before_step,
-        "artifact": _artifact_record(original.artifact),
+        "artifact": _artifact_record(original.artifact, root),
         "export": None
         if export is None
         else {
@@ -90,7 +96,7 @@ def _original_record(original) -> dict[str, Any] | None:
     }
 
 
-def _target_record(target) -> dict[str, Any]:
+def _target_record(target, root: Path) -> dict[str, Any]:
     evaluation = target.evaluation
     return {
         "name": target.name,
@@ -99,7 +105,7 @@ def _target_record(target) -> dict[str, Any]:
         "status": target.status,
         "reason": target.reason,
         "engine_key": target.engine_key,
-        "engine": _artifact_record(target.engine),
+        "engine": _artifact_record(target.engine, root),
         "build_cached": target.build_cached,
         "build": target.build,
         "evaluation_key": target.evaluation_key,
@@ -111,9 +117,9 @@ def _target_record(target) -> dict[str, Any]:
         "round_p50_ms": evaluation.round_p50_ms if evaluation else [],
         "baselines": {
             name: {
-                "model": _artifact_record(baseline.model),
+                "model": _artifact_record(baseline.model, root),
                 "engine_key": baseline.engine_key,
-                "engine": _artifact_record(baseline.engine),
+                "engine": _artifact_record(baseline.engine, root),
                 "build_cached": baseline.build_cached,
                 "metrics": baseline.metrics,
                 "latency_samples_ms": baseline.evaluation.latency_samples_ms if baseline.evaluation else [],

@@ -49,7 +49,6 @@ class RunOptions:
     artifacts_dir: Path
     no_cache: bool = False
     only_targets: list[str] | None = None
-    require_targets: bool = False
     progress: Progress = field(default_factory=lambda: Progress(enabled=False))
 
 
@@ -449,7 +448,7 @@ class Pipeline:
                 engines, device_class, runtime, {k: v for k, v in references.items() if v is not None}
             )
         except TargetError as exc:
-            result.status, result.reason = "failed", str(exc).split(": ", 1)[1]
+            result.status, result.reason = "failed", exc.reason
             return result
         result.evaluation = evaluations["candidate"]
         for role, baseline in result.baselines.items():

@@ -117,5 +117,46 @@ class RunResult:
     original: OriginalModel | None
 
     @property
+    def artifacts_dir(self) -> Path:
+        """The folder holding the store and this run's folder (<artifacts>/<recipe>/<run id>)."""
+        return self.run_dir.parent.parent
+
+    @property
     def final(self) -> Artifact:
         return self.steps[-1].artifact if self.steps else self.source
+
+
+@dataclass
+class RunOutcome:
+    """What `optimize.run` returns: the run's results, what it wrote, the gate decisions and the
+    exit code the command line would give."""
+
+    result: RunResult
+    manifest_path: Path
+    target_records: list[dict[str, Any]]  # per target as in the manifest, comparisons included
+    gates: list[Any]  # optimize.gates.GateResult, one per limit
+    exit_code: int  # 0 ok, 1 a gate failed, 3 a target failed (optimize.errors)
+    problems: list[str]  # one line per reason the exit code is not 0
+    warnings: list[str]  # what went wrong without failing the run (tracking, the report)
+    tracking: dict[str, Any] | None  # MLflow run ids and URLs, when logged
+    files: list[Path]  # gates.json, junit.xml, summary.md, report.html
+
+    @property
+    def run_id(self) -> str:
+        return self.result.run_id
+
+    @property
+    def run_dir(self) -> Path:
+        return self.result.run_dir
+
+    @property
+    def steps(self) -> list[StepResult]:
+        return self.result.steps
+
+    @property
+    def targets(self) -> list[TargetResult]:
+        return self.result.targets
+
+    @property
+    def passed(self) -> bool:
+        return self.exit_code == 0

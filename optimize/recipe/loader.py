@@ -4,6 +4,7 @@ name the file, the line, the field, what was wrong and what is valid."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,12 +20,9 @@ from optimize.registry import did_you_mean
 @dataclass(frozen=True)
 class LoadedRecipe:
     recipe: Any  # optimize.recipe.schema.Recipe
-    path: Path
-    text: str
-
-    @property
-    def base_dir(self) -> Path:
-        return self.path.parent
+    path: Path | None  # None for a recipe given as a mapping
+    text: str  # the recipe as written (YAML), copied into every run folder
+    base_dir: Path  # where the recipe's relative paths resolve
 
     @property
     def hash(self) -> str:
@@ -93,7 +91,7 @@ def printable(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
-def _problem_lines(file: Path, problems: list[tuple[tuple, str]], lines: dict[tuple, int]) -> list[str]:
+def _problem_lines(file: Path | str, problems: list[tuple[tuple, str]], lines: dict[tuple, int]) -> list[str]:
     rendered = []
     for location, message in problems:
         display, line = locate(location, lines)
@@ -127,20 +125,35 @@ def load_data_definition(path: Path) -> dict:
     return parsed.data
 
 
-def load_recipe(path: Path | str) -> LoadedRecipe:
-    from optimize.recipe.checks import recipe_problems
-    from optimize.recipe.schema import Recipe
+def load_recipe(source: Path | str | Mapping[str, Any], base_dir: Path | str | None = None) -> LoadedRecipe:
+    """A validated recipe from a YAML file, or from a mapping (relative paths in it resolve against
+    `base_dir`, default the current folder). Every problem is one line naming file, key and fix."""
+    if isinstance(source, Mapping):
+        import yaml
 
-    path = Path(path).resolve()
+        data = dict(source)
+        text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+        where = Path(base_dir or ".").resolve()
+        return _validated(data, None, text, where, "recipe mapping", {})
+    path = Path(source).resolve()
     parsed = read_yaml_file(path, "recipe")
     if not isinstance(parsed.data, dict):
         raise RecipeError(f"{path}: a recipe is a mapping with at least 'name' and 'model'")
+    return _validated(parsed.data, path, path.read_text(encoding="utf-8"), path.parent, path, parsed.lines)
+
+
+def _validated(
+    data: dict, path: Path | None, text: str, base_dir: Path, label: Path | str, lines: dict[tuple, int]
+) -> LoadedRecipe:
+    from optimize.recipe.checks import recipe_problems
+    from optimize.recipe.schema import Recipe
+
     try:
-        recipe = Recipe.model_validate(parsed.data, context={"base_dir": path.parent})
+        recipe = Recipe.model_validate(data, context={"base_dir": base_dir})
     except ValidationError as exc:
         problems = [describe_error(error) for error in exc.errors()]
-        raise RecipeError("\n".join(_problem_lines(path, problems, parsed.lines))) from None
-    problems = recipe_problems(recipe, path.parent)
+        raise RecipeError("\n".join(_problem_lines(label, problems, lines))) from None
+    problems = recipe_problems(recipe, base_dir)
     if problems:
-        raise RecipeError("\n".join(_problem_lines(path, problems, parsed.lines)))
-    return LoadedRecipe(recipe=recipe, path=path, text=path.read_text(encoding="utf-8"))
+        raise RecipeError("\n".join(_problem_lines(label, problems, lines)))
+    return LoadedRecipe(recipe=recipe, path=path, text=text, base_dir=base_dir)

@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from optimize.console import console
 from optimize.tracking.client import Tracker, local_store_uri, resolve_tracking_uri
 from optimize.tracking.sync import TARGET, sync_run
 
@@ -47,26 +46,25 @@ def track(
     cli_uri: str | None,
     experiment: str,
     log: Callable[[Tracker, dict[str, str]], dict[str, Any]],
+    warn: Callable[[str], None],
 ) -> dict[str, Any] | None:
     """Log with `log(tracker, extra_tags)` locally, then replicate. Returns what the manifest
-    records: local ids and URLs, plus the server's when the copy succeeded."""
+    records: local ids and URLs, plus the server's when the copy succeeded. Problems go to
+    `warn`: tracking never fails a finished build."""
     local_uri = local_store_uri(artifacts_dir)
     target = resolve_tracking_uri(cli_uri, artifacts_dir)
     extra_tags = {TARGET: target} if target != local_uri else {}
     problem = local_store_problem(artifacts_dir)
     if problem:
-        console.print(
-            f"[yellow]warning:[/] could not log to the local MLflow store {local_uri}: {problem}; "
-            "the run folder has every result"
+        warn(
+            f"could not log to the local MLflow store {local_uri}: {problem}; the run folder has every result"
         )
         return None
     try:
         with store_lock(artifacts_dir):
             tracking = log(Tracker(local_uri, experiment, artifacts_dir), extra_tags)
     except Exception as exc:  # tracking must never lose a finished build: the manifest has it all
-        console.print(
-            f"[yellow]warning:[/] could not log to the local MLflow store {local_uri}: {type(exc).__name__}: {exc}"
-        )
+        warn(f"could not log to the local MLflow store {local_uri}: {type(exc).__name__}: {exc}")
         return None
     if not extra_tags:
         return tracking
@@ -84,15 +82,19 @@ def track(
         }
     except Exception as exc:
         tracking["buffered_for"] = target
-        console.print(
-            f"[yellow]tracking server {target} unreachable ({type(exc).__name__}); results are buffered in "
-            f"{local_uri} — run `optimize sync` to upload them[/]"
+        warn(
+            f"tracking server {target} unreachable ({type(exc).__name__}); results are buffered in "
+            f"{local_uri} — run `optimize sync` to upload them"
         )
     return tracking
 
 
 def attach_files(
-    artifacts_dir: Path, tracking: dict[str, Any], files: list[Path], folder: str = "report"
+    artifacts_dir: Path,
+    tracking: dict[str, Any],
+    files: list[Path],
+    warn: Callable[[str], None],
+    folder: str = "report",
 ) -> None:
     """Add files written after logging (report, gates) to the local run, and to its server copy."""
     targets = [(tracking["uri"], tracking["experiment_id"], tracking["parent_run_id"], True)]
@@ -106,7 +108,6 @@ def attach_files(
                 for path in files:
                     tracker.log_artifact(run_id, path, folder)
         except Exception as exc:
-            console.print(
-                f"[yellow]warning:[/] could not attach {folder} files to MLflow run {run_id} at {uri}: "
-                f"{type(exc).__name__}: {exc}"
+            warn(
+                f"could not attach {folder} files to MLflow run {run_id} at {uri}: {type(exc).__name__}: {exc}"
             )

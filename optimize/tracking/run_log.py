@@ -54,7 +54,7 @@ def log_run(
         tracker.log_metrics(parent, {metric_key("stage", prefix, "seconds"): step.seconds})
         for series, values in step.history.items():
             tracker.log_series(parent, metric_key("stage", prefix, series), values)
-    tracker.log_artifact(parent, result.recipe.path, "recipe")
+    tracker.log_artifact(parent, result.run_dir / "recipe.yaml", "recipe")
     tracker.log_artifact(parent, manifest_path)
 
     children = {}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +30,7 @@ class SyncReport:
     uploaded: list[str] = field(default_factory=list)  # local parent run ids copied now
     already: list[str] = field(default_factory=list)  # local parent run ids found complete
     remote_ids: dict[str, str] = field(default_factory=dict)  # local run id → remote run id
+    local_store: Path | None = None  # None when there is no local store to sync from
 
 
 def _chunks(items: list, size: int):
@@ -138,5 +140,33 @@ def pending_runs(local_uri: str, remote_uri: str | None, include_all: bool) -> l
     return sorted(pending, key=lambda item: item[0])
 
 
-def local_path(uri: str) -> Path | None:
-    return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+def sync_pending(
+    artifacts_dir: Path,
+    remote_uri: str | None,
+    include_all: bool,
+    on_run: Callable[[str, str, SyncReport], None] | None = None,
+) -> SyncReport:
+    """Copy every buffered parent run to its server (remote_uri: one server for all), each under
+    the local store's lock; on_run(local run id, server, report) after each. A server that fails
+    stops the sync with an OptimizeError saying how many runs stay buffered."""
+    from optimize.errors import OptimizeError
+    from optimize.tracking.client import local_store_uri
+    from optimize.tracking.offline import store_lock
+
+    report = SyncReport()
+    if not (artifacts_dir / "mlflow.db").is_file():
+        return report
+    report.local_store = artifacts_dir / "mlflow.db"
+    local = local_store_uri(artifacts_dir)
+    pending = pending_runs(local, remote_uri, include_all)
+    for index, (run_id, target) in enumerate(pending):
+        try:
+            with store_lock(artifacts_dir):
+                sync_run(local, target, run_id, report)
+        except Exception as exc:
+            reason = str(exc).splitlines()[0][:200]
+            left = len(pending) - index
+            raise OptimizeError(f"cannot sync to {target}: {reason}; {left} run(s) stay buffered") from exc
+        if on_run is not None:
+            on_run(run_id, target, report)
+    return report

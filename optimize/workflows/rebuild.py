@@ -1,22 +1,52 @@
-"""`optimize rebuild`: rebuild and re-evaluate one device class from a run's stored ONNX model,
-without the torch stages, and compare with the previous build of that recipe on that class."""
+"""`rebuild`: rebuild and re-evaluate one device class from a run's stored ONNX model, without the
+torch stages, and compare with the previous build of that recipe on that class. Prints nothing."""
 
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from optimize.artifacts import Artifact
-from optimize.console import Progress, out
-from optimize.errors import EXIT_GATE_FAILED, EXIT_OK, EXIT_STAGE_FAILED, OptimizeError, UsageError
-from optimize.history import Change, Tolerances, append, compare, previous_build, target_record
+from optimize.build_history import Change, Tolerances, append, compare, previous_build, target_record
+from optimize.console import Progress
+from optimize.errors import (
+    EXIT_GATE_FAILED,
+    EXIT_OK,
+    EXIT_STAGE_FAILED,
+    Interrupted,
+    OptimizeError,
+    UsageError,
+)
 from optimize.manifest import read_manifest
 from optimize.pipeline import new_run_id
 from optimize.recipe.loader import LoadedRecipe
+from optimize.results import TargetResult
 
 
 class MissingArtifact(OptimizeError):
     pass
+
+
+@dataclass
+class RebuildOutcome:
+    """What `optimize.rebuild` returns: the new build, the previous one it was compared with
+    (None for the first build of the class) and every compared metric."""
+
+    rebuild_id: str
+    source_run: str
+    recipe: str
+    target: TargetResult
+    record: dict[str, Any]  # the history line written for this build
+    previous: dict[str, Any] | None
+    changes: list[Change]
+    exit_code: int  # 0, 1 on a regression, 3 when the build failed (or --require-targets)
+    warnings: list[str]
+
+    @property
+    def regressions(self) -> list[Change]:
+        return [change for change in self.changes if change.regression]
 
 
 def rebuild_exit_code(status: str, changes: list[Change], had_previous: bool, require_targets: bool) -> int:
@@ -37,16 +67,18 @@ def recipe_of(manifest: dict) -> LoadedRecipe:
     from optimize.recipe.loader import load_recipe
     from optimize.recipe.schema import Recipe
 
-    path = Path(manifest["recipe"]["path"])
-    resolved = dict(manifest["recipe"].get("given") or manifest["recipe"]["resolved"])
-    if path.is_file():
+    record = manifest["recipe"]
+    path = Path(record["path"]) if record.get("path") else None
+    base_dir = Path(record.get("base_dir") or path.parent)
+    resolved = dict(record.get("given") or record["resolved"])
+    if path is not None and path.is_file():
         with contextlib.suppress(OptimizeError):  # a file that no longer validates: keep the run's classes
             resolved["device_classes"] = [
                 dc.model_dump(mode="json") for dc in load_recipe(path).recipe.device_classes
             ]
-    recipe = Recipe.model_validate(resolved, context={"base_dir": path.parent})
-    text = path.read_text(encoding="utf-8") if path.is_file() else ""
-    return LoadedRecipe(recipe=recipe, path=path, text=text)
+    recipe = Recipe.model_validate(resolved, context={"base_dir": base_dir})
+    text = path.read_text(encoding="utf-8") if path is not None and path.is_file() else ""
+    return LoadedRecipe(recipe=recipe, path=path, text=text, base_dir=base_dir)
 
 
 def _stored(pipeline, record: dict | None, what: str) -> Artifact | None:
@@ -64,16 +96,16 @@ def rebuild(
     artifacts_dir: Path,
     manifest_path: Path,
     device_class_name: str,
-    require_targets: bool,
-    tolerances: Tolerances,
-    tracking_uri: str | None,
-    progress: Progress,
-) -> int:
+    require_targets: bool = False,
+    tolerances: Tolerances | None = None,
+    tracking_uri: str | None = None,
+    progress: Progress | None = None,
+) -> RebuildOutcome:
     from optimize.pipeline import Pipeline, RunOptions
     from optimize.registry import did_you_mean
-    from optimize.tables import changes_table
     from optimize.targets import device_classes_for
 
+    progress = progress or Progress(enabled=False)
     manifest = read_manifest(manifest_path)
     loaded = recipe_of(manifest)
     classes = device_classes_for(loaded.recipe.device_classes)
@@ -91,41 +123,35 @@ def rebuild(
     original = _stored(pipeline, original_record and original_record["artifact"], "original model")
     previous = previous_build(artifacts_dir, loaded.recipe.name, device_class_name)
 
-    with progress.live():
-        target = pipeline.run_target(
-            device_class_name, classes[device_class_name], final, reference, original
-        )
+    try:
+        with progress.live():
+            target = pipeline.run_target(
+                device_class_name, classes[device_class_name], final, reference, original
+            )
+    except KeyboardInterrupt as exc:
+        raise Interrupted(pipeline.current) from exc
     rebuild_id = new_run_id()
     record = target_record(
         loaded.recipe.name, rebuild_id, "rebuild", target, final.hash, source_run=manifest["run_id"]
     )
-    changes = compare(previous, record, tolerances) if previous else []
+    changes = compare(previous, record, tolerances or Tolerances()) if previous else []
     append(artifacts_dir, record)
-    _track(loaded, manifest, target, record, changes, tracking_uri, artifacts_dir)
-
-    out.print(
-        f"rebuild {rebuild_id} of run {manifest['run_id']} ({loaded.recipe.name}) for {device_class_name}: {target.status}"
-        + (f" — {target.reason}" if target.reason else "")
+    warnings: list[str] = []
+    _track(loaded, manifest, target, record, changes, tracking_uri, artifacts_dir, warnings.append)
+    return RebuildOutcome(
+        rebuild_id=rebuild_id,
+        source_run=manifest["run_id"],
+        recipe=loaded.recipe.name,
+        target=target,
+        record=record,
+        previous=previous,
+        changes=changes,
+        exit_code=rebuild_exit_code(target.status, changes, previous is not None, require_targets),
+        warnings=warnings,
     )
-    if previous:
-        out.print(changes_table(changes, previous, record))
-    else:
-        out.print(
-            "no previous build of this recipe on this device class: nothing to compare (recorded as the baseline)"
-        )
-    code = rebuild_exit_code(target.status, changes, previous is not None, require_targets)
-    if code == EXIT_GATE_FAILED:
-        regressions = [c for c in changes if c.regression]
-        out.print(
-            "[red]regression:[/] "
-            + "; ".join(f"{c.metric} {c.previous} → {c.current} {c.note}" for c in regressions)
-        )
-    elif previous:
-        out.print("[green]no regression[/]")
-    return code
 
 
-def _track(loaded, manifest, target, record, changes, tracking_uri, artifacts_dir) -> None:
+def _track(loaded, manifest, target, record, changes, tracking_uri, artifacts_dir, warn) -> None:
     if not loaded.recipe.tracking.enabled:
         return
     from optimize.tracking.client import metric_key
@@ -165,4 +191,4 @@ def _track(loaded, manifest, target, record, changes, tracking_uri, artifacts_di
             "target_urls": {},
         }
 
-    track(artifacts_dir, tracking_uri, loaded.recipe.tracking.experiment or loaded.recipe.name, log)
+    track(artifacts_dir, tracking_uri, loaded.recipe.tracking.experiment or loaded.recipe.name, log, warn)

@@ -1,6 +1,6 @@
 """Regression checks between two builds of one recipe on one device class (pure)."""
 
-from optimize.history import Tolerances, compare
+from optimize.build_history import Tolerances, compare
 
 HOST = {"arch": "x86_64", "cpu": "Xeon", "cpu_count": "2", "os": "Linux 6.1", "python": "3.11.7"}
 BASE = {

@@ -1,0 +1,193 @@
+"""The Python API: everything the `optimize` command does, as functions that return results and
+print nothing (progress bars only when asked). The command line is a thin layer over these.
+
+    import optimize
+
+    recipe = optimize.load_recipe("recipes/resnet18-digits.yaml")
+    outcome = optimize.run(recipe, artifacts="artifacts")
+    for target in outcome.targets:
+        print(target.name, target.status, target.metrics.get("speedup_vs_original"))
+    print(outcome.exit_code, outcome.problems)
+
+Errors the user can act on raise `optimize.errors.OptimizeError` (its `exit_code` is the one the
+command documents); Ctrl-C raises `optimize.errors.Interrupted`, a KeyboardInterrupt that says
+what was running.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from optimize.errors import UsageError
+
+if TYPE_CHECKING:
+    from optimize.build_history import Tolerances
+    from optimize.recipe.loader import LoadedRecipe
+    from optimize.results import RunOutcome
+    from optimize.runtimes.base import Availability
+    from optimize.targets.device_class import DeviceClass
+    from optimize.tracking.sync import SyncReport
+    from optimize.workflows.rebuild import RebuildOutcome
+
+DEFAULT_ARTIFACTS = "artifacts"
+PathLike = str | os.PathLike
+
+
+def load_recipe(recipe: PathLike | Mapping[str, Any], base_dir: PathLike | None = None) -> LoadedRecipe:
+    """A validated recipe from a YAML file or a mapping (whose relative paths resolve against
+    `base_dir`, default the current folder). Raises RecipeError with one line per problem."""
+    from optimize.recipe.loader import load_recipe as load
+
+    if isinstance(recipe, Mapping):
+        return load(recipe, base_dir)
+    return load(Path(recipe))
+
+
+def run(
+    recipe: LoadedRecipe | PathLike | Mapping[str, Any],
+    *,
+    artifacts: PathLike = DEFAULT_ARTIFACTS,
+    targets: list[str] | None = None,
+    no_cache: bool = False,
+    tracking_uri: str | None = None,
+    require_targets: bool = False,
+    progress: bool = False,
+    junit: PathLike | None = None,
+    summary: PathLike | None = None,
+) -> RunOutcome:
+    """Run a recipe: stages (from the cache when nothing changed), then a build and a side-by-side
+    evaluation per target; writes the run folder, history and MLflow run, decides the gates.
+
+    targets: only these of the recipe's targets; junit/summary: extra copies of those files."""
+    from optimize.console import Progress
+    from optimize.workflows.run import GateOutputs, run_recipe
+
+    loaded = _loaded(recipe)
+    _check_targets(loaded, targets)
+    return run_recipe(
+        loaded,
+        artifacts_dir=Path(artifacts).resolve(),
+        only_targets=list(targets) if targets is not None else None,
+        no_cache=no_cache,
+        tracking_uri=tracking_uri,
+        require_targets=require_targets,
+        progress=Progress(enabled=progress),
+        gate_outputs=GateOutputs(
+            junit=Path(junit) if junit else None, summary=Path(summary) if summary else None
+        ),
+    )
+
+
+def rebuild(
+    device_class: str,
+    *,
+    run: str = "latest",
+    recipe: str | None = None,
+    artifacts: PathLike = DEFAULT_ARTIFACTS,
+    tracking_uri: str | None = None,
+    require_targets: bool = False,
+    tolerances: Tolerances | None = None,
+    progress: bool = False,
+) -> RebuildOutcome:
+    """Rebuild one device class from a run's stored ONNX model (run: a run id or 'latest';
+    recipe: its name or file, to pick the latest run of that recipe) and compare with the
+    previous build of that recipe on that class."""
+    from optimize.build_history import Tolerances
+    from optimize.console import Progress
+    from optimize.runs import find_run
+    from optimize.workflows.rebuild import rebuild as rebuild_class
+
+    artifacts_dir = Path(artifacts).resolve()
+    return rebuild_class(
+        artifacts_dir,
+        find_run(artifacts_dir, run, recipe),
+        device_class,
+        require_targets=require_targets,
+        tolerances=tolerances or Tolerances(),
+        tracking_uri=tracking_uri,
+        progress=Progress(enabled=progress),
+    )
+
+
+def history(
+    *, artifacts: PathLike = DEFAULT_ARTIFACTS, recipe: str | None = None, device_class: str | None = None
+) -> list[dict[str, Any]]:
+    """Every recorded build (runs and rebuilds), oldest first, optionally of one recipe (name or
+    file) and one device class."""
+    from optimize.build_history import read
+    from optimize.runs import recipe_name
+
+    return read(Path(artifacts).resolve(), recipe_name(recipe), device_class)
+
+
+def report(
+    run: str = "latest",
+    *,
+    recipe: str | None = None,
+    artifacts: PathLike = DEFAULT_ARTIFACTS,
+    output: PathLike | None = None,
+) -> Path:
+    """Write the HTML report of a run (default: into its run folder); returns its path."""
+    from optimize.report import write_report
+    from optimize.runs import find_run
+
+    manifest = find_run(Path(artifacts).resolve(), run, recipe)
+    return write_report(manifest, Path(output) if output else None)
+
+
+@dataclass(frozen=True)
+class DeviceClassStatus:
+    device_class: DeviceClass
+    availability: Availability  # can this host build / run its engines, and why not
+
+
+def device_classes(recipe: LoadedRecipe | PathLike | None = None) -> dict[str, DeviceClassStatus]:
+    """The built-in device classes (plus a recipe's own), each with what this host can do."""
+    from optimize.registries import RUNTIMES
+    from optimize.targets import device_classes_for
+
+    classes = device_classes_for(_loaded(recipe).recipe.device_classes if recipe is not None else [])
+    return {
+        name: DeviceClassStatus(dc, RUNTIMES.get(dc.runtime)().availability(dc))
+        for name, dc in classes.items()
+    }
+
+
+def sync(
+    *,
+    artifacts: PathLike = DEFAULT_ARTIFACTS,
+    tracking_uri: str | None = None,
+    include_all: bool = False,
+    on_run: Callable[[str, str, SyncReport], None] | None = None,
+) -> SyncReport:
+    """Upload the runs buffered in the local MLflow store to their server, exactly once.
+    tracking_uri: the server for every run (default: each run's own, else MLFLOW_TRACKING_URI);
+    on_run(local run id, server, report) after each run."""
+    from optimize.tracking.sync import sync_pending
+
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if include_all and not uri:
+        raise UsageError("include_all needs a server: pass tracking_uri or set MLFLOW_TRACKING_URI")
+    return sync_pending(Path(artifacts).resolve(), uri, include_all, on_run)
+
+
+def _loaded(recipe: LoadedRecipe | PathLike | Mapping[str, Any]) -> LoadedRecipe:
+    from optimize.recipe.loader import LoadedRecipe
+
+    return recipe if isinstance(recipe, LoadedRecipe) else load_recipe(recipe)
+
+
+def _check_targets(loaded: LoadedRecipe, targets: list[str] | None) -> None:
+    from optimize.registry import did_you_mean
+
+    wanted = loaded.recipe.targets
+    unknown = [name for name in targets or [] if name not in wanted]
+    if unknown:
+        raise UsageError(
+            f"--target {unknown[0]}: not a target of {loaded.path or loaded.recipe.name}"
+            f"{did_you_mean(unknown[0], wanted)}; its targets: {', '.join(wanted) or 'none'}"
+        )
