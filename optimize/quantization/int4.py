@@ -1,4 +1,4 @@
-"""INT4 weight-only compression of MatMul/Gemm weights with nncf.compress_weights.
+"""INT4 weight-only compression of MatMul/Gemm weights with nncf.compress_weights (precision int4).
 
 Below opset 21 NNCF writes ONNX Runtime's MatMulNBits op; from opset 21 on, standard blocked
 DequantizeLinear nodes with INT4 weights, which other runtimes read too. Embeddings and the last
@@ -7,17 +7,107 @@ MatMul stay in INT8 unless `all_layers` is set (NNCF's default, and what keeps a
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import Field
+
+from optimize.errors import StageError
+from optimize.quantization.base import CalibratedOptions, Quantizer
+from optimize.registries import QUANTIZERS
 
 if TYPE_CHECKING:
     import onnx
 
     from optimize.quantization.data import Feeds
-    from optimize.stages.quantize import QuantizeParams
+    from optimize.stages.base import StageContext, StageOutput
+
+
+class Int4WeightOnlyConfig(CalibratedOptions):
+    """INT4 weight-only compression of MatMul/Gemm weights with NNCF (`precision: int4`);
+    activations stay in floating point. Reads data.calibration only with awq or scale_estimation."""
+
+    precision: Literal["int4"] = Field(
+        "int4", description="int4: MatMul/Gemm weights only (transformer and MLP layers)"
+    )
+    mode: Literal["int4_asym", "int4_sym"] = Field(
+        "int4_asym", description="weights with a zero point per group (asym) or without (sym)"
+    )
+    group_size: Literal[16, 32, 64, 128, 256] = Field(
+        32, description="weights sharing one scale (smaller where a layer's input width needs it)"
+    )
+    ratio: float = Field(
+        0.8, gt=0, le=1, description="share of MatMul weights in INT4; the most sensitive rest stay INT8"
+    )
+    all_layers: bool = Field(False, description="embeddings and the last MatMul in INT4 too (default: INT8)")
+    awq: bool = Field(False, description="activation-aware weight scaling (reads data.calibration)")
+    scale_estimation: bool = Field(
+        False, description="scales fitted to calibration outputs (reads data.calibration; slow)"
+    )
+
+    @property
+    def data_aware(self) -> bool:
+        return self.awq or self.scale_estimation
+
+
+@QUANTIZERS.register("int4")
+class Int4WeightOnlyQuantizer(Quantizer):
+    Config = Int4WeightOnlyConfig
+    libraries = ("nncf", "onnx", "onnxruntime")
+
+    def roles_read(self, params: Int4WeightOnlyConfig) -> tuple[str, ...]:
+        return ("calibration",) if params.data_aware else ()
+
+    def quantize(
+        self, model: onnx.ModelProto, params: Int4WeightOnlyConfig, context: StageContext
+    ) -> tuple[onnx.ModelProto, StageOutput]:
+        from optimize.quantization.data import sample_feeds
+        from optimize.quantization.graph import (
+            MATMUL_OPS,
+            int4_layer_names,
+            quantized_layer_names,
+            weighted_layers,
+        )
+        from optimize.stages.base import StageOutput
+
+        eligible = [
+            node.name for node in weighted_layers(model, MATMUL_OPS) if node.name not in params.ignored_nodes
+        ]
+        if not eligible:
+            kinds = sorted({node.op_type for node in weighted_layers(model)}) or ["none"]
+            raise StageError(
+                context.step_id,
+                "precision int4 compresses MatMul/Gemm weights (transformer and MLP layers), but this model's "
+                f"weighted layers are {', '.join(kinds)}; use precision int8 for convolutional models",
+            )
+        calibration = (
+            sample_feeds(context.data, "calibration", params.subset_size)[0] if params.data_aware else None
+        )
+        output = compress(model, calibration, params)
+        in_int4 = int4_layer_names(output)
+        if not in_int4:
+            raise StageError(
+                context.step_id,
+                f"no MatMul/Gemm weight could be stored in INT4 (group_size {params.group_size} must divide the "
+                "input width; the last MatMul stays INT8 unless all_layers is set)",
+            )
+        backup = len(quantized_layer_names(output)) - len(in_int4)
+        packed = any(node.op_type == "MatMulNBits" for node in output.graph.node)
+        info = {
+            "precision": "int4",
+            "mode": params.mode,
+            "group_size": params.group_size,
+            "ratio": params.ratio,
+            "format": "MatMulNBits (ONNX Runtime)" if packed else "blocked DequantizeLinear",
+            "data_aware": params.data_aware,
+            "int4_layers": len(in_int4),
+            "int8_layers": backup,
+        }
+        metrics = {"int4_layers": float(len(in_int4)), "int8_layers": float(backup)}
+        return output, StageOutput(metrics=metrics, info=info)
 
 
 def compress(
-    model: onnx.ModelProto, calibration: list[Feeds] | None, params: QuantizeParams
+    model: onnx.ModelProto, calibration: list[Feeds] | None, params: Int4WeightOnlyConfig
 ) -> onnx.ModelProto:
     """calibration: samples for AWQ / scale estimation / data-aware layer ranking, or None."""
     import nncf

@@ -1,21 +1,54 @@
-"""INT8 post-training quantization with NNCF on the ONNX model (QDQ output), with or without
-accuracy control."""
+"""INT8 post-training quantization with NNCF on the ONNX model (QDQ output): the default method
+(precision int8, backend nncf). Accuracy control builds on it (nncf_int8_accuracy)."""
 
 from __future__ import annotations
 
 import contextlib
-import sys
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field
+
+from optimize.quantization.int8 import Int8Options, Int8Quantizer
+from optimize.registries import QUANTIZERS
 
 if TYPE_CHECKING:
     import onnx
 
-    from optimize.quantization.data import Feeds, Validation
-    from optimize.stages.quantize import QuantizeParams
+    from optimize.quantization.data import Feeds
+    from optimize.stages.base import StageContext
 
 
-def _common_options(params: QuantizeParams, scheme: str, calibration: list[Feeds]) -> dict[str, Any]:
+class NncfInt8Config(Int8Options):
+    """INT8 with NNCF's post-training quantization (`precision: int8`, `backend: nncf`; the default
+    method). Weights are symmetric per channel."""
+
+    backend: Literal["nncf"] = Field("nncf", description="NNCF post-training quantization")
+    bias_correction: Literal["fast", "full"] = Field(
+        "fast", description="fast bias correction, or full (slower; per-layer sub-model runs)"
+    )
+    model_type: Literal["transformer"] | None = Field(
+        None, description="'transformer' adds NNCF's patterns for attention blocks"
+    )
+
+
+@QUANTIZERS.register("nncf-int8")
+class NncfInt8Quantizer(Int8Quantizer):
+    Config = NncfInt8Config
+    libraries = ("nncf", "onnx", "onnxruntime")
+
+    def quantize_int8(
+        self,
+        model: onnx.ModelProto,
+        calibration: list[Feeds],
+        params: NncfInt8Config,
+        scheme: str,
+        context: StageContext,
+    ) -> tuple[onnx.ModelProto, dict[str, float]]:
+        return quantize(model, calibration, params, scheme), {}
+
+
+def common_options(params: NncfInt8Config, scheme: str, calibration: list[Feeds]) -> dict[str, Any]:
     """Options quantize() and quantize_with_accuracy_control() share."""
     import nncf
 
@@ -36,7 +69,7 @@ def _common_options(params: QuantizeParams, scheme: str, calibration: list[Feeds
 
 
 @contextlib.contextmanager
-def _explain_full_bias_correction(params: QuantizeParams) -> Iterator[None]:
+def explain_full_bias_correction(params: NncfInt8Config) -> Iterator[None]:
     """Full bias correction runs sub-models that NNCF cuts out of the graph through ONNX Runtime,
     which fails to load some of them (seen on ResNet-18's downsample blocks: a cut output that
     ONNX Runtime's own graph fusions remove). Say so, and what to use instead."""
@@ -84,41 +117,12 @@ def signed_activations(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def quantize(
-    model: onnx.ModelProto, calibration: list[Feeds], params: QuantizeParams, scheme: str
+    model: onnx.ModelProto, calibration: list[Feeds], params: NncfInt8Config, scheme: str
 ) -> onnx.ModelProto:
     import nncf
 
-    with _explain_full_bias_correction(params):
+    with explain_full_bias_correction(params):
         quantized = nncf.quantize(
-            model, nncf.Dataset(calibration), **_common_options(params, scheme, calibration)
-        )
-    return signed_activations(quantized) if scheme == "symmetric" else quantized
-
-
-def quantize_with_accuracy_control(
-    model: onnx.ModelProto,
-    calibration: list[Feeds],
-    validation: Validation,
-    params: QuantizeParams,
-    scheme: str,
-) -> onnx.ModelProto:
-    """Quantize, then return the most sensitive layers to FP32 until the drop on the eval set
-    is at most params.max_accuracy_drop (or params.max_fp32_layers is reached)."""
-    import nncf
-    from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
-
-    restorer = AdvancedAccuracyRestorerParameters(
-        max_num_iterations=params.max_fp32_layers if params.max_fp32_layers is not None else sys.maxsize
-    )
-    with _explain_full_bias_correction(params):
-        quantized = nncf.quantize_with_accuracy_control(
-            model,
-            nncf.Dataset(calibration),
-            validation.nncf_dataset(),
-            validation.nncf_validation_fn,
-            max_drop=params.max_accuracy_drop,
-            drop_type=nncf.DropType.ABSOLUTE,
-            advanced_accuracy_restorer_parameters=restorer,
-            **_common_options(params, scheme, calibration),
+            model, nncf.Dataset(calibration), **common_options(params, scheme, calibration)
         )
     return signed_activations(quantized) if scheme == "symmetric" else quantized

@@ -1,25 +1,64 @@
-"""INT8 post-training quantization with ONNX Runtime's tools: quant_pre_process (shape
-inference and graph clean-up), then quantize_static to QDQ with per-channel weights."""
+"""INT8 post-training quantization with ONNX Runtime's tools (precision int8, backend
+onnxruntime): quant_pre_process (shape inference and graph clean-up), then quantize_static to QDQ."""
 
 from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import Field
 
 from optimize.errors import StageError
 from optimize.quantization.data import FeedReader
 from optimize.quantization.graph import nodes_of_types, scope_problems
+from optimize.quantization.int8 import Int8Options, Int8Quantizer
+from optimize.registries import QUANTIZERS
 
 if TYPE_CHECKING:
     import onnx
 
     from optimize.quantization.data import Feeds
-    from optimize.stages.quantize import QuantizeParams
+    from optimize.stages.base import StageContext
+
+
+class OnnxRuntimeInt8Config(Int8Options):
+    """INT8 with ONNX Runtime's quantize_static (`precision: int8`, `backend: onnxruntime`).
+    Weights are symmetric, per channel unless per_channel is false."""
+
+    backend: Literal["onnxruntime"] = Field(
+        "onnxruntime", description="ONNX Runtime's quant_pre_process and quantize_static"
+    )
+    calibration_method: Literal["minmax", "entropy", "percentile"] = Field(
+        "minmax", description="how activation ranges are found"
+    )
+    per_channel: bool = Field(True, description="one weight scale per output channel")
+
+
+@QUANTIZERS.register("onnxruntime-int8")
+class OnnxRuntimeInt8Quantizer(Int8Quantizer):
+    Config = OnnxRuntimeInt8Config
+    libraries = ("onnx", "onnxruntime")
+
+    def scope_problems(self, model: onnx.ModelProto, params: OnnxRuntimeInt8Config) -> list[str]:
+        return []  # checked after ONNX Runtime's pre-processing, which may fuse nodes away
+
+    def weights(self, params: OnnxRuntimeInt8Config) -> str:
+        return "per-channel" if params.per_channel else "per-tensor"
+
+    def quantize_int8(
+        self,
+        model: onnx.ModelProto,
+        calibration: list[Feeds],
+        params: OnnxRuntimeInt8Config,
+        scheme: str,
+        context: StageContext,
+    ) -> tuple[onnx.ModelProto, dict[str, float]]:
+        return quantize(context.input.file, calibration, params, scheme, context.step_id), {}
 
 
 def quantize(
-    model_path: Path, calibration: list[Feeds], params: QuantizeParams, scheme: str, step_id: str
+    model_path: Path, calibration: list[Feeds], params: OnnxRuntimeInt8Config, scheme: str, step_id: str
 ) -> onnx.ModelProto:
     import onnx
     from onnxruntime.quantization import (

@@ -69,18 +69,47 @@ def field_rows(model: type) -> list[tuple[str, str, str, str]]:
     return rows
 
 
+def params_variants(params: Any) -> list[tuple[str | None, type]]:
+    """(tag, model) for each variant of a stage's params: (None, model) for one model, or one entry
+    per member of a tagged union (quantize: one per method, tagged with the method's name)."""
+    import types
+    import typing
+
+    from pydantic import Tag
+
+    if isinstance(params, type):
+        return [(None, params)]
+    origin, args = typing.get_origin(params), typing.get_args(params)
+    if origin is typing.Annotated:
+        tags = [item.tag for item in args[1:] if isinstance(item, Tag)]
+        variants = params_variants(args[0])
+        return [(tags[0], model) for _, model in variants] if tags else variants
+    if origin in (typing.Union, types.UnionType):
+        return [variant for member in args for variant in params_variants(member)]
+    raise TypeError(f"not a model or a union of models: {params!r}")
+
+
+def model_summary(model: type) -> str:
+    """The first paragraph of a model's docstring, on one line."""
+    return " ".join((model.__doc__ or "").strip().split("\n\n")[0].split())
+
+
 def stages_tables() -> list[Table]:
     from optimize.registries import STAGES
 
     tables = []
     for name, stage in STAGES:
-        table = Table(
-            title=f"[bold]{name}[/]  {stage.consumes.value} → {stage.produces.value}\n{stage.summary()}",
-            title_justify="left",
-        )
-        for column in ("parameter", "type", "default", "description"):
-            table.add_column(column)
-        for row in field_rows(stage.Params):
-            table.add_row(*row)
-        tables.append(table)
+        heading = f"[bold]{name}[/]  {stage.consumes.value} → {stage.produces.value}\n{stage.summary()}"
+        for index, (tag, model) in enumerate(params_variants(stage.Params)):
+            if tag is None:
+                title = heading
+            else:  # one table per variant (quantize: per method), the stage's heading over the first
+                variant = f"[bold]{name}[/] method [bold]{tag}[/]: {model_summary(model)}"
+                title = f"{heading}\n{variant}" if index == 0 else variant
+            table = Table(title=title, title_justify="left")
+            for column in ("parameter", "type", "default", "description"):
+                table.add_column(column)
+            for row in field_rows(model):
+                table.add_row(*row)
+            tables.append(table)
     return tables

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 
-from optimize.recipe.field_docs import field_rows
+from optimize.recipe.field_docs import field_rows, model_summary, params_variants
 
 
-def _section(title: str, model: type, intro: str = "") -> list[str]:
-    lines = [f"### {title}", ""]
+def _section(title: str, model: type, intro: str = "", level: int = 3) -> list[str]:
+    lines = [f"{'#' * level} {title}", ""]
     if intro:
         lines += [intro, ""]
     lines += ["| key | type | default | description |", "| --- | --- | --- | --- |"]
@@ -54,9 +54,14 @@ def markdown() -> str:
         lines += _section(f"data source `{name}`", spec, _doc(spec))
     lines += ["## Stages", "", "Written as a list: `- <stage>: {params}` (or just `- <stage>`).", ""]
     for name, stage in STAGES:
-        lines += _section(
-            f"stage `{name}` ({stage.consumes.value} → {stage.produces.value})", stage.Params, stage.summary()
-        )
+        title = f"stage `{name}` ({stage.consumes.value} → {stage.produces.value})"
+        variants = params_variants(stage.Params)
+        if variants == [(None, stage.Params)]:
+            lines += _section(title, stage.Params, stage.summary())
+            continue
+        lines += [f"### {title}", "", stage.summary(), ""]
+        for tag, model in variants:
+            lines += _section(f"`{name}` method `{tag}`", model, model_summary(model), level=4)
     lines += ["## Targets and device classes", ""]
     lines += _section("device class (any runtime)", DeviceClassBase, "`runtime` picks the settings below.")
     lines += _section("device_class.batch", BatchProfile)

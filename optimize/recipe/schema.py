@@ -6,7 +6,7 @@ module assembles them (from the registries) into the `Recipe` model.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BeforeValidator, Discriminator, Field, Tag, create_model
 from pydantic_core import PydanticCustomError
@@ -22,17 +22,32 @@ from optimize.targets.device_class import DeviceClass
 # -- stages -------------------------------------------------------------------------------
 
 
-def _step_model(name: str, stage) -> type:
-    """The params model of a stage plus a `stage` tag, so a list item knows its stage."""
-    return create_model(
-        f"{stage.__name__}Step",
-        __base__=stage.Params,
-        __module__=__name__,
-        stage=(Literal[name], Field(description="stage type", json_schema_extra={"internal": True})),
-    )
+def _step_model(name: str, params: Any, title: str) -> Any:
+    """The params model of a stage plus a `stage` tag, so a list item knows its stage. A stage whose
+    params are a tagged union of models (quantize: one per method) gets the same union of step
+    models, each with the tag, its own name and the union's discriminator and validators."""
+    if isinstance(params, type):
+        return create_model(
+            title,
+            __base__=params,
+            __module__=__name__,
+            stage=(Literal[name], Field(description="stage type", json_schema_extra={"internal": True})),
+        )
+    origin, args = get_origin(params), get_args(params)
+    if origin is Annotated:
+        inner, *metadata = args
+        return Annotated[(_step_model(name, inner, title), *metadata)]
+    if origin is Union:
+        return Union[tuple(_step_model(name, member, f"{_model_of(member).__name__}Step") for member in args)]  # noqa: UP007
+    raise TypeError(f"stage '{name}': Params must be a model or a tagged union of models, not {params!r}")
 
 
-STEP_MODELS = {name: _step_model(name, stage) for name, stage in STAGES}
+def _model_of(member: Any) -> type:
+    """The model inside an Annotated union member."""
+    return get_args(member)[0] if get_origin(member) is Annotated else member
+
+
+STEP_MODELS = {name: _step_model(name, stage.Params, f"{stage.__name__}Step") for name, stage in STAGES}
 
 
 def _normalise_step(value: Any) -> Any:
