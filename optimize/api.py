@@ -132,7 +132,7 @@ def report(
     output: PathLike | None = None,
 ) -> Path:
     """Write the HTML report of a run (default: into its run folder); returns its path."""
-    from optimize.report import write_report
+    from optimize.html_report import write_report
     from optimize.runs import find_run
 
     manifest = find_run(Path(artifacts).resolve(), run, recipe)

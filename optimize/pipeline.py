@@ -31,6 +31,7 @@ from optimize.data.base import DataContext
 from optimize.data.provider import ROLES, DataProvider
 from optimize.errors import OptimizeError, StageError, TargetError
 from optimize.file_reads import ReadsMemo
+from optimize.library_output import library_output
 from optimize.measure import LIBRARIES as MEASURE_LIBRARIES
 from optimize.models.base import open_source
 from optimize.recipe.checks import first_compression
@@ -248,7 +249,8 @@ class Pipeline:
         def compute(workdir: Path) -> dict[str, Any]:
             started = time.perf_counter()
             try:
-                output = stage.run(step, make_context(workdir))
+                with library_output(shown=self.progress.enabled):
+                    output = stage.run(step, make_context(workdir))
             except OptimizeError:
                 raise
             except Exception as exc:

@@ -19,7 +19,7 @@ from optimize.columns import (
     rows,
 )
 from optimize.gates import GateResult, summary_markdown
-from optimize.report import render
+from optimize.html_report import render
 from optimize.tables import comparisons_table, gates_table, targets_table
 
 METRICS = {
@@ -130,10 +130,10 @@ def _markdown(text: str) -> list[list[list[str]]]:
 @pytest.fixture
 def outputs(monkeypatch):
     """(terminal, HTML, Markdown) tables for one run with one target and one gate."""
-    import optimize.report
+    import optimize.html_report as html_report
 
     for plot in ("stage_plot", "pareto_plot", "latency_plot"):
-        monkeypatch.setattr(optimize.report, plot, lambda *args: None)
+        monkeypatch.setattr(html_report, plot, lambda *args: None)
     target = SimpleNamespace(**{key: TARGET[key] for key in ("name", "runtime", "runtime_version", "status")})
     target.__dict__.update(reason="", evaluation=None, evaluation_cached=False, metrics=METRICS, notes=[])
     terminal = {

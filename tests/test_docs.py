@@ -1,7 +1,12 @@
-"""The README's claims about measurement are docs/measurement.md's, word for word."""
+"""The README against the code: its measurement claims are docs/measurement.md's word for word,
+and its Commands table lists every command with every option."""
 
 from __future__ import annotations
 
+import pytest
+from click.testing import CliRunner
+
+from optimize.cli import main
 from tests.conftest import REPO
 
 
@@ -16,3 +21,29 @@ def test_readme_measurement_section_quotes_the_measurement_doc():
     summary = doc[doc.index("## In short") : doc.index("## The three models")]
     claims = _paragraphs(summary)[1:]  # without the heading
     assert claims and all(claim in _paragraphs(section) for claim in claims)
+
+
+def _readme_command_rows() -> dict[str, str]:
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Commands") : readme.index("## What a run produces")]
+    rows = [line for line in section.splitlines() if line.startswith("| `optimize ")]
+    return {row.split()[2].rstrip("`"): row.split(" | ")[0] for row in rows}
+
+
+@pytest.mark.parametrize("name", sorted(main.commands))
+def test_every_command_has_help_and_a_readme_row_naming_its_options(name):
+    """As sqlite-utils checks its docs: a new command or option shows up in the README or fails here."""
+    command = main.commands[name]
+    result = CliRunner().invoke(main, [name, "--help"])
+    assert result.exit_code == 0 and command.help and command.help.strip() in " ".join(result.output.split())
+    rows = _readme_command_rows()
+    assert name in rows, f"README's Commands table has no row for `optimize {name}`"
+    documented_once = {"--help", "--debug", "-h"}
+    for option in (opt for param in command.params for opt in param.opts if opt.startswith("--")):
+        assert option in documented_once or option in rows[name], (
+            f"{option} of `optimize {name}` is not in its README row"
+        )
+
+
+def test_the_readme_lists_no_command_that_does_not_exist():
+    assert set(_readme_command_rows()) <= set(main.commands)

@@ -125,6 +125,24 @@ def load_data_definition(path: Path) -> dict:
     return parsed.data
 
 
+def load_device_class_file(path: Path) -> list:
+    """A file of device classes a recipe names, checked here, so that a problem names this file,
+    its line and the key (the recipe then reports it at its `device_classes` key)."""
+    from pydantic import TypeAdapter
+
+    from optimize.targets.device_class import DeviceClass
+
+    parsed = read_yaml_file(path, "device classes")
+    if not isinstance(parsed.data, list):
+        raise RecipeError(f"{path} must hold a list of device classes")
+    try:
+        TypeAdapter(list[DeviceClass]).validate_python(parsed.data)
+    except ValidationError as exc:
+        problems = [describe_error(error) for error in exc.errors()]
+        raise RecipeError("; ".join(_problem_lines(path, problems, parsed.lines))) from None
+    return parsed.data
+
+
 def load_recipe(source: Path | str | Mapping[str, Any], base_dir: Path | str | None = None) -> LoadedRecipe:
     """A validated recipe from a YAML file, or from a mapping (relative paths in it resolve against
     `base_dir`, default the current folder). Every problem is one line naming file, key and fix."""
@@ -134,12 +152,24 @@ def load_recipe(source: Path | str | Mapping[str, Any], base_dir: Path | str | N
         data = dict(source)
         text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
         where = Path(base_dir or ".").resolve()
-        return _validated(data, None, text, where, "recipe mapping", {})
+        return _validated(data, None, text, where, "recipe mapping", _key_paths(data))
     path = Path(source).resolve()
     parsed = read_yaml_file(path, "recipe")
     if not isinstance(parsed.data, dict):
         raise RecipeError(f"{path}: a recipe is a mapping with at least 'name' and 'model'")
     return _validated(parsed.data, path, path.read_text(encoding="utf-8"), path.parent, path, parsed.lines)
+
+
+def _key_paths(value: Any, prefix: tuple = ()) -> dict[tuple, None]:
+    """Every key path of a mapping (no lines to show): error locations then read as written,
+    without the union tags pydantic adds (e.g. a quantize step's method)."""
+    paths: dict[tuple, None] = {prefix: None} if prefix else {}
+    children = (
+        value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    )
+    for key, child in children:
+        paths.update(_key_paths(child, (*prefix, key)))
+    return paths
 
 
 def _validated(

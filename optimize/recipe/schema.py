@@ -172,15 +172,9 @@ class TrackingSpec(StrictModel):
 def _device_class_file(value: Any, info) -> Any:
     """`device_classes:` may name a YAML file holding a list of device classes."""
     if isinstance(value, str):
-        from optimize.recipe.loader import read_yaml_file
+        from optimize.recipe.loader import load_device_class_file
 
-        path = resolve_user_path(value, (info.context or {}).get("base_dir"))
-        data = read_yaml_file(path, "device classes").data
-        if not isinstance(data, list):
-            raise PydanticCustomError(
-                "device_classes", "{path} must hold a list of device classes", {"path": str(path)}
-            )
-        return data
+        return _from_file(load_device_class_file, value, info)
     return value
 
 

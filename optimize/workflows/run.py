@@ -147,7 +147,7 @@ def _write_gate_files(
 
 
 def _write_report(manifest_path: Path, warn) -> Path | None:
-    from optimize.report import write_report
+    from optimize.html_report import write_report
 
     try:
         return write_report(manifest_path)

@@ -161,3 +161,11 @@ def test_markup_and_control_characters_in_a_recipe_are_shown_verbatim(write_reci
     assert result.exit_code == 2
     assert "unknown key '[bold]x\\x1ey'" in result.output
     assert len([line for line in result.output.splitlines() if line.strip()]) == 1
+
+
+def test_a_problem_in_a_device_class_file_names_that_file_its_line_and_the_recipe_key(write_recipe):
+    path = write_recipe(_with(("device_classes",), "classes.yaml"))
+    (path.parent / "classes.yaml").write_text("- name: my-cpu\n  runtime: onnxruntime\n  batch: {min: 0}\n")
+    result = CliRunner().invoke(main, ["validate", str(path)])
+    assert result.exit_code == 2
+    assert f"device_classes: {path.parent / 'classes.yaml'}:3: [0].batch.min:" in result.output
