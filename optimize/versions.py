@@ -8,21 +8,6 @@ import os
 import platform
 import sys
 
-TRACKED_LIBRARIES = (
-    "torch",
-    "torchvision",
-    "onnx",
-    "onnxruntime",
-    "onnxscript",
-    "nncf",
-    "openvino",
-    "torch-pruning",
-    "transformers",
-    "scikit-learn",
-    "numpy",
-    "tensorrt",
-)
-
 
 @functools.cache
 def library_version(name: str) -> str:
@@ -37,9 +22,23 @@ def library_versions(names: tuple[str, ...] | list[str]) -> dict[str, str]:
     return {name: library_version(name) for name in names}
 
 
+def tracked_libraries() -> list[str]:
+    """Every library a result can depend on, as the registered members declare them (stages,
+    quantizers, runtimes, model and data sources) plus what measures every model."""
+    from optimize.measure import LIBRARIES as MEASURED_WITH
+    from optimize.registries import DATA_SOURCES, MODEL_SOURCES, QUANTIZERS, RUNTIMES, STAGES
+
+    names = {"numpy", *MEASURED_WITH}
+    for registry in (STAGES, QUANTIZERS, MODEL_SOURCES, DATA_SOURCES):
+        names.update(library for _, member in registry for library in member.libraries)
+    names.update(runtime.distribution for _, runtime in RUNTIMES)
+    return sorted(names)
+
+
 def all_library_versions() -> dict[str, str]:
+    """The installed versions of the tracked libraries (for the manifest and MLflow tags)."""
     versions = {"python": platform.python_version()}
-    versions.update(library_versions(TRACKED_LIBRARIES))
+    versions.update(library_versions(tracked_libraries()))
     return {k: v for k, v in versions.items() if v != "not-installed"}
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -31,6 +31,8 @@ class DigitsData(DataSourceSpec):
     """scikit-learn digits, resized and replicated to the model's input; fixed disjoint splits
     (train 1137, calibration 300, test 360)."""
 
+    libraries: ClassVar[tuple[str, ...]] = ("torch", "scikit-learn")
+
     source: Literal["digits"]
     split: Literal["train", "calibration", "test"] = Field("train", description="which fixed split")
     image_size: int = Field(32, ge=8, le=512, description="side of the square image fed to the model")
@@ -51,8 +53,3 @@ class DigitsData(DataSourceSpec):
         images = images.expand(-1, self.channels, -1, -1).contiguous()
         labels = torch.tensor(digits.target[index], dtype=torch.int64)
         return ArrayDataset(images, labels)
-
-    def content_fingerprint(self, context: DataContext) -> Any:
-        from optimize.versions import library_version
-
-        return {"scikit-learn": library_version("scikit-learn")}

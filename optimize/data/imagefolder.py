@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -18,6 +18,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 @DATA_SOURCES.register("imagefolder")
 class ImageFolderData(DataSourceSpec):
     """Images in class sub-folders (root/<class>/<file>), resized, centre-cropped and normalised."""
+
+    libraries: ClassVar[tuple[str, ...]] = ("torch", "torchvision", "pillow")
 
     source: Literal["imagefolder"]
     path: ExistingPath = Field(description="root folder, relative to the recipe")

@@ -11,6 +11,7 @@ from optimize.code_fingerprint import code_fingerprint
 from optimize.data.base import DataContext, DataSourceSpec
 from optimize.errors import RecipeError
 from optimize.hashing import hash_value
+from optimize.versions import library_versions
 
 if TYPE_CHECKING:
     import numpy as np
@@ -71,6 +72,7 @@ class DataProvider:
                 {
                     "spec": spec.model_dump(mode="json"),
                     "content": spec.content_fingerprint(self._context),
+                    "libraries": library_versions(spec.libraries),
                     "files_read": files_read,
                     "limit": self._limits.get(role),
                     "code": code_fingerprint(type(spec).__module__, __name__),

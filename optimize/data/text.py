@@ -27,6 +27,7 @@ class TextData(DataSourceSpec):
     max_length: int = Field(128, ge=4, le=8192, description="tokens per sentence (padded / truncated)")
 
     labeled: ClassVar[bool] = False
+    libraries: ClassVar[tuple[str, ...]] = ("transformers", "tokenizers")  # the model's tokenizer
 
     def load(self, context: DataContext) -> ArrayDataset:
         import torch

@@ -11,6 +11,7 @@ from optimize.code_fingerprint import code_fingerprint
 from optimize.file_reads import ReadsMemo
 from optimize.hashing import hash_file, hash_value
 from optimize.recipe.model_spec import InputSpec, ModelSpec
+from optimize.versions import library_versions
 
 if TYPE_CHECKING:
     import torch
@@ -26,6 +27,8 @@ class ModelSource:
     # True when building runs user code that may read any file: the files it read last time are
     # remembered and their content is part of the fingerprint.
     reads_unknown_files: ClassVar[bool] = False
+    libraries: ClassVar[tuple[str, ...]] = ("torch",)  # their versions are in the fingerprint
+    syntax: ClassVar[str] = "<reference>"  # what follows '<kind>:' in `model.source`
 
     def __init__(self, spec: ModelSpec, base_dir: Path):
         self.spec = spec
@@ -65,6 +68,7 @@ class ModelSource:
             "spec": self.spec.model_dump(mode="json"),
             "weights": hash_file(self.spec.weights) if self.spec.weights else None,
             "source": self._source_fingerprint,
+            "libraries": library_versions(self.libraries),
             "code": code_fingerprint(type(self).__module__),
         }
         if self.reads_unknown_files:

@@ -65,7 +65,12 @@ def _classifier_module(model, input_names: list[str]):
 
 @MODEL_SOURCES.register("huggingface")
 class HuggingFaceSource(ModelSource):
+    """A local Hugging Face checkpoint folder (AutoModel + its tokenizer): an encoder with pooling
+    for embeddings, or a sequence classifier."""
+
     needs_input_spec = False
+    libraries = ("torch", "transformers", "tokenizers")
+    syntax = "<folder>"
 
     @classmethod
     def check(cls, spec: ModelSpec, base_dir: Path | None) -> str | None:
@@ -125,9 +130,8 @@ class HuggingFaceSource(ModelSource):
 
     def source_fingerprint(self) -> Any:
         """Every file at the checkpoint's top level (config, weights and all tokenizer files:
-        tokenizer_config.json, special_tokens_map.json, vocab, merges, ...), and the libraries
-        that read them. Sub-folders (onnx/, 1_Pooling/) are not what AutoModel loads."""
-        from optimize.versions import library_versions
-
-        files = {path.name: hash_file(path) for path in sorted(self.folder.iterdir()) if path.is_file()}
-        return {"files": files, **library_versions(["transformers", "tokenizers"])}
+        tokenizer_config.json, special_tokens_map.json, vocab, merges, ...). Sub-folders (onnx/,
+        1_Pooling/) are not what AutoModel loads."""
+        return {
+            "files": {path.name: hash_file(path) for path in sorted(self.folder.iterdir()) if path.is_file()}
+        }

@@ -43,8 +43,12 @@ def graph_inputs(path: Path) -> list[InputSpec]:
 
 @MODEL_SOURCES.register("onnx")
 class OnnxSource(ModelSource):
+    """An exported ONNX file: the torch stages are skipped; inputs are read from the graph."""
+
     artifact_kind = ArtifactKind.ONNX
     needs_input_spec = False
+    libraries = ("onnx",)
+    syntax = "<path>"
 
     @classmethod
     def check(cls, spec: ModelSpec, base_dir: Path | None) -> str | None:

@@ -15,7 +15,10 @@ from optimize.registries import MODEL_SOURCES
 
 @MODEL_SOURCES.register("torch-pickle")
 class TorchPickleSource(ModelSource):
+    """A whole pickled torch module (torch.save(model)); needs `trust_pickle: true`."""
+
     reads_unknown_files = True  # unpickling imports the modules that define the classes
+    syntax = "<path>"
 
     @classmethod
     def check(cls, spec: ModelSpec, base_dir: Path | None) -> str | None:

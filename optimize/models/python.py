@@ -14,7 +14,10 @@ from optimize.registries import MODEL_SOURCES
 
 @MODEL_SOURCES.register("python")
 class PythonSource(ModelSource):
+    """The user's own factory function, called with `model.args`; its module tree is fingerprinted."""
+
     reads_unknown_files = True  # a factory may load weights or configs from anywhere
+    syntax = "<module>:<factory>"
 
     @classmethod
     def check(cls, spec: ModelSpec, base_dir: Path | None) -> str | None:

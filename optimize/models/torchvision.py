@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from optimize.models.base import ModelSource
 from optimize.recipe.model_spec import ModelSpec
@@ -39,6 +38,12 @@ def torchvision_architectures() -> list[str]:
 
 @MODEL_SOURCES.register("torchvision")
 class TorchvisionSource(ModelSource):
+    """Any architecture in torchvision's model registry, built with `model.args` (random weights
+    unless `model.weights` names a state_dict)."""
+
+    libraries = ("torch", "torchvision")
+    syntax = "<arch>"
+
     @classmethod
     def check(cls, spec: ModelSpec, base_dir: Path | None) -> str | None:
         if "weights" in spec.args:
@@ -55,8 +60,3 @@ class TorchvisionSource(ModelSource):
         import torchvision
 
         return torchvision.models.get_model(self.spec.reference, weights=None, **self.spec.args)
-
-    def source_fingerprint(self) -> Any:
-        from optimize.versions import library_version
-
-        return {"torchvision": library_version("torchvision")}

@@ -19,9 +19,10 @@ Slug = Annotated[
 
 
 class StrictModel(BaseModel):
-    """Unknown keys are errors that name the key, the closest valid key and all valid keys."""
+    """Unknown keys are errors that name the key, the closest valid key and all valid keys. Dumps
+    use the keys a recipe writes (aliases), so a dumped recipe validates again."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=(), serialize_by_alias=True)
 
     @model_validator(mode="before")
     @classmethod

@@ -26,8 +26,7 @@ class InputSpec(StrictModel):
 
 class ModelSpec(StrictModel):
     source: str = Field(
-        description="torchvision:<arch> | python:<module>:<factory> | onnx:<path> | "
-        "huggingface:<folder> | torch-pickle:<path>"
+        description="<kind>:<reference>, a registered model source (listed under model sources)"
     )
     args: dict[str, Any] = Field(default_factory=dict, description="keyword arguments for the constructor")
     weights: ExistingPath | None = Field(

@@ -27,7 +27,7 @@ def markdown() -> str:
     from optimize.recipe.gate_limits import Gates
     from optimize.recipe.model_spec import InputSpec, ModelSpec
     from optimize.recipe.schema import DataSpec, EvaluationSpec, Recipe, TrackingSpec
-    from optimize.registries import DATA_SOURCES, RUNTIMES, STAGES
+    from optimize.registries import DATA_SOURCES, MODEL_SOURCES, RUNTIMES, STAGES
     from optimize.targets.device_class import BatchProfile, DeviceClassBase
 
     lines = [
@@ -43,6 +43,12 @@ def markdown() -> str:
         "## Model",
         "",
         *_section("model", ModelSpec),
+        "### model sources",
+        "",
+        "| `model.source` | what it is |",
+        "| --- | --- |",
+        *(f"| `{name}:{source.syntax}` | {_doc(source)} |" for name, source in MODEL_SOURCES),
+        "",
         *_section("model.input", InputSpec),
         "## Data",
         "",

@@ -94,6 +94,9 @@ class OnnxRuntimeRunner(Runner):
 
 @RUNTIMES.register("onnxruntime")
 class OnnxRuntime(Runtime):
+    """ONNX Runtime's CPU execution provider: the engine is the model after ONNX Runtime's own
+    graph optimisation, saved as an .ort.onnx file."""
+
     Settings = OnnxRuntimeSettings
     distribution = "onnxruntime"
     library = "onnxruntime"

@@ -61,6 +61,8 @@ class OpenVINORunner(Runner):
 
 @RUNTIMES.register("openvino")
 class OpenVINORuntime(Runtime):
+    """OpenVINO's CPU plugin: the engine is the converted IR (model.xml + model.bin)."""
+
     Settings = OpenVINOSettings
     distribution = "openvino"
     library = "openvino"

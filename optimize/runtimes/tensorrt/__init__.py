@@ -49,6 +49,9 @@ log = logging.getLogger(__name__)
 
 @RUNTIMES.register("tensorrt")
 class TensorRTRuntime(Runtime):
+    """NVIDIA TensorRT on Jetson and data-centre GPUs: the engine is a serialized plan, valid only
+    on the GPU generation and TensorRT version that built it."""
+
     Settings = TensorRTSettings
     distribution = "tensorrt"
     library = "tensorrt"
