@@ -47,3 +47,15 @@ def test_every_command_has_help_and_a_readme_row_naming_its_options(name):
 
 def test_the_readme_lists_no_command_that_does_not_exist():
     assert set(_readme_command_rows()) <= set(main.commands)
+
+
+def test_the_architecture_doc_shows_the_real_diff_that_adds_a_quantization_method():
+    doc = (REPO / "docs" / "architecture.md").read_text()
+    diff = doc[doc.index("```diff\n") + len("```diff\n") :].split("\n```", 1)[0]
+    new_file, init = diff.split("--- a/optimize/quantization/__init__.py\n")
+    added = [line[1:] for line in new_file.splitlines()[3:]]
+    assert added == (REPO / "optimize" / "quantization" / "fp16.py").read_text().splitlines()
+    hunk = init.splitlines()[2:]
+    start = int(init.splitlines()[1].split()[2].split(",")[0].lstrip("+"))  # the new side
+    actual = (REPO / "optimize" / "quantization" / "__init__.py").read_text().splitlines()
+    assert [line[1:] for line in hunk] == actual[start - 1 : start - 1 + len(hunk)]
