@@ -141,13 +141,17 @@ def run(
     return outcome.exit_code
 
 
+def _print_warnings(warnings: list[str]) -> None:
+    for warning in warnings:
+        console.print(f"[yellow]warning:[/] {escape(warning)}")
+
+
 def _print_run(outcome) -> None:
     from optimize.comparison import headline
     from optimize.tables import comparisons_table, gates_table, steps_table, target_reasons, targets_table
 
     result = outcome.result
-    for warning in outcome.warnings:
-        console.print(f"[yellow]warning:[/] {escape(warning)}")
+    _print_warnings(outcome.warnings)
     out.print(steps_table(result))
     if result.targets:
         out.print(targets_table(result))
@@ -330,8 +334,7 @@ def _print_rebuild(outcome) -> None:
     from optimize.tables import changes_table
 
     target = outcome.target
-    for warning in outcome.warnings:
-        console.print(f"[yellow]warning:[/] {escape(warning)}")
+    _print_warnings(outcome.warnings)
     out.print(
         f"rebuild {outcome.rebuild_id} of run {outcome.source_run} ({outcome.recipe}) for {target.name}: "
         f"{target.status}" + (f" — {escape(target.reason)}" if target.reason else "")

@@ -48,6 +48,20 @@ def tiny_recipe_dict(**overrides: Any) -> dict[str, Any]:
     return recipe
 
 
+def recipe_stub(targets: list[str], runtimes: dict[str, str]):
+    """Just what the quantize checks read from a recipe: its targets and their device classes'
+    runtimes (named freely, so a test can register a runtime of its own)."""
+    from types import SimpleNamespace
+
+    classes = [SimpleNamespace(name=name, runtime=runtime) for name, runtime in runtimes.items()]
+    return SimpleNamespace(
+        targets=targets,
+        device_classes=classes,
+        data=SimpleNamespace(eval=None),
+        model=SimpleNamespace(task="classification"),
+    )
+
+
 @pytest.fixture
 def write_recipe(tmp_path: Path):
     """write_recipe(dict_or_text, name='recipe.yaml') → path, with tiny_models.py beside it."""

@@ -30,7 +30,7 @@ from optimize.registries import QUANTIZERS, RUNTIMES
 from optimize.runtimes.base import Runtime
 from optimize.stages.base import StageParams
 from optimize.stages.quantize import QuantizeStage
-from tests.conftest import REPO, tiny_recipe_dict
+from tests.conftest import REPO, recipe_stub, tiny_recipe_dict
 
 # Options that choose each registered method, with one option of its own; a new method adds a line.
 EXAMPLES = {
@@ -196,18 +196,6 @@ class _StrictGpuRuntime(Runtime):
     needs_symmetric_int8_activations = True
 
 
-def _stub(targets: list[str], runtimes: dict[str, str]):
-    from types import SimpleNamespace
-
-    classes = [SimpleNamespace(name=name, runtime=runtime) for name, runtime in runtimes.items()]
-    return SimpleNamespace(
-        targets=targets,
-        device_classes=classes,
-        data=SimpleNamespace(eval=None),
-        model=SimpleNamespace(task="classification"),
-    )
-
-
 @pytest.fixture
 def with_strict_runtime(monkeypatch):
     real = RUNTIMES.get
@@ -217,7 +205,7 @@ def with_strict_runtime(monkeypatch):
 
 
 def test_a_runtime_that_declares_symmetric_int8_gets_symmetric_activations(with_strict_runtime):
-    recipe = _stub(["cpu", "gpu"], {"cpu": "onnxruntime", "gpu": "strict-gpu"})
+    recipe = recipe_stub(["cpu", "gpu"], {"cpu": "onnxruntime", "gpu": "strict-gpu"})
     scheme, why = activation_scheme(validate_params(), recipe)
     assert scheme == "symmetric" and why == "gpu runs strict-gpu, which takes only signed symmetric INT8"
     assert quantizer_for(validate_params()).cache_extra(validate_params(), recipe) == {
@@ -232,7 +220,7 @@ def test_a_runtime_that_declares_symmetric_int8_gets_symmetric_activations(with_
 
 
 def test_the_scheme_reads_the_capability_not_the_runtime_name(monkeypatch):
-    recipe = _stub(["orin"], {"orin": "tensorrt"})
+    recipe = recipe_stub(["orin"], {"orin": "tensorrt"})
     assert activation_scheme(validate_params(), recipe)[0] == "symmetric"
     monkeypatch.setattr(RUNTIMES.get("tensorrt"), "needs_symmetric_int8_activations", False)
     assert activation_scheme(validate_params(), recipe) == (
@@ -243,7 +231,7 @@ def test_the_scheme_reads_the_capability_not_the_runtime_name(monkeypatch):
 
 
 def test_methods_without_int8_activations_take_no_scheme_from_the_targets():
-    recipe = _stub(["orin"], {"orin": "tensorrt"})
+    recipe = recipe_stub(["orin"], {"orin": "tensorrt"})
     for options in ({"precision": "int4"}, {"precision": "fp16"}):
         params = validate_params(options)
         assert quantizer_for(params).cache_extra(params, recipe) == {}

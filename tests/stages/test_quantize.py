@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from types import SimpleNamespace
 
 import numpy as np
 import onnx
@@ -24,7 +23,7 @@ from optimize.quantization.int8 import activation_scheme
 from optimize.recipe.loader import load_recipe
 from optimize.stages.quantize import QuantizeStage
 from tests.assets.tiny_models import export_onnx
-from tests.conftest import ASSETS, REPO, run_cli, tiny_recipe_dict
+from tests.conftest import ASSETS, REPO, recipe_stub, run_cli, tiny_recipe_dict
 
 TRAIN = {"train": {"epochs": 3, "lr": 0.02, "batch_size": 16}}
 
@@ -147,27 +146,15 @@ def test_activation_schemes_from_either_backend(workspace, backend, activations,
     assert step.metrics["macs"] > 0  # counted on the quantized graph
 
 
-def _recipe_stub(targets: list[str], runtimes: dict[str, str]):
-    classes = [SimpleNamespace(name=name, runtime=runtime) for name, runtime in runtimes.items()]
-    return SimpleNamespace(
-        targets=targets,
-        device_classes=classes,
-        data=SimpleNamespace(eval=None),
-        model=SimpleNamespace(task="classification"),
-    )
-
-
 def test_activation_scheme_follows_the_targets_runtimes():
     params = validate_params()
     orin = {"orin-trt": "tensorrt"}
-    assert (
-        activation_scheme(params, _recipe_stub(["x86-cpu-onnxruntime", "orin-trt"], orin))[0] == "symmetric"
-    )
-    assert activation_scheme(params, _recipe_stub(["x86-cpu-onnxruntime"], {}))[0] == "cpu"
-    assert activation_scheme(params, _recipe_stub([], {}))[0] == "symmetric"
+    assert activation_scheme(params, recipe_stub(["x86-cpu-onnxruntime", "orin-trt"], orin))[0] == "symmetric"
+    assert activation_scheme(params, recipe_stub(["x86-cpu-onnxruntime"], {}))[0] == "cpu"
+    assert activation_scheme(params, recipe_stub([], {}))[0] == "symmetric"
     explicit = validate_params(activations="asymmetric")
-    assert activation_scheme(explicit, _recipe_stub([], {})) == ("asymmetric", "set in the recipe")
-    ((location, message),) = QuantizeStage.check(explicit, _recipe_stub(["orin-trt"], orin), 2, REPO)
+    assert activation_scheme(explicit, recipe_stub([], {})) == ("asymmetric", "set in the recipe")
+    ((location, message),) = QuantizeStage.check(explicit, recipe_stub(["orin-trt"], orin), 2, REPO)
     assert location == ("stages", 2, "quantize", "activations")
     assert message.startswith("orin-trt runs tensorrt, which takes only symmetric INT8 activations")
 
