@@ -19,8 +19,10 @@ $(STAMP): pyproject.toml constraints.txt
 demo: setup
 	$(BIN)/optimize run recipes/resnet18-digits-edge.yaml --artifacts $(ARTIFACTS)
 
+# Two test processes, each module in one of them (its module fixtures built once); the longest
+# modules start first (tests/conftest.py).
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadscope
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow"

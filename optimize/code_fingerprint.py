@@ -36,9 +36,21 @@ _PROJECT_DIR = Path(__file__).resolve().parent.parent
 _DOCSTRING_OWNERS = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
 
 
+def _version(path: Path) -> tuple[str, int, int]:
+    """A file as of now: its reads below are remembered per version, not per name (a user's file
+    may change between two runs in one process; re-parsing ~200 modules per run costs seconds)."""
+    stat = Path(path).stat()
+    return str(path), stat.st_mtime_ns, stat.st_size
+
+
 def source_digest(path: Path) -> str:
     """Digest of what a module does: its syntax tree without docstrings, or its bytes if it does not parse."""
-    source = Path(path).read_bytes()
+    return _source_digest(_version(path))
+
+
+@functools.lru_cache(maxsize=4096)
+def _source_digest(version: tuple[str, int, int]) -> str:
+    source = Path(version[0]).read_bytes()
     tree = _parse(source)
     if tree is None:
         return hashlib.sha256(source).hexdigest()
@@ -109,8 +121,14 @@ def _module_file(name: str, folders: Sequence[Path]) -> Path | None:
     return None
 
 
+@functools.lru_cache(maxsize=4096)
+def _syntax_tree(version: tuple[str, int, int]) -> ast.Module | None:
+    """Read-only: callers walk it, never change it."""
+    return _parse(Path(version[0]).read_bytes())
+
+
 def _imported_modules(name: str, path: Path, folders: Sequence[Path]) -> set[str]:
-    tree = _parse(path.read_bytes())
+    tree = _syntax_tree(_version(path))
     if tree is None:
         return set()
     is_package = path.name == "__init__.py"

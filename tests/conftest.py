@@ -15,6 +15,23 @@ ASSETS = Path(__file__).parent / "assets"
 REPO = Path(__file__).resolve().parent.parent
 
 
+# The modules that take longest, started first: with the suite spread over two processes
+# (`make test`), they then run beside the many short ones instead of after them.
+LONGEST_FIRST = (
+    "tests/test_demo.py",
+    "tests/tracking/test_offline_sync.py",
+    "tests/test_cli_gates.py",
+    "tests/test_rebuild.py",
+    "tests/test_reliability.py",
+    "tests/test_cli_run.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {path: index for index, path in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
+
+
 def tiny_recipe_dict(**overrides: Any) -> dict[str, Any]:
     """A fast recipe: a tiny residual CNN on 8×8 digits, a few seconds end to end."""
     recipe: dict[str, Any] = {

@@ -94,7 +94,7 @@ def test_ctrl_c_stops_cleanly_with_130_naming_the_stage(write_recipe, artifacts)
 def test_corrupted_store_object_is_detected_discarded_and_rebuilt(write_recipe, artifacts):
     recipe = write_recipe(tiny_recipe_dict())
     assert run_cli("run", str(recipe), "--artifacts", str(artifacts), "--quiet").returncode == 0
-    onnx_path = Path(_latest(artifacts)["steps"][1]["output"]["path"])
+    onnx_path = artifacts / _latest(artifacts)["steps"][1]["output"]["path"]  # relative to artifacts/
     onnx_path.write_bytes(onnx_path.read_bytes()[:-100])  # truncated
     result = run_cli("run", str(recipe), "--artifacts", str(artifacts), "--quiet")
     assert result.returncode == 0, result.stderr

@@ -137,9 +137,8 @@ def test_huggingface_fingerprint_covers_every_tokenizer_file_and_the_tokenizers_
     (checkpoint / "tokenizer_config.json").write_text('{"do_lower_case": true}')
     (checkpoint / "special_tokens_map.json").write_text('{"cls_token": "[CLS]"}')
     spec = dict(source="huggingface:checkpoint", task="embedding")
-    first = source(tmp_path, **spec).source_fingerprint()
-    assert {"tokenizer_config.json", "special_tokens_map.json"} <= set(
-        first["files"]
-    ) and "tokenizers" in first
+    first = source(tmp_path, **spec).fingerprint()
+    assert {"tokenizer_config.json", "special_tokens_map.json"} <= set(first["source"]["files"])
+    assert {"transformers", "tokenizers"} <= set(first["libraries"])
     (checkpoint / "tokenizer_config.json").write_text('{"do_lower_case": false}')
-    assert source(tmp_path, **spec).source_fingerprint() != first
+    assert source(tmp_path, **spec).fingerprint() != first
