@@ -121,16 +121,16 @@ def _module_file(name: str, folders: Sequence[Path]) -> Path | None:
     return None
 
 
+def _imported_modules(name: str, path: Path, folders: Sequence[Path]) -> frozenset[str]:
+    return _imports_of(name, _version(path), tuple(folders))
+
+
 @functools.lru_cache(maxsize=4096)
-def _syntax_tree(version: tuple[str, int, int]) -> ast.Module | None:
-    """Read-only: callers walk it, never change it."""
-    return _parse(Path(version[0]).read_bytes())
-
-
-def _imported_modules(name: str, path: Path, folders: Sequence[Path]) -> set[str]:
-    tree = _syntax_tree(_version(path))
+def _imports_of(name: str, version: tuple[str, int, int], folders: tuple[Path, ...]) -> frozenset[str]:
+    path = Path(version[0])
+    tree = _parse(path.read_bytes())
     if tree is None:
-        return set()
+        return frozenset()
     is_package = path.name == "__init__.py"
     package = name if is_package else name.rpartition(".")[0]
     found: set[str] = set()
@@ -148,7 +148,7 @@ def _imported_modules(name: str, path: Path, folders: Sequence[Path]) -> set[str
                         found.add(member)
                 else:
                     found.add(base)
-    return found
+    return frozenset(found)
 
 
 def _absolute_module(node: ast.ImportFrom, package: str) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -12,6 +13,12 @@ import pytest
 import yaml
 
 ASSETS = Path(__file__).parent / "assets"
+
+if "PYTEST_XDIST_WORKER" in os.environ:
+    # Two test processes on two cores: one OpenMP thread each (torch training, in-process and in
+    # the `optimize` commands tests start), so they do not oversubscribe the cores. Engines are
+    # timed with the runtimes' own thread pools, which this does not change.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -99,7 +106,6 @@ def artifacts(tmp_path: Path) -> Path:
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 600):
     """Run the real `optimize` command in a subprocess (as a user would)."""
-    import os
 
     full_env = {**os.environ, **(env or {})}
     full_env.pop("MLFLOW_TRACKING_URI", None) if env is None or "MLFLOW_TRACKING_URI" not in env else None
