@@ -28,7 +28,7 @@ LONGEST_FIRST = (
     "tests/test_demo.py",
     "tests/tracking/test_offline_sync.py",
     "tests/test_cli_gates.py",
-    "tests/test_rebuild.py",
+    "tests/workflows/test_rebuild.py",
     "tests/test_reliability.py",
     "tests/test_cli_run.py",
 )

@@ -63,6 +63,8 @@ def test_an_fp32_only_recipe_cannot_pass_a_gate_against_the_original(write_recip
 def test_a_damaged_final_model_fails_the_drop_against_the_original(write_recipe, artifacts):
     """Pruning three quarters of the channels with no fine-tuning ruins the model: the drop
     against the original (measured on each target, same session) fails the gate, exit 1."""
+    import optimize
+
     recipe = tiny_recipe_dict(
         stages=[
             {"train": {"epochs": 3, "lr": 0.02, "batch_size": 16}},
@@ -70,19 +72,19 @@ def test_a_damaged_final_model_fails_the_drop_against_the_original(write_recipe,
             {"export": {"opset": 17}},
         ],
         gates={"max_accuracy_drop_vs_original": 0.05, "min_size_ratio_vs_original": 1.5},
+        tracking={"enabled": False},
     )
     recipe["model"]["args"]["width"] = 16
-    result = run_cli("run", str(write_recipe(recipe)), "--artifacts", str(artifacts), "--quiet")
-    assert result.returncode == 1, result.stdout + result.stderr
-    run_dir = artifacts / "tiny" / (artifacts / "tiny" / "LATEST").read_text().strip()
-    gates = {g["gate"]: g for g in json.loads((run_dir / "gates.json").read_text())["gates"]}
-    assert gates["max_accuracy_drop_vs_original"]["status"] == "failed"
-    assert gates["max_accuracy_drop_vs_original"]["measured"] > 0.05
-    assert gates["min_size_ratio_vs_original"]["status"] == "passed"  # it did get smaller
-    (target,) = json.loads((run_dir / "manifest.json").read_text())["targets"]
-    original = target["baselines"]["original"]["metrics"]
-    assert target["metrics"]["accuracy_drop_vs_original"] == pytest.approx(
-        original["accuracy"] - target["metrics"]["accuracy"]
+    outcome = optimize.run(optimize.load_recipe(write_recipe(recipe)), artifacts=artifacts)
+    assert outcome.exit_code == 1, outcome.problems
+    gates = {g.gate: g for g in outcome.gates}
+    assert gates["max_accuracy_drop_vs_original"].status == "failed"
+    assert gates["max_accuracy_drop_vs_original"].measured > 0.05
+    assert gates["min_size_ratio_vs_original"].status == "passed"  # it did get smaller
+    (target,) = outcome.targets
+    original = target.baselines["original"].metrics
+    assert target.metrics["accuracy_drop_vs_original"] == pytest.approx(
+        original["accuracy"] - target.metrics["accuracy"]
     )
 
 
