@@ -36,6 +36,31 @@ def load_checked(path: Path) -> onnx.ModelProto:
     return onnx.shape_inference.infer_shapes(onnx.load(str(path)), strict_mode=False)
 
 
+QUANTIZED_OPS = {
+    "QuantizeLinear",
+    "DequantizeLinear",
+    "QLinearConv",
+    "QLinearMatMul",
+    "MatMulInteger",
+    "ConvInteger",
+}
+
+
+def stored_precision(model: onnx.ModelProto) -> str:
+    """The precision a model's weights are stored in, read from its graph: int4 (ONNX Runtime's
+    MatMulNBits or 4-bit tensors), int8 (quantize/dequantize nodes), fp16 (float16 weights), else
+    fp32. Runtimes build by it (e.g. ONNX Runtime's uint8 activations after a ReLU)."""
+    from onnx import TensorProto
+
+    types = {tensor.data_type for tensor in model.graph.initializer}
+    ops = {node.op_type for node in model.graph.node}
+    if "MatMulNBits" in ops or types & {TensorProto.INT4, TensorProto.UINT4}:
+        return "int4"
+    if ops & QUANTIZED_OPS:
+        return "int8"
+    return "fp16" if TensorProto.FLOAT16 in types else "fp32"
+
+
 def weight_stats(model: onnx.ModelProto) -> dict[str, float]:
     """Parameters stored as initializers and the average bits used per weight element.
 

@@ -85,12 +85,16 @@ class OnnxSource(ModelSource):
     def materialize(self, workdir: Path, reads=None) -> None:
         import shutil
 
+        import onnx
+
+        from optimize.onnx_tools import stored_precision
+
         shutil.copyfile(self.path, workdir / "model.onnx")
         write_artifact_meta(
             workdir,
             ArtifactKind.ONNX,
             "model.onnx",
-            precision="fp32",
+            precision=stored_precision(onnx.load(str(self.path), load_external_data=False)),
             inputs=[spec.model_dump(mode="json") for spec in self.inputs()],
             outputs=self.output_names(),
             fp32_reference=True,

@@ -92,6 +92,34 @@ def test_onnx_source_reads_its_inputs_from_the_graph(tmp_path):
     assert onnx_source.output_names() == ["logits"]
 
 
+def test_an_onnx_source_stores_the_precision_its_graph_holds(tmp_path):
+    """A user's already-quantized file is int8 to the runtimes that build it, not fp32."""
+    import json
+
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper, save
+
+    from optimize.onnx_tools import stored_precision
+
+    scale, zero = numpy_helper.from_array(np.float32(0.1), "s"), numpy_helper.from_array(np.int8(0), "z")
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
+        helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "qdq",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+        [scale, zero],
+    )
+    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "q.onnx")
+    (tmp_path / "store").mkdir()
+    source(tmp_path, source="onnx:q.onnx").materialize(tmp_path / "store")
+    assert json.loads((tmp_path / "store" / "artifact.json").read_text())["precision"] == "int8"
+    assert stored_precision(helper.make_model(helper.make_graph([], "empty", [], []))) == "fp32"
+
+
 def test_missing_onnx_file_fails_validation(tmp_path):
     from pydantic import ValidationError
 
