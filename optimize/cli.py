@@ -147,16 +147,19 @@ def _print_warnings(warnings: list[str]) -> None:
 
 
 def _print_run(outcome) -> None:
+    from optimize.columns import target_notes
     from optimize.comparison import headline
-    from optimize.tables import comparisons_table, gates_table, steps_table, target_reasons, targets_table
+    from optimize.tables import comparisons_table, gates_table, steps_table, targets_table
 
     result = outcome.result
     _print_warnings(outcome.warnings)
-    out.print(steps_table(result))
-    if result.targets:
-        out.print(targets_table(result))
+    out.print(
+        steps_table(outcome.step_records, f"Stages · {result.recipe.recipe.name} · run {result.run_id}")
+    )
+    if outcome.target_records:
+        out.print(targets_table(outcome.target_records))
         out.print(comparisons_table(outcome.target_records))
-    for line in target_reasons(result):
+    for line in target_notes(outcome.target_records):
         out.print(f"  {escape(line)}")
     if outcome.gates:
         out.print(gates_table(outcome.gates))

@@ -133,6 +133,7 @@ class RunOutcome:
 
     result: RunResult
     manifest_path: Path
+    step_records: list[dict[str, Any]]  # per step as in the manifest
     target_records: list[dict[str, Any]]  # per target as in the manifest, comparisons included
     gates: list[Any]  # optimize.gates.GateResult, one per limit
     exit_code: int  # 0 ok, 1 a gate failed, 3 a target failed (optimize.errors)

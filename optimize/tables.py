@@ -24,7 +24,6 @@ from optimize.columns import (
     Column,
     comparison_records,
     rows,
-    target_notes,
 )
 
 # Status cells' first word → style; any other status is yellow.
@@ -62,42 +61,14 @@ def render(title: str, columns: Sequence[Column], records: Iterable[Mapping[str,
     return table
 
 
-def step_record(step) -> dict[str, Any]:
-    """A StepResult in the shape of its manifest record (what the columns read)."""
-    return {
-        "index": step.index,
-        "id": step.step_id,
-        "stage": step.stage,
-        "cached": step.cached,
-        "seconds": step.seconds,
-        "metrics": step.metrics,
-    }
+def steps_table(step_records: list[dict], title: str) -> Table:
+    """The run's steps, from their manifest records."""
+    return render(title, STEP_COLUMNS, step_records)
 
 
-def target_record(target) -> dict[str, Any]:
-    """A TargetResult in the shape of its manifest record (what the columns read)."""
-    return {
-        "name": target.name,
-        "runtime": target.runtime,
-        "runtime_version": target.runtime_version,
-        "status": target.status,
-        "reason": target.reason,
-        "evaluation_cached": target.evaluation_cached if target.evaluation is not None else None,
-        "metrics": target.metrics,
-        "notes": target.notes,
-    }
-
-
-def steps_table(result) -> Table:
-    return render(
-        f"Stages · {result.recipe.recipe.name} · run {result.run_id}",
-        STEP_COLUMNS,
-        [step_record(step) for step in result.steps],
-    )
-
-
-def targets_table(result) -> Table:
-    return render("Targets", TARGET_COLUMNS, [target_record(target) for target in result.targets])
+def targets_table(target_records: list[dict]) -> Table:
+    """The run's targets, from their manifest records."""
+    return render("Targets", TARGET_COLUMNS, target_records)
 
 
 def comparisons_table(target_records: list[dict]) -> Table:
@@ -123,11 +94,6 @@ def changes_table(changes, previous: dict, current: dict) -> Table:
 
 def history_table(records: list[dict]) -> Table:
     return render("Builds", HISTORY_COLUMNS, records)
-
-
-def target_reasons(result) -> list[str]:
-    """Why a target did not run, and what its build changed that was measured."""
-    return target_notes(target_record(target) for target in result.targets)
 
 
 def device_classes_table(classes: dict, availability: dict) -> Table:

@@ -4,7 +4,6 @@ same headers and the same formatted values, from records built by hand (no run).
 from __future__ import annotations
 
 from html.parser import HTMLParser
-from types import SimpleNamespace
 
 import pytest
 from rich.console import Console
@@ -134,10 +133,8 @@ def outputs(monkeypatch):
 
     for plot in ("stage_plot", "pareto_plot", "latency_plot"):
         monkeypatch.setattr(html_report, plot, lambda *args: None)
-    target = SimpleNamespace(**{key: TARGET[key] for key in ("name", "runtime", "runtime_version", "status")})
-    target.__dict__.update(reason="", evaluation=None, evaluation_cached=False, metrics=METRICS, notes=[])
     terminal = {
-        "targets": _terminal(targets_table(SimpleNamespace(targets=[target]))),
+        "targets": _terminal(targets_table([TARGET])),
         "comparisons": _terminal(comparisons_table([TARGET])),
         "gates": _terminal(gates_table([GATE])),
     }

@@ -94,6 +94,7 @@ def _finish(loaded, result, artifacts_dir, tracking_uri, require_targets, gate_o
     return RunOutcome(
         result=result,
         manifest_path=manifest_path,
+        step_records=draft["steps"],
         target_records=draft["targets"],
         gates=gate_results,
         exit_code=code,
