@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from optimize.comparison import BASELINE_TEXT, BASELINES, metric_name
+from optimize.comparison import BASELINE_TEXT, BASELINES, measured_agreement, metric_name
 
 MISSING = "—"
 
@@ -83,11 +83,6 @@ def metric(header: str, name: str, kind: str) -> Column:
     return Column(header, lambda record: record["metrics"].get(name), kind)
 
 
-def agreement(metrics: Mapping[str, float]) -> float | None:
-    """Agreement with the FP32 reference: top-1 for classifiers, mean cosine for embeddings."""
-    return metrics.get("agreement_top1", metrics.get("agreement_cosine"))
-
-
 def rows(columns: Sequence[Column], records: Iterable[Mapping[str, Any]]) -> list[list[str]]:
     """Each record as plain-text cells, one per column. A record with "missing" (why its values
     are not there) has its key columns and then that reason alone, spanning the rest: the row is
@@ -112,7 +107,7 @@ STEP_COLUMNS: tuple[Column, ...] = (
     metric("MACs", "macs", "count"),
     metric("bits/w", "bits_per_weight", "bits"),
     metric("accuracy", "accuracy", "percent"),
-    Column("agreement", lambda s: agreement(s["metrics"]), "percent"),
+    Column("agreement", lambda s: measured_agreement(s["metrics"]), "percent"),
 )
 
 
@@ -129,7 +124,7 @@ TARGET_COLUMNS: tuple[Column, ...] = (
     Column("runtime", _runtime),
     Column("status", _target_status, "status"),
     metric("accuracy", "accuracy", "percent"),
-    Column("agreement", lambda t: agreement(t["metrics"]), "percent"),
+    Column("agreement", lambda t: measured_agreement(t["metrics"]), "percent"),
     metric("drop vs FP32", metric_name("accuracy_drop", "fp32"), "points"),
     metric("p50 ms", "latency_p50_ms", "ms"),
     metric("p90 ms", "latency_p90_ms", "ms"),

@@ -42,6 +42,13 @@ def agreement_suffix(baseline: str) -> str:
     return "" if baseline == "fp32" else f"_vs_{baseline}"
 
 
+def measured_agreement(metrics: Mapping[str, float], baseline: str = "fp32") -> float | None:
+    """The candidate's agreement with a model's outputs, as measured: top-1 for classifiers, mean
+    cosine for embeddings (the FP32 reference by default)."""
+    suffix = agreement_suffix(baseline)
+    return metrics.get(f"agreement_top1{suffix}", metrics.get(f"agreement_cosine{suffix}"))
+
+
 def compare(
     candidate: Mapping[str, float], baseline: Mapping[str, float], name: str
 ) -> tuple[dict[str, float], dict[str, str]]:
@@ -56,8 +63,7 @@ def compare(
         metrics[metric_name("size_ratio", name)] = baseline["size_mb"] / candidate["size_mb"]
     else:
         missing[metric_name("size_ratio", name)] = "an engine size is missing"
-    suffix = agreement_suffix(name)
-    agreement = candidate.get(f"agreement_top1{suffix}", candidate.get(f"agreement_cosine{suffix}"))
+    agreement = measured_agreement(candidate, name)
     if "accuracy" in candidate and "accuracy" in baseline:
         metrics[metric_name("accuracy_drop", name)] = baseline["accuracy"] - candidate["accuracy"]
     elif agreement is not None:

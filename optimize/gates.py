@@ -21,7 +21,7 @@ from optimize.columns import (
     rows,
     target_notes,
 )
-from optimize.comparison import headline
+from optimize.comparison import headline, measured_agreement
 from optimize.recipe.gate_limits import gate_limits
 
 # gate field → (measured metric, direction): "max" passes when measured ≤ limit, "min" when ≥.
@@ -76,7 +76,7 @@ def target_measurements(metrics: dict[str, float]) -> dict[str, float | None]:
     """The numbers gates read from a target's metrics. A number that was not measured stays None
     (the gate fails and says why): nothing is filled in that could not fail."""
     measured: dict[str, float | None] = {metric: metrics.get(metric) for metric, _ in GATE_METRICS.values()}
-    measured["agreement"] = metrics.get("agreement_top1", metrics.get("agreement_cosine"))
+    measured["agreement"] = measured_agreement(metrics)
     return measured
 
 

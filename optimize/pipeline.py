@@ -25,7 +25,7 @@ from typing import Any
 from optimize import keys
 from optimize.artifacts import Artifact, ArtifactKind, write_artifact_meta
 from optimize.code_fingerprint import code_fingerprint
-from optimize.comparison import baseline_models
+from optimize.comparison import baseline_models, measured_agreement
 from optimize.console import Progress
 from optimize.data.base import DataContext
 from optimize.data.provider import ROLES, DataProvider
@@ -457,7 +457,7 @@ class Pipeline:
             baseline.evaluation = evaluations[role]
         if inexact:
             measured = result.evaluation.metrics
-            agreement = measured.get("agreement_top1_vs_model", measured.get("agreement_cosine_vs_model"))
+            agreement = measured_agreement(measured, "model")
             result.notes.append(
                 f"{inexact}; measured against the model file on the eval set: agreement "
                 f"{100 * agreement:.2f} %, max |diff| {measured['max_abs_diff_vs_model']:.3g}"

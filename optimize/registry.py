@@ -31,9 +31,9 @@ class Registry(Generic[T]):
         self._loaded = False
 
     def _load(self) -> dict[str, T]:
-        if not self._loaded:
-            self._loaded = True
+        if not self._loaded:  # a member whose import failed is retried on the next lookup
             importlib.import_module(self.members)
+            self._loaded = True
         return self._entries
 
     def register(self, name: str) -> Callable[[T], T]:

@@ -108,12 +108,13 @@ def data_sources(folder) -> dict[str, dict]:
 def _param_models(kind: str, member) -> list[type]:
     if kind == "stage":
         return [model for _, model in params_variants(member.Params)]
-    return {
-        "runtime": lambda: [member.Settings],
-        "model source": lambda: [],  # one `model:` schema (ModelSpec) for every source
-        "data source": lambda: [member],
-        "quantizer": lambda: [member.Config],
-    }[kind]()
+    if kind == "runtime":
+        return [member.Settings]
+    if kind == "data source":
+        return [member]
+    if kind == "quantizer":
+        return [member.Config]
+    return []  # model sources share one `model:` schema (ModelSpec)
 
 
 def _summary(kind: str, member) -> str:

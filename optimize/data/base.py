@@ -37,7 +37,6 @@ class DataSourceSpec(StrictModel):
     # remembered and their content is part of the fingerprint.
     reads_unknown_files: ClassVar[bool] = False
     libraries: ClassVar[tuple[str, ...]] = ("torch",)  # their versions are in the fingerprint
-    syntax: ClassVar[str] = ""  # what may follow '<kind>:' in `source` (e.g. <module>:<function>)
 
     @property
     def kind(self) -> str:

@@ -22,7 +22,6 @@ class PythonData(DataSourceSpec):
     labeled_data: bool = Field(True, alias="labeled", description="false when labels are meaningless (-1)")
 
     reads_unknown_files: ClassVar[bool] = True
-    syntax: ClassVar[str] = "<module>:<function>"
 
     @field_validator("source")
     @classmethod
