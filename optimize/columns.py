@@ -115,6 +115,16 @@ def _runtime(record: Mapping[str, Any]) -> str | None:
     return " ".join(filter(None, (record.get("runtime"), record.get("runtime_version")))) or None
 
 
+def execution(build: Mapping[str, Any] | None) -> str | None:
+    """What an engine computes in, as its runtime reported it: 'int8 97% · fp32' (the share of the
+    MACs in INT8 kernels, then the precision of the float layers), or 'bf16'."""
+    build = build or {}
+    share, rest = build.get("int8_mac_share"), build.get("float_precision")
+    if not share:
+        return rest
+    return f"int8 {100 * share:.0f}%" + (f" · {rest}" if rest and share < 0.9995 else "")
+
+
 def _target_status(target: Mapping[str, Any]) -> str:
     return target["status"] + (" (cache)" if target.get("evaluation_cached") else "")
 
@@ -123,6 +133,7 @@ TARGET_COLUMNS: tuple[Column, ...] = (
     field("target", "name", key=True),
     Column("runtime", _runtime),
     Column("status", _target_status, "status"),
+    Column("runs in", lambda t: execution(t.get("build"))),
     metric("accuracy", "accuracy", "percent"),
     Column("agreement", lambda t: measured_agreement(t["metrics"]), "percent"),
     metric("drop vs FP32", metric_name("accuracy_drop", "fp32"), "points"),
@@ -153,6 +164,7 @@ def _against(quantity: str) -> Callable[[Mapping[str, Any]], Any]:
 COMPARISON_COLUMNS: tuple[Column, ...] = (
     field("target", "target", key=True),
     field("baseline", "baseline", key=True),
+    Column("it runs in", lambda row: execution(row.get("base_build"))),
     Column("its accuracy", lambda row: row["base"].get("accuracy"), "percent"),
     Column("its p50 ms", lambda row: row["base"].get("latency_p50_ms"), "ms"),
     Column("its size MB", lambda row: row["base"].get("size_mb"), "mb"),
@@ -174,7 +186,11 @@ def comparison_records(targets: Iterable[Mapping[str, Any]]) -> list[dict[str, A
         for name in BASELINES:
             row = {"target": target["name"], "baseline": BASELINE_TEXT[name], "name": name}
             if name in baselines:
-                row.update(metrics=target["metrics"], base=baselines[name]["metrics"])
+                row.update(
+                    metrics=target["metrics"],
+                    base=baselines[name]["metrics"],
+                    base_build=baselines[name].get("build"),
+                )
             else:
                 row["missing"] = (target.get("unmeasured") or {}).get(metric_name("speedup", name), "")
             records.append(row)

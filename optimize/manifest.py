@@ -121,6 +121,7 @@ def _target_record(target, root: Path) -> dict[str, Any]:
                 "engine_key": baseline.engine_key,
                 "engine": _artifact_record(baseline.engine, root),
                 "build_cached": baseline.build_cached,
+                "build": baseline.build,
                 "metrics": baseline.metrics,
                 "latency_samples_ms": baseline.evaluation.latency_samples_ms if baseline.evaluation else [],
                 "round_p50_ms": baseline.evaluation.round_p50_ms if baseline.evaluation else [],

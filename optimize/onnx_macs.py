@@ -22,6 +22,9 @@ _MATMUL = {
     "Gemm": (0, 1), "FusedGemm": (0, 1), "QGemm": (0, 3),
 }  # fmt: skip
 _CONV = {"Conv": 1, "ConvInteger": 1, "QLinearConv": 3, "FusedConv": 1}  # op -> weight input index
+# Ops that multiply-accumulate in integers (MatMulNBits does with accuracy_level 4).
+_INTEGER = {"ConvInteger", "QLinearConv", "MatMulInteger", "QLinearMatMul", "DynamicQuantizeMatMul",
+            "MatMulIntegerToFloat", "QGemm"}  # fmt: skip
 # Standard ops that do MACs this counter does not size, and control flow whose subgraphs it does not walk.
 _UNSIZED = {"LSTM", "GRU", "RNN", "Einsum", "DeformConv", "Attention", "If", "Loop", "Scan"}
 # Microsoft contrib ops known to do no multiply-accumulates; any other contrib or custom op is unknown.
@@ -60,18 +63,45 @@ def onnx_macs(
     not named there get `batch` for an unknown dim 0 and keep their other dims. A symbolic dim left over
     anywhere a counted node needs it makes the answer None.
     """
+    counted = node_macs(model, batch, input_shapes=input_shapes)
+    return None if counted is None else sum(macs for _, macs in counted)
+
+
+def integer_mac_share(
+    model: onnx.ModelProto, batch: int = 1, *, input_shapes: Mapping[str, Sequence[int]] | None = None
+) -> float | None:
+    """The share of the MACs that integer kernels do (QLinearConv, MatMulInteger, MatMulNBits with
+    int8 compute, …), read from a graph as a runtime will execute it (ONNX Runtime's optimised
+    graph): a QDQ pair around a float Conv counts as float, because that is how it runs."""
+    counted = node_macs(model, batch, input_shapes=input_shapes)
+    total = sum(macs for _, macs in counted or [])
+    if not total:
+        return None
+    return sum(macs for node, macs in counted if _integer_compute(node)) / total
+
+
+def _integer_compute(node: onnx.NodeProto) -> bool:
+    if node.op_type == "MatMulNBits":  # accuracy_level 4: activations quantized to int8 on the fly
+        return any(a.name == "accuracy_level" and a.i == 4 for a in node.attribute)
+    return node.op_type in _INTEGER
+
+
+def node_macs(
+    model: onnx.ModelProto, batch: int = 1, *, input_shapes: Mapping[str, Sequence[int]] | None = None
+) -> list[tuple[onnx.NodeProto, int]] | None:
+    """Every node with its MACs (0 for most), or None when any MAC-doing node cannot be sized."""
     skeleton, known = _with_inputs(_skeleton(model), batch, input_shapes or {})
     try:
         graph, shape = _inferred(skeleton, known)
     except Exception:  # onnx rejects graphs it cannot read; then nothing in them can be sized
         return None
-    total = 0
+    counted = []
     for node in graph.node:
         macs = _node_macs(node, shape)
         if macs is None:
             return None
-        total += macs
-    return total
+        counted.append((node, macs))
+    return counted
 
 
 def _inferred(model: onnx.ModelProto, known: Mapping[str, int]) -> tuple[onnx.GraphProto, ShapeOf]:

@@ -438,8 +438,8 @@ class Pipeline:
                     final, reference, original, "fp32" in device_class.accepted_precisions, name
                 )
                 for role, model in models.items():
-                    engine, _, cached, engine_key = self._build(model, device_class, runtime)
-                    result.baselines[role] = Baseline(model, engine, engine_key, cached)
+                    engine, build, cached, engine_key = self._build(model, device_class, runtime)
+                    result.baselines[role] = Baseline(model, engine, engine_key, cached, build)
             references = {"fp32": reference, "original": original}
             inexact = runtime.inexact_rewrite(result.build)
             if inexact:

@@ -46,13 +46,19 @@ class Baseline:
     engine: Artifact
     engine_key: str
     build_cached: bool
+    build: dict[str, Any] = field(default_factory=dict)
     evaluation: Evaluation | None = None
 
     @property
     def metrics(self) -> dict[str, float]:
         metrics = dict(self.evaluation.metrics) if self.evaluation else {}
         metrics["size_mb"] = self.engine.size_bytes / 1_000_000
-        return metrics
+        return {**metrics, **build_metrics(self.build)}
+
+
+def build_metrics(build: dict[str, Any]) -> dict[str, float]:
+    """Numbers a runtime read from the engine it built (what its kernels run in INT8)."""
+    return {name: float(build[name]) for name in ("int8_mac_share",) if build.get(name) is not None}
 
 
 @dataclass
@@ -89,6 +95,7 @@ class TargetResult:
         if self.engine is not None:
             metrics["size_mb"] = self.engine.size_bytes / 1_000_000
             metrics["build_time_s"] = float(self.build.get("build_time_s", 0.0))
+            metrics.update(build_metrics(self.build))
         if self.evaluation is None:
             return metrics, missing
         own = dict(metrics)

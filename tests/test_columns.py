@@ -14,6 +14,7 @@ from optimize.columns import (
     GATE_COLUMNS,
     TARGET_COLUMNS,
     comparison_records,
+    execution,
     format_value,
     rows,
 )
@@ -47,13 +48,20 @@ TARGET = {
     "metrics": METRICS,
     "unmeasured": {"speedup_vs_original": "no compression step"},
     "notes": [],
-    "baselines": {"fp32": {"metrics": {"accuracy": 0.974, "latency_p50_ms": 0.341, "size_mb": 44.8}}},
+    "build": {"int8_mac_share": 0.9712, "float_precision": "fp32"},
+    "baselines": {
+        "fp32": {
+            "metrics": {"accuracy": 0.974, "latency_p50_ms": 0.341, "size_mb": 44.8},
+            "build": {"float_precision": "fp32"},
+        }
+    },
 }
 GATE = GateResult("max_size_mb", "x86-cpu-onnxruntime", 4.0, 11.2, "failed", "size_mb 11.2 not ≤ 4")
 EXPECTED_TARGET_ROW = [
     "x86-cpu-onnxruntime",
     "onnxruntime 1.32.0",
     "ok",
+    "int8 97% · fp32",
     "97.00%",
     "99.50%",
     "+0.40 pt",
@@ -164,7 +172,7 @@ def test_the_three_renderers_show_the_same_target_table(outputs):
 
 def test_the_three_renderers_show_the_same_comparisons_and_gates(outputs):
     terminal, html, markdown = outputs
-    fp32 = ["x86-cpu-onnxruntime", "the FP32 baseline", "97.40%", "0.341", "44.80", "2.50×", "3.10%", "4.00×"]
+    fp32 = ["x86-cpu-onnxruntime", "the FP32 baseline", "fp32", "97.40%", "0.341", "44.80", "2.50×", "3.10%"]
     assert terminal["comparisons"][2][:8] == fp32
     original = ["x86-cpu-onnxruntime", "the original model", "no compression step"]
     for tables in outputs:
@@ -175,6 +183,13 @@ def test_the_three_renderers_show_the_same_comparisons_and_gates(outputs):
             [column.header for column in GATE_COLUMNS],
             ["max_size_mb", "x86-cpu-onnxruntime", "4", "11.2", "failed size_mb 11.2 not ≤ 4"],
         ]
+
+
+def test_an_engine_says_what_it_computes_in():
+    assert execution({"int8_mac_share": 0.9712, "float_precision": "fp32"}) == "int8 97% · fp32"
+    assert execution({"int8_mac_share": 1.0, "float_precision": "bf16"}) == "int8 100%"
+    assert execution({"int8_mac_share": 0.0, "float_precision": "bf16"}) == "bf16"
+    assert execution({}) is None and execution(None) is None
 
 
 def test_one_formatter_per_kind_and_every_column_uses_one():

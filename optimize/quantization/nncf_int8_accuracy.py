@@ -113,6 +113,9 @@ def quantize_with_accuracy_control(
     restorer = AdvancedAccuracyRestorerParameters(
         max_num_iterations=params.max_fp32_layers if params.max_fp32_layers is not None else sys.maxsize
     )
+    options = common_options(params, scheme, calibration)
+    # the same quantization options under the name this function takes them by
+    options["advanced_quantization_parameters"] = options.pop("advanced_parameters")
     with explain_full_bias_correction(params):
         quantized = nncf.quantize_with_accuracy_control(
             model,
@@ -122,6 +125,6 @@ def quantize_with_accuracy_control(
             max_drop=params.max_accuracy_drop,
             drop_type=nncf.DropType.ABSOLUTE,
             advanced_accuracy_restorer_parameters=restorer,
-            **common_options(params, scheme, calibration),
+            **options,
         )
     return signed_activations(quantized) if scheme == "symmetric" else quantized

@@ -12,6 +12,7 @@ from optimize.artifacts import Artifact, ArtifactKind, write_artifact_meta
 from optimize.recipe.base import StrictModel
 from optimize.registries import RUNTIMES
 from optimize.runtimes.base import Availability, Runner, Runtime
+from optimize.runtimes.onnxruntime_int8 import prepare
 from optimize.versions import cpu_model
 
 
@@ -24,54 +25,11 @@ class OnnxRuntimeSettings(StrictModel):
     inter_op_threads: int | None = Field(None, ge=1, description="threads across operators (parallel mode)")
     unsigned_relu_activations: bool = Field(
         True,
-        description="store signed INT8 activations that follow a ReLU as uint8, so Conv+ReLU fuse into "
-        "QLinearConv (symmetric files made for TensorRT need it on CPUs); identical up to 127·scale, "
-        "but above it values saturate at 255·scale instead of 127·scale, so the effect is measured",
+        description="store signed zero-point-0 INT8 activations that follow a ReLU or ReLU6 as uint8, so "
+        "the layer fuses into QLinearConv (symmetric files made for TensorRT need it on CPUs): after a "
+        "ReLU identical up to 127·scale, then saturating at 255·scale instead; after a ReLU6 the same "
+        "range in twice the steps. The engine is measured against the model file",
     )
-
-
-def unsign_relu_activations(model) -> int:
-    """Re-type int8 QuantizeLinear outputs fed by a ReLU (zero point 0) as uint8, with their
-    DequantizeLinear consumers: ONNX Runtime drops a ReLU before a uint8 zero-point-0 Q and fuses
-    the Conv into QLinearConv, which a signed Q prevents. A ReLU output is never negative, so every
-    value up to 127·scale is stored exactly as before; a value above it, which the signed file
-    saturates at 127·scale, now saturates at 255·scale. Outside the calibrated range the engine
-    therefore computes a different function from the signed file (and from TensorRT), and the
-    pipeline measures how much on the eval set. Returns how many activations were re-typed."""
-    import numpy as np
-    import onnx
-    from onnx import numpy_helper
-
-    initializers = {tensor.name: tensor for tensor in model.graph.initializer}
-    producers = {output: node for node in model.graph.node for output in node.output}
-    consumers: dict[str, list] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    retyped = set()
-    for node in model.graph.node:
-        if node.op_type != "QuantizeLinear" or len(node.input) < 3:
-            continue
-        source = producers.get(node.input[0])
-        zero_point = initializers.get(node.input[2])
-        if source is None or source.op_type != "Relu" or zero_point is None:
-            continue
-        values = numpy_helper.to_array(zero_point)
-        if zero_point.data_type != onnx.TensorProto.INT8 or np.any(values != 0):
-            continue
-        unsigned = f"{node.input[2]}_uint8"
-        if unsigned not in initializers:
-            initializers[unsigned] = numpy_helper.from_array(np.zeros(values.shape, np.uint8), unsigned)
-            model.graph.initializer.append(initializers[unsigned])
-        node.input[2] = unsigned
-        for consumer in consumers.get(node.output[0], []):
-            if consumer.op_type == "DequantizeLinear":
-                consumer.input[2] = unsigned
-        retyped.add(node.output[0])
-    for value in model.graph.value_info:
-        if value.name in retyped:
-            value.type.tensor_type.elem_type = onnx.TensorProto.UINT8
-    return len(retyped)
 
 
 class OnnxRuntimeRunner(Runner):
@@ -122,19 +80,24 @@ class OnnxRuntime(Runtime):
     def build(self, model: Artifact, device_class, workdir: Path) -> dict[str, Any]:
         import onnx
 
+        from optimize.onnx_macs import integer_mac_share
         from optimize.onnx_tools import save_model, session
 
         target = workdir / self.engine_file
-        source, retyped = model.file, 0
-        if model.precision == "int8" and device_class.settings.unsigned_relu_activations:
-            graph = onnx.load(str(model.file))
-            retyped = unsign_relu_activations(graph)
-            if retyped:
-                source = workdir / "rewritten.onnx"
-                save_model(graph, source)
+        graph = onnx.load(str(model.file), load_external_data=False)
+        quantized = model.precision in ("int8", "int4")
+        rewrites = prepare(graph, device_class.settings.unsigned_relu_activations) if quantized else {}
+        source = model.file
+        if any(rewrites.values()):
+            source = workdir / "rewritten.onnx"
+            save_model(graph, source)
         session(source, optimization=device_class.settings.graph_optimization_level, save_optimized_to=target)
         if source != model.file:
             source.unlink()
+        # ONNX Runtime's CPU kernels compute an fp16 graph's float ops in fp16 where they exist
+        float_precision = "fp16" if model.precision == "fp16" else "fp32"
+        shapes = {spec["name"]: spec["shape"] for spec in model.meta.get("inputs") or []}
+        share = integer_mac_share(onnx.load(str(target), load_external_data=False), input_shapes=shapes)
         session_options = {
             "intra_op_num_threads": device_class.threads,
             "inter_op_num_threads": device_class.settings.inter_op_threads,
@@ -152,16 +115,29 @@ class OnnxRuntime(Runtime):
             precision=model.precision,
             session_options=session_options,
         )
-        return {"session_options": session_options, "unsigned_relu_activations": retyped}
+        info = {
+            "session_options": session_options,
+            "int8_rewrites": rewrites,
+            "float_precision": float_precision,
+        }
+        return info if share is None else {**info, "int8_mac_share": share}
 
     def open(self, engine: Artifact, device_class) -> Runner:
         return OnnxRuntimeRunner(engine.file, device_class.threads, device_class.settings)
 
     def inexact_rewrite(self, build: dict[str, Any]) -> str | None:
-        count = build.get("unsigned_relu_activations", 0)
-        if not count:
+        rewrites = build.get("int8_rewrites", {})
+        changed = [
+            f"{rewrites[kind]} {text}"
+            for kind, text in (
+                (
+                    "unsigned_relu",
+                    "after a ReLU: identical up to 127·scale, saturating at 255·scale above it",
+                ),
+                ("clip_folded", "after a ReLU6: the same range in twice the steps"),
+            )
+            if rewrites.get(kind)
+        ]
+        if not changed:
             return None
-        return (
-            f"{count} INT8 activations after a ReLU are stored as uint8 for ONNX Runtime's fused kernels: "
-            "identical up to 127·scale, saturating at 255·scale instead of 127·scale above it"
-        )
+        return "INT8 activations stored as uint8 for ONNX Runtime's fused kernels: " + "; ".join(changed)

@@ -4,6 +4,7 @@ accepts it; evaluation compiles it with the class's performance hint and threads
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -25,7 +26,9 @@ class OpenVINOSettings(StrictModel):
         None, ge=1, description="parallel inference streams (null: from the hint)"
     )
     inference_precision: Literal["f32", "bf16", "f16"] | None = Field(
-        None, description="precision for non-quantized layers (null: the plugin's default for the device)"
+        "f32",
+        description="precision of the layers that are not quantized, FP32 baselines included; null: the "
+        "plugin's default, which is bf16 on CPUs with bf16 units (an 'FP32' model then runs in bf16)",
     )
     ir_weights: Literal["fp32", "fp16"] = Field(
         "fp32",
@@ -96,19 +99,7 @@ class OpenVINORuntime(Runtime):
         )
         info: dict[str, Any] = {"ir_files": ["model.xml", "model.bin"]}
         if self.availability(device_class).can_run:
-            started = time.perf_counter()
-            core = ov.Core()
-            core.compile_model(
-                str(workdir / self.engine_file),
-                device_class.settings.device,
-                compile_config(device_class.settings, device_class.threads),
-            )
-            info["compile_time_s"] = time.perf_counter() - started
-            info["device_name"] = (
-                core.get_property(device_class.settings.device, "FULL_DEVICE_NAME")
-                if device_class.settings.device != "AUTO"
-                else "AUTO"
-            )
+            info.update(self._compiled_facts(workdir / self.engine_file, model, device_class))
         write_artifact_meta(
             workdir,
             ArtifactKind.ENGINE,
@@ -121,5 +112,71 @@ class OpenVINORuntime(Runtime):
         )
         return info
 
+    @staticmethod
+    def _compiled_facts(model_xml: Path, model: Artifact, device_class) -> dict[str, Any]:
+        """Compile once (proving the device takes the model) at the model's example input shapes,
+        and read what the plugin made of it: the precision it runs float layers in, and the
+        share of the MACs its kernels do in INT8."""
+        import openvino as ov
+
+        settings = device_class.settings
+        core = ov.Core()
+        ir = core.read_model(str(model_xml))
+        shapes = {spec["name"]: spec["shape"] for spec in model.meta.get("inputs") or []}
+        if shapes and all(port.get_any_name() in shapes for port in ir.inputs):
+            ir.reshape({port.get_any_name(): shapes[port.get_any_name()] for port in ir.inputs})
+        started = time.perf_counter()
+        compiled = core.compile_model(ir, settings.device, compile_config(settings, device_class.threads))
+        facts: dict[str, Any] = {
+            "compile_time_s": time.perf_counter() - started,
+            "device_name": core.get_property(settings.device, "FULL_DEVICE_NAME")
+            if settings.device != "AUTO"
+            else "AUTO",
+        }
+        with contextlib.suppress(RuntimeError):  # a plugin without the property (some NPUs)
+            hint = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+            facts["float_precision"] = {"f32": "fp32", "f16": "fp16"}.get(hint, hint)  # the tables' names
+        share = integer_mac_share(compiled.get_runtime_model())
+        if share is not None:
+            facts["int8_mac_share"] = share
+        return facts
+
     def open(self, engine: Artifact, device_class) -> Runner:
         return OpenVINORunner(engine.file, device_class.settings, device_class.threads)
+
+
+# Executed layer types that multiply-accumulate, in OpenVINO's runtime (execution) graph.
+_MAC_LAYERS = ("Convolution", "GroupConvolution", "Deconvolution", "FullyConnected", "MatMul")
+
+
+def integer_mac_share(runtime_model) -> float | None:
+    """The share of the MACs that run in an integer precision (u8/i8), from the runtime model of a
+    compiled model: what the plugin executes, after its own fusions and precision choices.
+    A layer's MACs are its output elements (batch 1) times its weights per output channel, or
+    times the shared dimension for a MatMul of two activations."""
+    import math
+
+    total = integer = 0
+    for op in runtime_model.get_ordered_ops():
+        info = op.get_rt_info()
+        if info["layerType"].astype(str) not in _MAC_LAYERS:
+            continue
+        output = op.get_output_partial_shape(0)
+        weights = op.input(1).get_partial_shape()
+        if output.rank.is_dynamic or weights.is_dynamic or any(d.is_dynamic for d in list(output)[1:]):
+            return None
+        dims = [1, *(d.get_length() for d in list(output)[1:])]
+        source = op.input(1).get_source_output().get_node().get_rt_info()["layerType"].astype(str)
+        if source == "Const":  # weights: [out channels, ...] (grouped: [out, in/group, ...])
+            channels = dims[1] if info["layerType"].astype(str) != "FullyConnected" else dims[-1]
+            per_output = math.prod(d.get_length() for d in weights) // max(channels, 1)
+        else:  # activations times activations: the reduced dimension of the first input
+            first = op.input(0).get_partial_shape()
+            if first.is_dynamic:
+                return None
+            per_output = first[first.rank.get_length() - 1].get_length()
+        macs = math.prod(dims) * per_output
+        total += macs
+        if info["runtimePrecision"].astype(str) in ("u8", "i8"):
+            integer += macs
+    return integer / total if total else None
