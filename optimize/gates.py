@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from optimize.columns import (
@@ -22,7 +22,7 @@ from optimize.columns import (
     target_notes,
 )
 from optimize.comparison import headline, measured_agreement
-from optimize.recipe.gate_limits import gate_limits
+from optimize.recipe.gate_limits import DEFAULT_LIMITS, gate_limits
 
 # gate field → (measured metric, direction): "max" passes when measured ≤ limit, "min" when ≥.
 # Derived from the GateLimits fields, which declare both: a new gate is one field there.
@@ -47,18 +47,24 @@ class GateResult:
 
 
 def limits_for(gates, target: str) -> dict[str, float]:
-    """Global limits, overridden by the target's own."""
-    limits = {name: getattr(gates, name) for name in GATE_METRICS if getattr(gates, name) is not None}
-    per_target = gates.per_target.get(target)
-    if per_target is not None:
-        limits.update(
-            {
-                name: getattr(per_target, name)
-                for name in GATE_METRICS
-                if getattr(per_target, name) is not None
-            }
-        )
-    return limits
+    """Global limits, overridden by the target's own; a limit set to null (explicitly) is off."""
+    limits: dict[str, float | None] = {}
+    for level in (gates, gates.per_target.get(target)):
+        if level is not None:
+            limits.update(
+                {name: getattr(level, name) for name in GATE_METRICS if name in level.model_fields_set}
+            )
+    return {name: limit for name, limit in limits.items() if limit is not None}
+
+
+def defaults_for(gates, target: str) -> dict[str, float]:
+    """The default limits the recipe leaves in place for a target (neither level sets them)."""
+    levels = [level for level in (gates, gates.per_target.get(target)) if level is not None]
+    return {
+        name: limit
+        for name, limit in DEFAULT_LIMITS.items()
+        if not any(name in level.model_fields_set for level in levels)
+    }
 
 
 def check(gate: str, target: str, limit: float, measured: float | None, why_missing: str = "") -> GateResult:
@@ -116,6 +122,11 @@ def decide(gates, targets: list[dict[str, Any]], model_metrics: dict[str, float]
             )
             for gate, limit in limits.items()
         )
+        for gate, limit in defaults_for(gates, target["name"]).items():
+            value = measured[GATE_METRICS[gate][0]]
+            if value is not None:  # a default holds only where its number exists
+                result = check(gate, target["name"], limit, value)
+                results.append(replace(result, detail=f"{result.detail} (default)"))
     return results
 
 

@@ -72,8 +72,35 @@ def test_global_limits_apply_to_model_and_targets_and_per_target_overrides():
     ],
 )
 def test_each_gate_direction(gate, limit, passes):
-    (result,) = [r for r in decide(Gates(**{gate: limit}), [TARGET], {}) if r.target != "model"]
+    (result,) = [
+        r for r in decide(Gates(**{gate: limit}), [TARGET], {}) if r.target != "model" and r.gate == gate
+    ]
     assert result.passed is passes
+
+
+def test_a_quantized_engine_slower_than_fp32_fails_by_default():
+    slower = {**TARGET, "metrics": {**TARGET["metrics"], "speedup_vs_fp32": 0.8}}
+    (result,) = decide(Gates(), [slower], {})
+    assert (result.gate, result.limit, result.status) == ("min_speedup", 1.0, "failed")
+    assert result.detail == "speedup_vs_fp32 0.8 not ≥ 1 (default)"
+    (faster,) = decide(Gates(), [TARGET], {})
+    assert faster.status == "passed"
+
+
+def test_the_default_speedup_gate_is_overridden_or_turned_off_globally_or_per_target():
+    slower = {**TARGET, "metrics": {**TARGET["metrics"], "speedup_vs_fp32": 0.8}}
+    (lower,) = decide(Gates(min_speedup=0.7), [slower], {})
+    assert lower.status == "passed" and "(default)" not in lower.detail
+    assert decide(Gates(min_speedup=None), [slower], {}) == []
+    assert decide(Gates(per_target={slower["name"]: {"min_speedup": None}}), [slower], {}) == []
+    (own,) = decide(Gates(min_speedup=0.7, per_target={slower["name"]: {"min_speedup": 0.9}}), [slower], {})
+    assert own.status == "failed"
+
+
+def test_the_default_gate_holds_only_where_there_is_an_fp32_baseline():
+    """Without a quantize step (or on a class that runs no FP32) there is nothing to be slower than."""
+    target = {**TARGET, "metrics": {"latency_p50_ms": 1.0}, "unmeasured": {"speedup_vs_fp32": "no FP32 model"}}
+    assert decide(Gates(), [target], {}) == []
 
 
 def test_unmeasured_metric_fails_rather_than_passing_silently():
@@ -152,4 +179,4 @@ def test_summary_has_verdict_headline_tables_and_links():
     assert "[run](http://127.0.0.1:5000/#/experiments/1/runs/abc)" in text
     # The target table is the terminal's and the report's (optimize.columns): accuracy in percent.
     row = next(line for line in text.splitlines() if line.startswith("| x86-cpu-onnxruntime |"))
-    assert "| ✅ ok | 97.00% | — | — | 0.136 |" in row and "| 2.00 |" in row
+    assert "| ✅ ok | — | 97.00% | — | — | 0.136 |" in row and "| 2.00 |" in row

@@ -47,7 +47,10 @@ class GateLimits(StrictModel):
         None, description="90th percentile batch-1 latency"
     )
     min_speedup: Annotated[PositiveFloat | None, Limit("speedup_vs_fp32", "min")] = Field(
-        None, description="FP32 baseline p50 latency / model p50 latency, same target, same session"
+        None,
+        description="FP32 baseline p50 latency / model p50 latency, same target, same session; when not "
+        "set, 1.0 on every target with an FP32 baseline (a quantized engine slower than FP32 fails); "
+        "null turns that default off",
     )
     max_peak_memory_mb: Annotated[PositiveFloat | None, Limit("peak_memory_mb", "max")] = Field(
         None, description="peak resident memory of the process running the engine"
@@ -65,6 +68,11 @@ class GateLimits(StrictModel):
     min_size_ratio_vs_original: Annotated[PositiveFloat | None, Limit("size_ratio_vs_original", "min")] = (
         Field(None, description="original model's engine size / the model's engine size, same target")
     )
+
+
+# Limits that hold where the recipe does not set them, on targets that measured their metric:
+# a quantized engine must not be slower than the FP32 model it replaces.
+DEFAULT_LIMITS: dict[str, float] = {"min_speedup": 1.0}
 
 
 def gate_limits() -> dict[str, Limit]:
