@@ -1,9 +1,24 @@
 """Structured channel pruning with torch-pruning's dependency graph: channels coupled by residual
-additions and concatenations are removed together, so the pruned model stays consistent."""
+additions and concatenations are removed together, so the pruned model stays consistent.
+
+Channels are ranked once, on the unpruned model, and the model is pruned once. Towards a MACs or
+parameter target a bisection over the channel ratio finds the smallest ratio that meets it: each
+candidate ratio is pruned on a copy and counted by the same counter as the report, with no new
+ranking. Pruning with that ratio as `channel_ratio` gives the same model.
+
+`iterative_steps` keeps torch-pruning's stepping, ranking again between steps, for rankings that
+move as the model shrinks (taylor's gradients, LAMP's per-layer normalisation). It is an option,
+not the default: on recipes/resnet18-digits-prune.yaml the search reaches 24.6 % of the MACs in
+about 1.3 s, where iterative_steps: 100 stopped after 86 steps and 8-36 s (at 24.2 %), and after
+the recipe's distillation it is no worse (97.9 % against 97.7 % accuracy, mean of 8 seeds)."""
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import fnmatch
+import math
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -24,6 +39,9 @@ if TYPE_CHECKING:
 
 TARGETS = ("channel_ratio", "target_macs", "target_params")
 
+# task(description, total) yields advance(n=1, status=""): Progress.task without the step's name.
+Task = Callable[[str, int | None], contextlib.AbstractContextManager[Callable[..., None]]]
+
 
 def unmatched_patterns(model: nn.Module, patterns: list[str]) -> list[str]:
     """Module names or globs that name no module of `model`."""
@@ -39,13 +57,21 @@ class PruneParams(StageParams):
         None,
         gt=0,
         lt=1,
-        description="keep this share of the input model's MACs, e.g. 0.25 (stepping until met)",
+        description="keep this share of the input model's MACs, e.g. 0.25: a search finds the smallest "
+        "channel ratio that meets it (reported as the step's channel_ratio)",
     )
     target_params: float | None = Field(
-        None, gt=0, lt=1, description="keep this share of the input model's parameters"
+        None,
+        gt=0,
+        lt=1,
+        description="keep this share of the input model's parameters (found by the same search)",
     )
     tolerance: float = Field(
-        0.05, gt=0, lt=1, description="a MACs/params target is met when within this relative margin below it"
+        0.05,
+        gt=0,
+        lt=1,
+        description="a MACs/params target is met when within this relative margin below it; coarser "
+        "steps (round_to, per-layer pruning) that jump past that margin are an error",
     )
     importance: Literal["l1", "l2", "taylor", "bn_scale", "lamp"] = Field(
         "l2",
@@ -55,8 +81,10 @@ class PruneParams(StageParams):
     iterative_steps: PositiveInt | None = Field(
         None,
         le=10_000,
-        description="pruning steps, importance re-estimated between them; default 1 with channel_ratio, 200 "
-        "towards a target (each step then removes at most max_channel_ratio/steps of the channels)",
+        description="prune in this many steps instead of once, ranking the channels again between them "
+        "(taylor: fresh gradients on the shrinking model); towards a target, step until it is met "
+        "instead of the search, each step removing max_channel_ratio/steps of the channels and costing "
+        "a ranking and a count. Default: rank once, prune once",
     )
     round_to: PositiveInt = Field(
         8, le=1024, description="keep channel counts multiples of this (SIMD-friendly)"
@@ -99,14 +127,20 @@ class PruneParams(StageParams):
 
     @property
     def steps(self) -> int:
-        return self.iterative_steps or (1 if self.target is None else 200)
+        return self.iterative_steps or 1
+
+    @property
+    def iterative(self) -> bool:
+        return self.steps > 1
 
 
 @dataclass
 class PruneReport:
     before: dict[str, float]
     after: dict[str, float]
-    steps: int
+    channel_ratio: float  # as given, found by the search, or where stepping stopped
+    steps: int = 1  # times the channels were ranked and the model pruned
+    search_iterations: int = 0  # candidate ratios the search tried (each pruned on a copy and counted)
     channels: dict[str, list[int]] = field(default_factory=dict)  # layer → [before, after]
     ignored: list[str] = field(default_factory=list)
 
@@ -188,8 +222,9 @@ def kept_layers(model: nn.Module, patterns: list[str], example_inputs) -> list[s
 
 
 def make_pruner(model: nn.Module, params: PruneParams, example_inputs, kept: list[str]):
-    """A torch-pruning pruner; towards a target its ratio schedule runs to max_channel_ratio and
-    the caller stops stepping once the target is met."""
+    """A torch-pruning pruner: its dependency graph and channel groups rank channels once, or it
+    steps through iterative_steps; towards a target its ratio schedule runs to max_channel_ratio
+    and the caller stops stepping once the target is met."""
     import torch_pruning as tp
 
     modules = dict(model.named_modules())
@@ -206,15 +241,226 @@ def make_pruner(model: nn.Module, params: PruneParams, example_inputs, kept: lis
     )
 
 
+@dataclass
+class RankedGroup:
+    """Channels torch-pruning removes together (a root layer's outputs and every channel tied to
+    them), ranked once. Positions count channels per channel group: a grouped convolution loses
+    a position in each of its groups."""
+
+    root: str  # the layer whose output channels lead the group
+    handler: Any  # torch-pruning's pruning function at the root
+    importance: torch.Tensor  # ascending
+    order: torch.Tensor  # positions, least important first
+    min_kept: int  # positions that always stay (max_channel_ratio, round_to, at least one)
+    channel_groups: int = 1
+
+    @property
+    def size(self) -> int:
+        return len(self.order)
+
+    def indices(self, count: int) -> list[int]:
+        """The root's channels that removing the `count` least important positions removes."""
+        import torch
+
+        least = self.order[:count]
+        return torch.cat([least + g * self.size for g in range(self.channel_groups)]).tolist()
+
+
+def least_kept(size: int, max_ratio: float, round_to: int) -> int:
+    """The fewest positions a group may keep: (1 - max_ratio) of them and at least one, rounded
+    up to a multiple of round_to, or all of them where that multiple is more."""
+    floor = max(1, math.ceil(size * (1 - max_ratio) - 1e-9))
+    return min(size, -(-floor // round_to) * round_to)
+
+
+def removal_plan(
+    groups: Sequence[RankedGroup], ratio: float, global_ranking: bool, round_to: int
+) -> list[int]:
+    """Positions to remove from each group at a channel ratio: round(ratio × all positions) of
+    the least important across groups (global), or round(ratio × its size) of each group; never
+    below a group's min_kept, and a group that loses any keeps a multiple of round_to (rounded
+    down, as torch-pruning does). A larger ratio never removes fewer from any group."""
+    import torch
+
+    if global_ranking and groups:
+        scores = torch.cat([g.importance for g in groups])
+        owner = torch.cat([torch.full((g.size,), i) for i, g in enumerate(groups)])
+        rank = torch.cat([torch.arange(g.size) for g in groups])
+        removable = torch.tensor([g.size - g.min_kept for g in groups])
+        ascending = torch.argsort(scores, stable=True)  # keeps each group's own order among ties
+        eligible = ascending[rank[ascending] < removable[owner[ascending]]]
+        taken = eligible[: round(ratio * len(scores))]
+        counts = torch.bincount(owner[taken], minlength=len(groups)).tolist()
+    else:
+        counts = [min(g.size - g.min_kept, round(ratio * g.size)) for g in groups]
+    plan = []
+    for group, count in zip(groups, counts, strict=True):
+        kept = group.size - count
+        plan.append(group.size - max(group.min_kept, kept - kept % round_to) if count else 0)
+    return plan
+
+
+def rank_channels(
+    model: nn.Module,
+    params: PruneParams,
+    example_inputs,
+    kept: list[str],
+    gradient_batches: list | None = None,
+) -> list[RankedGroup]:
+    """Every group of coupled channels the pruner may prune, ranked by params.importance on the
+    model as it is (taylor: the gradients of gradient_batches, taken once)."""
+    import torch
+
+    pruner = make_pruner(model, params, example_inputs, kept)
+    names = {module: name for name, module in model.named_modules()}
+    ranked = []
+    try:
+        if params.importance == "taylor":
+            accumulate_gradients(model, gradient_batches or [])
+        groups = pruner.DG.get_all_groups(
+            ignored_layers=pruner.ignored_layers, root_module_types=pruner.root_module_types
+        )
+        for group in groups:
+            # The screening and channel grouping of BasePruner._prune (torch-pruning 1.6).
+            if not pruner._check_pruning_ratio(group):
+                continue
+            importance = pruner.estimate_importance(group)
+            if importance is None:
+                continue
+            channel_groups = pruner._get_channel_groups(group)
+            importance = importance.detach().view(channel_groups, -1).mean(0).cpu()
+            order = torch.argsort(importance, stable=True)
+            root = group[0].dep
+            ranked.append(
+                RankedGroup(
+                    root=names[root.target.module],
+                    handler=root.handler,
+                    importance=importance[order],
+                    order=order,
+                    min_kept=least_kept(len(order), params.max_channel_ratio, params.round_to),
+                    channel_groups=channel_groups,
+                )
+            )
+    finally:
+        model.zero_grad(set_to_none=True)
+    return ranked
+
+
+def apply_plan(model: nn.Module, groups: Sequence[RankedGroup], plan: list[int], example_inputs) -> None:
+    """Prune `model` in place: plan[i] least important positions of groups[i] (ranked on this
+    model or on the one it was copied from), on a dependency graph traced from this model."""
+    import torch_pruning as tp
+
+    graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_inputs)
+    modules = dict(model.named_modules())
+    for group, count in zip(groups, plan, strict=True):
+        if count:
+            coupled = graph.get_pruning_group(modules[group.root], group.handler, group.indices(count))
+            if graph.check_pruning_group(coupled):  # as BasePruner: never a layer without channels
+                coupled.prune()
+
+
+@dataclass
+class Search:
+    ratio: float  # the smallest ratio found that keeps at most the target, or max_ratio when none does
+    kept: float  # the share kept there
+    iterations: int  # shares measured
+    above: tuple[float, float] | None = None  # (ratio, kept) of the next smaller step, when one exists
+
+
+def search_ratio(
+    kept_at: Callable[[float], float], target: float, max_ratio: float, resolution: int
+) -> Search:
+    """Bisection over the channel ratios k/resolution up to max_ratio for the smallest one that
+    keeps at most `target` (kept_at(ratio) must not grow with the ratio). max_ratio is measured
+    first, so an unreachable target costs one measurement; then about log2(resolution) more."""
+    top = math.floor(max_ratio * resolution + 1e-9)
+    iterations = 1
+    hi, kept_hi = top, kept_at(top / resolution)
+    if kept_hi > target:
+        return Search(top / resolution, kept_hi, iterations)
+    lo, kept_lo = 0, 1.0  # nothing removed keeps everything
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        kept = kept_at(mid / resolution)
+        iterations += 1
+        if kept > target:
+            lo, kept_lo = mid, kept
+        else:
+            hi, kept_hi = mid, kept
+    return Search(hi / resolution, kept_hi, iterations, above=(lo / resolution, kept_lo))
+
+
+def search_steps(resolution: int, max_ratio: float) -> int:
+    """Measurements search_ratio makes for a reachable target (one for max_ratio, then halving)."""
+    return 1 + max(0, math.ceil(math.log2(max(1, math.floor(max_ratio * resolution + 1e-9)))))
+
+
+def check_target_met(
+    target: tuple[str, float], kept: float, params: PruneParams, search: Search | None = None
+) -> None:
+    """A clear error when pruning as far as allowed keeps too much of the MACs/params, or when
+    the step that meets the target lands more than the tolerance below it (`search`: where the
+    search ended, with the step before; otherwise the last of iterative_steps)."""
+    what, share = target
+    if kept > share:
+        raise ValueError(
+            f"target_{what} {share}: the most pruning allowed keeps {kept:.3f} of the {what}; no layer may lose "
+            f"more than max_channel_ratio {params.max_channel_ratio} of its channels (raise it, or ignore fewer layers)"
+        )
+    if kept >= share * (1 - params.tolerance):
+        return
+    remedies = [*(["global_pruning: true"] if not params.global_pruning else []), "a smaller round_to"]
+    finer = ", ".join(remedies) + (" or a larger tolerance" if search else " or more iterative_steps")
+    if search is not None and search.above is not None:
+        ratio, above = search.above
+        raise ValueError(
+            f"target_{what} {share}: channel ratio {ratio:.4f} keeps {above:.3f} of the {what} and the next step, "
+            f"{search.ratio:.4f}, overshoots to {kept:.3f}, more than {params.tolerance:.0%} below; use {finer}"
+        )
+    raise ValueError(
+        f"target_{what} {share}: the last step overshot to {kept:.3f} (more than {params.tolerance:.0%} below); "
+        f"use {finer}"
+    )
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """torch's intra-op threads set to one meanwhile."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+@contextlib.contextmanager
+def _no_progress(description: str, total: int | None) -> Iterator[Callable[..., None]]:
+    yield lambda n=1, status="": None
+
+
 def prune_model(
     model: nn.Module,
     params: PruneParams,
     example_inputs: tuple[torch.Tensor, ...],
     gradient_batches: list | None = None,
-    advance=lambda **_: None,
+    task: Task = _no_progress,
 ) -> PruneReport:
-    """Prune `model` in place: `params.steps` steps for a channel ratio, or steps until the
-    MACs/parameter target is met. Raises ValueError when a target cannot be met."""
+    """Prune `model` in place, once at channel_ratio or at the smallest ratio that meets a MACs or
+    parameter target (found on copies), or in iterative_steps steps. Raises ValueError when a
+    target cannot be met, before touching the model unless it prunes in steps.
+
+    It runs in one thread: its forward passes (tracing, counting) are batch-1 passes too small to
+    gain from threads and the first to stall when the cores are busy (ResNet-18 at 32x32 on two
+    busy cores: 0.13 s to prune and count a copy in one thread, 0.5-1.3 s in two)."""
+    with one_thread():
+        return _prune(model, params, example_inputs, gradient_batches, task)
+
+
+def _prune(model, params: PruneParams, example_inputs, gradient_batches, task: Task) -> PruneReport:
     model.eval()
     target = params.target
     before = size_of(model, example_inputs)
@@ -222,50 +468,95 @@ def prune_model(
         raise ValueError("the MACs counter cannot follow this model; use channel_ratio or target_params")
     channels_before = channel_counts(model)
     kept_names = kept_layers(model, params.ignored_layers, example_inputs)
+    report = PruneReport(
+        before=before, after={}, channel_ratio=params.channel_ratio or 0.0, ignored=kept_names
+    )
+    if params.iterative:
+        report.channel_ratio, report.steps = _prune_in_steps(
+            model, params, example_inputs, kept_names, before, gradient_batches, task
+        )
+    else:
+        groups = rank_channels(model, params, example_inputs, kept_names, gradient_batches)
+        if target is not None:
+            found = _search(model, params, example_inputs, groups, before, task)
+            report.channel_ratio, report.search_iterations = found.ratio, found.iterations
+        with task("pruning", 1) as advance:
+            plan = removal_plan(groups, report.channel_ratio, params.global_pruning, params.round_to)
+            apply_plan(model, groups, plan, example_inputs)
+            advance()
+    report.after = size_of(model, example_inputs)
+    counts = channel_counts(model)
+    report.channels = {name: [channels_before[name], counts[name]] for name in counts}
+    return report
+
+
+def _search(
+    model: nn.Module,
+    params: PruneParams,
+    example_inputs,
+    groups: list[RankedGroup],
+    before: dict[str, float],
+    task: Task,
+) -> Search:
+    """search_ratio with each candidate pruned on a copy and counted; candidates whose plans
+    coincide (round_to makes many do) are counted once."""
+    what, share = params.target
+    resolution = max(1, sum(group.size for group in groups))  # no prunable channel: 1, at ratio 0
+    counted: dict[tuple[int, ...], float] = {}
+    total = search_steps(resolution, params.max_channel_ratio)
+    with task("channel ratio search", total) as advance:
+
+        def kept_at(ratio: float) -> float:
+            plan = tuple(removal_plan(groups, ratio, params.global_pruning, params.round_to))
+            if plan not in counted:
+                trial = copy.deepcopy(model)
+                apply_plan(trial, groups, list(plan), example_inputs)
+                counted[plan] = size_of(trial, example_inputs)[what] / before[what]
+            advance(status=f"ratio {ratio:.3f}: {what} kept {counted[plan]:.3f}")
+            return counted[plan]
+
+        found = search_ratio(kept_at, share, params.max_channel_ratio, resolution)
+    check_target_met(params.target, found.kept, params, found)
+    return found
+
+
+def _prune_in_steps(
+    model: nn.Module,
+    params: PruneParams,
+    example_inputs,
+    kept_names: list[str],
+    before: dict[str, float],
+    gradient_batches: list | None,
+    task: Task,
+) -> tuple[float, int]:
+    """torch-pruning's iterative schedule, ranking before every step; towards a target, stepping
+    stops once it is met. Returns the schedule's ratio where it stopped and the steps taken."""
+    target = params.target
     pruner = make_pruner(model, params, example_inputs, kept_names)
     kept = 1.0
-    for _ in range(params.steps):
-        if params.importance == "taylor":
-            accumulate_gradients(model, gradient_batches or [])
-        pruner.step()
-        if target is not None:
+    with task("pruning steps", params.steps) as advance:
+        for _ in range(params.steps):
+            if params.importance == "taylor":
+                accumulate_gradients(model, gradient_batches or [])
+            pruner.step()
+            if target is None:
+                advance()
+                continue
             kept = size_of(model, example_inputs)[target[0]] / before[target[0]]
             advance(status=f"{target[0]} kept {kept:.3f}")
             if kept <= target[1]:
                 break
-        else:
-            advance()
     model.zero_grad(set_to_none=True)
     if target is not None:
         check_target_met(target, kept, params)
-    counts = channel_counts(model)
-    return PruneReport(
-        before=before,
-        after=size_of(model, example_inputs),
-        steps=pruner.current_step,
-        ignored=kept_names,
-        channels={name: [channels_before[name], counts[name]] for name in counts},
-    )
-
-
-def check_target_met(target: tuple[str, float], kept: float, params: PruneParams) -> None:
-    what, share = target
-    if kept > share:
-        raise ValueError(
-            f"target_{what} {share}: stopped at {kept:.3f} of the {what} after {params.steps} steps; no layer may "
-            f"lose more than max_channel_ratio {params.max_channel_ratio} of its channels (raise it, or ignore fewer layers)"
-        )
-    if kept < share * (1 - params.tolerance):
-        raise ValueError(
-            f"target_{what} {share}: the last step overshot to {kept:.3f} (more than {params.tolerance:.0%} below); "
-            "use global_pruning: true, a smaller round_to or more iterative_steps for finer steps"
-        )
+    return pruner.per_step_pruning_ratio[pruner.current_step], pruner.current_step
 
 
 @STAGES.register("prune")
 class PruneStage(Stage):
-    """Structured pruning (torch-pruning): remove whole channels by a channel ratio or until a MACs
-    or parameter target is met; residual and concatenated channels stay consistent."""
+    """Structured pruning (torch-pruning): remove whole channels by a channel ratio or at the
+    smallest ratio that meets a MACs or parameter target; residual and concatenated channels
+    stay consistent."""
 
     Params = PruneParams
     consumes = ArtifactKind.TORCH
@@ -299,19 +590,21 @@ class PruneStage(Stage):
         if missing:
             raise StageError(context.step_id, f"ignored_layers: '{missing[0]}' matches no layer of the model")
         batches = self._gradient_batches(params, context) if params.importance == "taylor" else None
-        with context.progress.task(f"{context.step_id}: pruning steps", params.steps) as advance:
-            try:
-                report = prune_model(
-                    model, params, context.model_source.example_inputs(batch=1), batches, advance
-                )
-            except ValueError as exc:
-                raise StageError(context.step_id, str(exc)) from exc
+
+        def task(description: str, total: int | None):
+            return context.progress.task(f"{context.step_id}: {description}", total)
+
+        try:
+            report = prune_model(model, params, context.model_source.example_inputs(batch=1), batches, task)
+        except ValueError as exc:
+            raise StageError(context.step_id, str(exc)) from exc
         context.save_torch(model)
         return StageOutput(metrics=report_metrics(report), info=report_info(report))
 
     @staticmethod
     def _gradient_batches(params: PruneParams, context: StageContext) -> list:
-        """A fixed few training batches, reused at every step so the ranking only moves with the pruning."""
+        """A fixed few training batches (reused at every step of iterative_steps, so the ranking
+        only moves with the pruning)."""
         batches, seen = [], 0
         for inputs, labels in context.data.loader("train", min(64, params.taylor_samples), shuffle=True):
             batches.append((inputs, labels))
@@ -322,7 +615,11 @@ class PruneStage(Stage):
 
 
 def report_metrics(report: PruneReport) -> dict[str, float]:
-    metrics = {"pruning_steps": float(report.steps)}
+    metrics = {
+        "channel_ratio": report.channel_ratio,
+        "pruning_steps": float(report.steps),
+        "search_iterations": float(report.search_iterations),
+    }
     for what, name in (("macs", "macs"), ("params", "parameters")):
         if what in report.before and what in report.after:
             metrics[f"{name}_before"] = report.before[what]

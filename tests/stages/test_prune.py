@@ -3,12 +3,15 @@ round trip through torch_io, and recipe validation of its parameters."""
 
 from __future__ import annotations
 
+import contextlib
+import copy
+
 import pytest
 import torch
 from click.testing import CliRunner
 
 from optimize.cli import main
-from optimize.stages.prune import PruneParams, output_layer, prune_model
+from optimize.stages.prune import PruneParams, output_layer, prune_model, report_metrics, search_steps
 from optimize.torch_io import load_into, save_module
 from tests.assets.tiny_models import tiny_cnn
 from tests.conftest import tiny_recipe_dict
@@ -62,30 +65,99 @@ def test_pruned_torchvision_model_runs_exports_and_round_trips(name, tmp_path):
     assert sum(p.numel() for p in reloaded.parameters()) == report.after["params"]
 
 
-@pytest.mark.parametrize(
-    "params, measure",
-    [
-        ({"target_macs": 0.25, "global_pruning": True}, "macs"),
-        ({"target_macs": 0.4}, "macs"),
-        ({"target_params": 0.3, "importance": "lamp", "global_pruning": True}, "params"),
-    ],
-)
-def test_target_is_met_within_tolerance(params, measure):
+TARGETS = [
+    ({"target_macs": 0.25, "global_pruning": True}, "macs"),
+    ({"target_macs": 0.4}, "macs"),
+    ({"target_params": 0.3, "importance": "lamp", "global_pruning": True}, "params"),
+]
+
+
+@pytest.mark.parametrize("params, measure", TARGETS)
+def test_search_meets_target_within_tolerance_in_one_pruning(params, measure):
+    x = (torch.randn(1, 3, 8, 8),)
     model = tiny_cnn(width=64)
-    pruning = PruneParams(**params, round_to=1, iterative_steps=60)
-    report = prune_model(model, pruning, (torch.randn(1, 3, 8, 8),))
+    reference = copy.deepcopy(model)
+    tasks = []
+
+    @contextlib.contextmanager
+    def task(description, total):
+        tasks.append([description, total, 0])
+        yield lambda n=1, status="": tasks[-1].__setitem__(2, tasks[-1][2] + n)
+
+    report = prune_model(model, PruneParams(**params, round_to=1), x, task=task)
     share = next(v for k, v in params.items() if k.startswith("target"))
     kept = report.after[measure] / report.before[measure]
     assert share * 0.95 <= kept <= share, kept
-    assert report.steps < 60, "stepping stops once the target is met"
+    assert report.steps == 1
+    assert tasks[0] == ["channel ratio search", search_steps(128, 0.9), report.search_iterations]
+    assert 1 < report.search_iterations <= search_steps(128, 0.9)
+
+    # The ratio the search found, given as channel_ratio, prunes the same channels.
+    ratio = {k: v for k, v in params.items() if not k.startswith("target")}
+    again = prune_model(reference, PruneParams(**ratio, channel_ratio=report.channel_ratio, round_to=1), x)
+    assert again.channels == report.channels
+    assert again.after == report.after
+    assert again.search_iterations == 0
 
 
-def test_overshooting_target_is_an_error_not_a_silent_miss():
+def test_iterative_steps_towards_a_target_step_until_met():
+    report = prune_model(
+        tiny_cnn(width=64),
+        PruneParams(target_macs=0.25, global_pruning=True, round_to=1, iterative_steps=60),
+        (torch.randn(1, 3, 8, 8),),
+    )
+    assert 0.25 * 0.95 <= report.after["macs"] / report.before["macs"] <= 0.25
+    assert 1 < report.steps < 60, "stepping stops once the target is met"
+    assert report.search_iterations == 0
+    assert report.channel_ratio == pytest.approx(0.9 * report.steps / 60)
+
+
+@pytest.mark.parametrize(
+    "steps, message", [(None, "the next step, 0.5156, overshoots"), (40, "the last step overshot")]
+)
+def test_overshooting_target_is_an_error_not_a_silent_miss(steps, message):
     """64 channels in steps of 8 cannot land within 5% of 25% of the MACs."""
-    with pytest.raises(ValueError, match="overshot"):
+    with pytest.raises(ValueError, match=message):
         prune_model(
-            tiny_cnn(width=64), PruneParams(target_macs=0.25, iterative_steps=40), (torch.randn(1, 3, 8, 8),)
+            tiny_cnn(width=64),
+            PruneParams(target_macs=0.25, iterative_steps=steps),
+            (torch.randn(1, 3, 8, 8),),
         )
+
+
+def test_unreachable_target_is_an_error_before_the_model_is_touched():
+    model = tiny_cnn(width=64)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match="target_macs 0.05: the most pruning allowed keeps 0.2"):
+        prune_model(model, PruneParams(target_macs=0.05, max_channel_ratio=0.5), (torch.randn(1, 3, 8, 8),))
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+
+
+def test_global_pruning_in_one_pruning_keeps_max_channel_ratio_per_layer():
+    model = tiny_cnn(width=64)
+    with torch.no_grad():
+        # 60 of block.0's channels rank below all others (scores are relative to their group's mean).
+        model.block[1].weight[4:].mul_(1e-3)
+    report = prune_model(
+        model,
+        PruneParams(
+            channel_ratio=0.5, importance="bn_scale", global_pruning=True, max_channel_ratio=0.75, round_to=1
+        ),
+        (torch.randn(1, 3, 8, 8),),
+    )
+    assert report.channels["block.0"] == [64, 16]
+    assert report.channels["stem.0"] == [64, 48]  # the ratio's other 48 positions
+
+
+def test_report_metrics_name_the_ratio_and_the_search():
+    report = prune_model(
+        tiny_cnn(width=64), PruneParams(target_macs=0.4, round_to=1), (torch.randn(1, 3, 8, 8),)
+    )
+    metrics = report_metrics(report)
+    assert metrics["channel_ratio"] == report.channel_ratio > 0
+    assert metrics["search_iterations"] == report.search_iterations > 0
+    assert metrics["pruning_steps"] == 1
+    assert metrics["macs_kept"] == report.after["macs"] / report.before["macs"]
 
 
 @pytest.mark.parametrize("importance", ["l1", "l2", "bn_scale", "lamp"])
