@@ -113,6 +113,7 @@ def _target_record(target, root: Path) -> dict[str, Any]:
         "metrics": target.metrics,
         "unmeasured": target.missing_comparisons,
         "notes": target.notes,
+        "precision_choice": target.choice or None,
         "latency_samples_ms": evaluation.latency_samples_ms if evaluation else [],
         "round_p50_ms": evaluation.round_p50_ms if evaluation else [],
         "baselines": {

@@ -440,12 +440,17 @@ class Pipeline:
                 for role, model in models.items():
                     engine, build, cached, engine_key = self._build(model, device_class, runtime)
                     result.baselines[role] = Baseline(model, engine, engine_key, cached, build)
+                alternatives = {
+                    name: self._build(model, device_class, runtime)
+                    for name, model in alternative_candidates(final).items()
+                }
             references = {"fp32": reference, "original": original}
             inexact = runtime.inexact_rewrite(result.build)
             if inexact:
                 references["model"] = final  # the engine against its own model file, to measure it
             engines = {"candidate": result.engine}
             engines.update({role: baseline.engine for role, baseline in result.baselines.items()})
+            engines.update({f"candidate:{name}": built[0] for name, built in alternatives.items()})
             evaluations, result.evaluation_key, result.evaluation_cached = self.evaluate_session(
                 engines, device_class, runtime, {k: v for k, v in references.items() if v is not None}
             )
@@ -455,6 +460,9 @@ class Pipeline:
         result.evaluation = evaluations["candidate"]
         for role, baseline in result.baselines.items():
             baseline.evaluation = evaluations[role]
+        if final.meta.get("quantization", {}).get("precision") == "auto":
+            self._ship_fastest(result, final, alternatives, evaluations)
+            inexact = inexact if result.choice["chosen"] == "int8" else None
         if inexact:
             measured = result.evaluation.metrics
             agreement = measured_agreement(measured, "model")
@@ -464,6 +472,36 @@ class Pipeline:
             )
         result.status = "ok"
         return result
+
+    @staticmethod
+    def _ship_fastest(result: TargetResult, final: Artifact, alternatives: dict, evaluations: dict) -> None:
+        """precision: auto: the target ships the fastest candidate within the step's accuracy
+        budget (FP32 included), measured in the session just run."""
+        from optimize.comparison import compare
+        from optimize.precision_choice import FP32, choose
+
+        budget = final.meta["quantization"]["max_accuracy_drop"]
+        baseline = result.baselines.get(FP32)
+        if baseline is None:  # nothing to hold the candidates to: the step's own model ships
+            why = f"int8: no FP32 baseline on this target ({result.unmeasured.get('speedup_vs_fp32', '')})"
+            result.choice = {"chosen": "int8", "why": why, "max_accuracy_drop": budget, "candidates": {}}
+            result.notes.append(f"precision auto shipped {why}")
+            return
+        shipped = {"int8": (result.engine, result.build, result.engine_key, evaluations["candidate"])}
+        for name, (engine, build, _, key) in alternatives.items():
+            shipped[name] = (engine, build, key, evaluations[f"candidate:{name}"])
+        shipped[FP32] = (baseline.engine, baseline.build, baseline.engine_key, baseline.evaluation)
+        measured = {}
+        for name, (engine, _, _, evaluation) in shipped.items():
+            metrics = {**evaluation.metrics, "size_mb": engine.size_bytes / 1_000_000}
+            measured[name] = {
+                "latency_p50_ms": metrics["latency_p50_ms"],
+                **compare(metrics, baseline.metrics, FP32)[0],
+            }
+        chosen, why, records = choose(measured, budget)
+        result.engine, result.build, result.engine_key, result.evaluation = shipped[chosen]
+        result.choice = {"chosen": chosen, "why": why, "max_accuracy_drop": budget, "candidates": records}
+        result.notes.append(f"precision auto shipped {why}")
 
     # -- the whole run ----------------------------------------------------------------------------
     def run(self) -> RunResult:
@@ -520,6 +558,16 @@ class Pipeline:
             reference=reference,
             original=original,
         )
+
+
+def alternative_candidates(model: Artifact) -> dict[str, Artifact]:
+    """A `precision: auto` step's other candidates, beside its own (INT8) model: by name."""
+    candidates = model.meta.get("quantization", {}).get("candidates", {})
+    return {
+        name: Artifact.open(model.path / record["folder"], record["hash"])
+        for name, record in candidates.items()
+        if record["folder"]
+    }
 
 
 def link_or_copy(source: Path, target: Path) -> None:

@@ -78,6 +78,7 @@ class TargetResult:
     evaluation_key: str = ""
     evaluation_cached: bool = False
     notes: list[str] = field(default_factory=list)
+    choice: dict[str, Any] = field(default_factory=dict)  # precision: auto — what was shipped and why
 
     @property
     def metrics(self) -> dict[str, float]:

@@ -99,7 +99,11 @@ def test_the_default_speedup_gate_is_overridden_or_turned_off_globally_or_per_ta
 
 def test_the_default_gate_holds_only_where_there_is_an_fp32_baseline():
     """Without a quantize step (or on a class that runs no FP32) there is nothing to be slower than."""
-    target = {**TARGET, "metrics": {"latency_p50_ms": 1.0}, "unmeasured": {"speedup_vs_fp32": "no FP32 model"}}
+    target = {
+        **TARGET,
+        "metrics": {"latency_p50_ms": 1.0},
+        "unmeasured": {"speedup_vs_fp32": "no FP32 model"},
+    }
     assert decide(Gates(), [target], {}) == []
 
 

@@ -47,6 +47,7 @@ QUANTIZE_OPTIONS = {
     "onnxruntime-int8": {"backend": "onnxruntime", "per_channel": False},
     "int4": {"precision": "int4", "group_size": 64},
     "fp16": {"precision": "fp16"},
+    "auto": {"precision": "auto", "candidates": ["int8-partial"], "max_accuracy_drop": 0.05},
 }
 
 

@@ -21,9 +21,12 @@ from optimize.quantization.nncf_int8_accuracy import (
 from optimize.quantization.ort_int8 import OnnxRuntimeInt8Config, OnnxRuntimeInt8Quantizer
 from optimize.quantization.int4 import Int4WeightOnlyConfig, Int4WeightOnlyQuantizer
 from optimize.quantization.fp16 import Fp16Config, Fp16Quantizer
+from optimize.quantization.auto import AutoPrecisionConfig, AutoPrecisionQuantizer
 # isort: on
 
 __all__ = [
+    "AutoPrecisionConfig",
+    "AutoPrecisionQuantizer",
     "Fp16Config",
     "Fp16Quantizer",
     "Int4WeightOnlyConfig",

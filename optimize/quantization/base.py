@@ -93,6 +93,10 @@ class Quantizer:
         """Data roles this use of the method reads."""
         return ()
 
+    def precision(self, params: QuantizeOptions) -> str:
+        """The precision of the model the step writes."""
+        return params.precision
+
     def check(self, params: QuantizeOptions, recipe: Recipe, where: tuple) -> list[Problem]:
         """Problems visible from the recipe alone; `where` is the step's location."""
         return []

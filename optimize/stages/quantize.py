@@ -48,7 +48,7 @@ class QuantizeStage(Stage):
 
     @classmethod
     def precision_after(cls, params: QuantizeOptions, before: str) -> str:
-        return params.precision
+        return quantizer_for(params).precision(params)
 
     @classmethod
     def check(
@@ -72,7 +72,7 @@ class QuantizeStage(Stage):
             context.workdir,
             ArtifactKind.ONNX,
             "model.onnx",
-            precision=params.precision,
+            precision=quantizer.precision(params),
             opset=next((o.version for o in output.opset_import if o.domain in ("", "ai.onnx")), None),
             inputs=context.input.meta.get("inputs"),
             outputs=context.input.meta.get("outputs"),

@@ -28,11 +28,18 @@ def int8_mobilenet(tmp_path_factory) -> Artifact:
     torch.manual_seed(0)
     model = torchvision.models.mobilenet_v2(num_classes=10, width_mult=0.35).eval()
     torch.onnx.export(
-        model, torch.randn(SHAPE), folder / "fp32.onnx", input_names=["images"], opset_version=17, dynamo=False
+        model,
+        torch.randn(SHAPE),
+        folder / "fp32.onnx",
+        input_names=["images"],
+        opset_version=17,
+        dynamo=False,
     )
     rng = np.random.default_rng(0)
     calibration = [{"images": rng.standard_normal(SHAPE).astype(np.float32)} for _ in range(16)]
-    quantized = quantize(onnx.load(folder / "fp32.onnx"), calibration, validate_params(precision="int8"), "cpu")
+    quantized = quantize(
+        onnx.load(folder / "fp32.onnx"), calibration, validate_params(precision="int8"), "cpu"
+    )
     (folder / "fp32.onnx").unlink()
     onnx.save(quantized, folder / "model.onnx")
     write_artifact_meta(

@@ -39,6 +39,7 @@ EXAMPLES = {
     "onnxruntime-int8": {"backend": "onnxruntime", "per_channel": False},
     "int4": {"precision": "int4", "group_size": 64, "awq": True},
     "fp16": {"precision": "fp16", "ignored_types": ["Softmax"]},
+    "auto": {"precision": "auto", "candidates": ["int4"], "max_accuracy_drop": 0.02},
 }
 ROLES = {
     "nncf-int8": ("calibration",),
@@ -46,6 +47,7 @@ ROLES = {
     "onnxruntime-int8": ("calibration",),
     "int4": ("calibration",),  # awq reads calibration data
     "fp16": (),
+    "auto": ("calibration",),
 }
 
 
@@ -68,7 +70,7 @@ def test_each_method_round_trips_through_the_recipe_schema(name, write_recipe):
     assert type(quantizer_for(step)) is handler
     assert step.model_dump(include=set(EXAMPLES[name])) == EXAMPLES[name]
     assert QuantizeStage.roles_read(step) == ROLES[name]
-    assert QuantizeStage.precision_after(step, "fp32") == step.precision
+    assert QuantizeStage.precision_after(step, "fp32") == handler().precision(step)
     # as written (the manifest's 'given') and resolved (every default filled in), it reads back the same
     for dump in (
         loaded.recipe.model_dump(mode="json", exclude_unset=True),
@@ -105,7 +107,8 @@ WRONG_METHOD = [
     (
         {"precision": "fp16", "subset_size": 10},
         "subset_size",
-        "'subset_size' applies to precision int8 or precision int4 only; this step is precision fp16",
+        "'subset_size' applies to precision int8 or precision int4 or precision auto only; this step is "
+        "precision fp16",
     ),
     (
         {"backend": "onnxruntime", "model_type": "transformer"},
@@ -122,7 +125,7 @@ WRONG_METHOD = [
     (
         {"precision": "int2"},
         "precision",
-        "Input should be 'int8', 'int4' or 'fp16' (got 'int2') (did you mean 'int8'?)",
+        "Input should be 'int8', 'int4', 'fp16' or 'auto' (got 'int2') (did you mean 'int8'?)",
     ),
     (
         {"backend": "onnxrt"},

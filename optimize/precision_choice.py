@@ -1,0 +1,53 @@
+"""`precision: auto` on one target: which of the candidates (and FP32) to ship. Pure: the numbers
+of one evaluation session in, the choice and why out."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+FP32 = "fp32"
+
+
+def choose(
+    measured: Mapping[str, Mapping[str, float]], budget: float
+) -> tuple[str, str, dict[str, dict[str, Any]]]:
+    """(chosen name, why, per-candidate record) from each candidate's numbers against FP32.
+
+    `measured` maps a candidate name to its `latency_p50_ms` and `accuracy_drop_vs_fp32`; FP32
+    itself (name "fp32", drop 0) is always a candidate, so a run never ships a slower or a
+    less accurate model than FP32 because it was quantized. Fastest p50 within the budget wins."""
+    fp32_p50 = measured[FP32]["latency_p50_ms"]
+    records: dict[str, dict[str, Any]] = {}
+    for name, numbers in measured.items():
+        drop = 0.0 if name == FP32 else numbers.get("accuracy_drop_vs_fp32")
+        records[name] = {
+            "latency_p50_ms": numbers["latency_p50_ms"],
+            "speedup_vs_fp32": fp32_p50 / numbers["latency_p50_ms"],
+            "accuracy_drop_vs_fp32": drop,
+            "within_budget": drop is not None and drop <= budget + 1e-12,
+        }
+    eligible = [name for name, record in records.items() if record["within_budget"]]
+    chosen = min(eligible, key=lambda name: records[name]["latency_p50_ms"])
+    for name, record in records.items():
+        record["chosen"] = name == chosen
+    return chosen, _why(chosen, records, budget), records
+
+
+def _why(chosen: str, records: Mapping[str, Mapping[str, Any]], budget: float) -> str:
+    def said(name: str) -> str:
+        record = records[name]
+        if not record["within_budget"]:
+            drop = record["accuracy_drop_vs_fp32"]
+            return f"{name} over budget ({'unmeasured' if drop is None else f'{100 * drop:+.2f} pt'})"
+        return f"{name} {record['speedup_vs_fp32']:.2f}×"
+
+    others = [said(name) for name in records if name != chosen]
+    speed = records[chosen]["speedup_vs_fp32"]
+    head = (
+        f"{chosen}: the fastest within the {100 * budget:.2f} pt accuracy budget ({speed:.2f}× FP32)"
+        if chosen != FP32
+        else "fp32: no quantized candidate is both faster than FP32 and within the "
+        f"{100 * budget:.2f} pt accuracy budget"
+    )
+    return f"{head}; " + ", ".join(others) if others else head
