@@ -88,6 +88,24 @@ def test_a_damaged_final_model_fails_the_drop_against_the_original(write_recipe,
     )
 
 
+def test_a_quantized_engine_is_held_to_its_fp32_speed_by_default(write_recipe, artifacts):
+    """No gate in the recipe, yet the INT8 engine must not be slower than its FP32 baseline."""
+    import optimize
+
+    stages = [
+        {"train": {"epochs": 1, "lr": 0.02}},
+        {"export": {"opset": 17}},
+        {"quantize": {"precision": "int8"}},
+    ]
+    recipe = tiny_recipe_dict(stages=stages, gates=None, tracking={"enabled": False})
+    outcome = optimize.run(optimize.load_recipe(write_recipe(recipe)), artifacts=artifacts)
+    (gate,) = outcome.gates
+    speedup = outcome.targets[0].metrics["speedup_vs_fp32"]
+    assert (gate.gate, gate.limit, gate.measured) == ("min_speedup", 1.0, speedup)
+    assert gate.detail.endswith("(default)") and (gate.status == "failed") is (speedup < 1)
+    assert outcome.exit_code == (1 if speedup < 1 else 0)
+
+
 def _chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 

@@ -113,7 +113,9 @@ class AutoPrecisionQuantizer(Quantizer):
 
             try:
                 int4, output = Int4WeightOnlyQuantizer().quantize(
-                    model, validate_params(precision="int4", ignored_nodes=list(params.ignored_nodes)), context
+                    model,
+                    validate_params(precision="int4", ignored_nodes=list(params.ignored_nodes)),
+                    context,
                 )
                 candidates["int4"] = self._write(context, "int4", int4, output.info)
             except StageError as exc:

@@ -7,16 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from optimize.stages.prune import (
-    PruneParams,
-    RankedGroup,
-    Search,
-    check_target_met,
-    least_kept,
-    removal_plan,
-    search_ratio,
-    search_steps,
-)
+from optimize.channel_search import RankedGroup, Search, least_kept, removal_plan, search_ratio, search_steps
+from optimize.stages.prune import PruneParams, check_target_met
 
 
 def _group(scores: list[float], min_kept: int = 1, channel_groups: int = 1) -> RankedGroup:

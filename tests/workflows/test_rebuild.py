@@ -89,6 +89,7 @@ def _onnx_recipe(model: Path, channels: int, target: str, quantize: dict) -> dic
         "stages": [{"quantize": quantize}],
         "targets": [target],
         "evaluation": tiny_recipe_dict()["evaluation"],
+        "gates": tiny_recipe_dict()["gates"],
         "tracking": {"enabled": False},
     }
 
