@@ -171,7 +171,6 @@ def test_train_prune_distill_export_through_the_cli(write_recipe, artifacts):
                     "importance": "taylor",
                     "taylor_samples": 64,
                     "round_to": 1,
-                    "iterative_steps": 100,
                 }
             },
             {"distill": {"epochs": 3, "lr": 0.01, "batch_size": 32, "feature_layers": {"block": "block"}}},
