@@ -48,6 +48,7 @@ QUANTIZE_OPTIONS = {
     "int4": {"precision": "int4", "group_size": 64},
     "fp16": {"precision": "fp16"},
     "auto": {"precision": "auto", "candidates": ["int8-partial"], "max_accuracy_drop": 0.05},
+    "dynamic-int8": {"backend": "dynamic", "int8_format": "integer"},
 }
 
 

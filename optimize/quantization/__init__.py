@@ -22,11 +22,14 @@ from optimize.quantization.ort_int8 import OnnxRuntimeInt8Config, OnnxRuntimeInt
 from optimize.quantization.int4 import Int4WeightOnlyConfig, Int4WeightOnlyQuantizer
 from optimize.quantization.fp16 import Fp16Config, Fp16Quantizer
 from optimize.quantization.auto import AutoPrecisionConfig, AutoPrecisionQuantizer
+from optimize.quantization.dynamic_int8 import DynamicInt8Config, DynamicInt8Quantizer
 # isort: on
 
 __all__ = [
     "AutoPrecisionConfig",
     "AutoPrecisionQuantizer",
+    "DynamicInt8Config",
+    "DynamicInt8Quantizer",
     "Fp16Config",
     "Fp16Quantizer",
     "Int4WeightOnlyConfig",

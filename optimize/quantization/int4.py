@@ -3,11 +3,17 @@
 Below opset 21 NNCF writes ONNX Runtime's MatMulNBits op; from opset 21 on, standard blocked
 DequantizeLinear nodes with INT4 weights, which other runtimes read too. Embeddings and the last
 MatMul stay in INT8 unless `all_layers` is set (NNCF's default, and what keeps accuracy).
+
+What makes the file fast is how it is laid out for the runtime (optimize.quantization.layouts):
+MatMulNBits computes in int8 with `accuracy_level: 4` (activations quantized per block at run
+time; unset, ONNX Runtime's CPU expands the weights to float on every run), and the layers NNCF
+keeps in INT8 are laid out per `int8_format` (for ONNX Runtime: its integer MatMul kernels, and
+GatherBlockQuantized for the embeddings instead of a dequantized table on every run).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
@@ -19,12 +25,15 @@ if TYPE_CHECKING:
     import onnx
 
     from optimize.quantization.data import Feeds
+    from optimize.recipe.schema import Recipe
     from optimize.stages.base import StageContext, StageOutput
 
 
 class Int4WeightOnlyConfig(CalibratedOptions):
-    """INT4 weight-only compression of MatMul/Gemm weights with NNCF (`precision: int4`);
-    activations stay in floating point. Reads data.calibration only with awq or scale_estimation."""
+    """INT4 weight-only compression of MatMul/Gemm weights with NNCF (`precision: int4`), laid out
+    for the targets' runtimes (ONNX Runtime: MatMulNBits with int8 compute, integer kernels for the
+    layers kept in INT8, block-quantized embedding gathers). Reads data.calibration only with awq
+    or scale_estimation."""
 
     precision: Literal["int4"] = Field(
         "int4", description="int4: MatMul/Gemm weights only (transformer and MLP layers)"
@@ -43,10 +52,29 @@ class Int4WeightOnlyConfig(CalibratedOptions):
     scale_estimation: bool = Field(
         False, description="scales fitted to calibration outputs (reads data.calibration; slow)"
     )
+    accuracy_level: Literal[0, 1, 2, 3, 4] = Field(
+        4,
+        description="MatMulNBits' compute type on ONNX Runtime's CPU: 4 = int8 (activations quantized per "
+        "block at run time: the fast path), 1 = fp32, 2 = fp16, 3 = bf16, 0 = unset (fp32; the weights are "
+        "expanded on every run)",
+    )
+    int8_format: Literal["auto", "integer", "nbits", "dequantize"] = Field(
+        "auto",
+        description="how the layers kept in INT8 (the most sensitive MatMuls, the embeddings) are stored: "
+        "integer = ONNX Runtime's integer MatMul (DynamicQuantizeMatMul) and GatherBlockQuantized; nbits = "
+        "8-bit MatMulNBits and GatherBlockQuantized (ONNX Runtime and OpenVINO); dequantize = INT8 weights "
+        "behind DequantizeLinear (OpenVINO compresses them; ONNX Runtime expands them every run); auto: the "
+        "fastest on the targets' runtime (integer for ONNX Runtime, dequantize for OpenVINO), nbits when "
+        "they differ or there are no targets",
+    )
 
     @property
     def data_aware(self) -> bool:
         return self.awq or self.scale_estimation
+
+
+# int8_format auto without targets: the layout both ONNX Runtime and OpenVINO run fast.
+NO_TARGETS_FORMAT = "nbits"
 
 
 @QUANTIZERS.register("int4")
@@ -57,6 +85,12 @@ class Int4WeightOnlyQuantizer(Quantizer):
     def roles_read(self, params: Int4WeightOnlyConfig) -> tuple[str, ...]:
         return ("calibration",) if params.data_aware else ()
 
+    def cache_extra(self, params: Int4WeightOnlyConfig, recipe: Recipe) -> dict[str, Any]:
+        """With int8_format auto, the layout depends on the targets' runtimes."""
+        from optimize.quantization.layouts import choose_format
+
+        return {"int8_format": choose_format(params.int8_format, recipe, NO_TARGETS_FORMAT)[0]}
+
     def quantize(
         self, model: onnx.ModelProto, params: Int4WeightOnlyConfig, context: StageContext
     ) -> tuple[onnx.ModelProto, StageOutput]:
@@ -66,6 +100,13 @@ class Int4WeightOnlyQuantizer(Quantizer):
             int4_layer_names,
             quantized_layer_names,
             weighted_layers,
+        )
+        from optimize.quantization.layouts import (
+            KERNELS,
+            choose_format,
+            contrib_ops,
+            convert,
+            set_accuracy_level,
         )
         from optimize.stages.base import StageOutput
 
@@ -92,12 +133,22 @@ class Int4WeightOnlyQuantizer(Quantizer):
             )
         backup = len(quantized_layer_names(output)) - len(in_int4)
         packed = any(node.op_type == "MatMulNBits" for node in output.graph.node)
+        int8_format, why, wanted = choose_format(params.int8_format, context.recipe, NO_TARGETS_FORMAT)
+        set_accuracy_level(output, params.accuracy_level)
+        rewritten = convert(output, int8_format, params.accuracy_level)
         info = {
             "precision": "int4",
             "mode": params.mode,
             "group_size": params.group_size,
             "ratio": params.ratio,
             "format": "MatMulNBits (ONNX Runtime)" if packed else "blocked DequantizeLinear",
+            "accuracy_level": params.accuracy_level,
+            "int8_format": int8_format,
+            "int8_format_reason": why,
+            "int8_format_by_target": wanted,
+            "int8_kernels": KERNELS[int8_format],
+            "int8_rewritten": rewritten,
+            "contrib_ops": contrib_ops(output),
             "data_aware": params.data_aware,
             "int4_layers": len(in_int4),
             "int8_layers": backup,
@@ -112,6 +163,8 @@ def compress(
     """calibration: samples for AWQ / scale estimation / data-aware layer ranking, or None."""
     import nncf
     from nncf.quantization.advanced_parameters import AdvancedCompressionParameters, GroupSizeFallbackMode
+
+    from optimize.quantization.layouts import gathers_from_matmulnbits
 
     # A layer whose input width group_size does not divide gets the largest power of two >= 16
     # (MatMulNBits' smallest block) that does, else the INT8 backup, instead of failing the model.
@@ -132,12 +185,14 @@ def compress(
         advanced_parameters=fallback,
         **data,
     )
+    gathers_from_matmulnbits(compressed)  # before the zero points are repacked for MatMulNBits
     repair_matmulnbits(compressed)
     return compressed
 
 
 def repair_matmulnbits(model: onnx.ModelProto) -> None:
-    """Fix two defects of NNCF 3.4's MatMulNBits output, in place.
+    """Fix two defects of NNCF 3.4's MatMulNBits output, in place (a third, embeddings written as
+    MatMulNBits, is layouts.gathers_from_matmulnbits).
 
     1. For MatMul followed by Add(bias), NNCF passes the bias to MatMulNBits *and* keeps the
        Add, so the bias is added twice (MiniLM's embedding cosine falls from 0.97 to 0.83).

@@ -37,7 +37,8 @@ EXAMPLES = {
     "nncf-int8": {"subset_size": 32, "bias_correction": "full"},
     "nncf-int8-accuracy-control": {"max_accuracy_drop": 0.02, "max_fp32_layers": 3},
     "onnxruntime-int8": {"backend": "onnxruntime", "per_channel": False},
-    "int4": {"precision": "int4", "group_size": 64, "awq": True},
+    "dynamic-int8": {"backend": "dynamic", "int8_format": "nbits"},
+    "int4": {"precision": "int4", "group_size": 64, "awq": True, "accuracy_level": 0},
     "fp16": {"precision": "fp16", "ignored_types": ["Softmax"]},
     "auto": {"precision": "auto", "candidates": ["int4"], "max_accuracy_drop": 0.02},
 }
@@ -45,6 +46,7 @@ ROLES = {
     "nncf-int8": ("calibration",),
     "nncf-int8-accuracy-control": ("calibration", "eval"),
     "onnxruntime-int8": ("calibration",),
+    "dynamic-int8": (),  # activations are quantized at run time
     "int4": ("calibration",),  # awq reads calibration data
     "fp16": (),
     "auto": ("calibration",),
@@ -102,13 +104,14 @@ WRONG_METHOD = [
     (
         {"precision": "int4", "activations": "symmetric"},
         "activations",
-        "'activations' applies to precision int8 only; this step is precision int4",
+        "'activations' applies to precision int8 with backend nncf or precision int8 with backend onnxruntime "
+        "only; this step is precision int4",
     ),
     (
         {"precision": "fp16", "subset_size": 10},
         "subset_size",
-        "'subset_size' applies to precision int8 or precision int4 or precision auto only; this step is "
-        "precision fp16",
+        "'subset_size' applies to precision int8 with backend nncf or precision int8 with backend onnxruntime or "
+        "precision int4 or precision auto only; this step is precision fp16",
     ),
     (
         {"backend": "onnxruntime", "model_type": "transformer"},
@@ -130,7 +133,7 @@ WRONG_METHOD = [
     (
         {"backend": "onnxrt"},
         "backend",
-        "Input should be 'nncf' or 'onnxruntime' (got 'onnxrt') (did you mean 'onnxruntime'?)",
+        "Input should be 'nncf', 'onnxruntime' or 'dynamic' (got 'onnxrt') (did you mean 'onnxruntime'?)",
     ),
 ]
 
@@ -156,9 +159,13 @@ def test_an_unknown_key_lists_the_keys_of_the_chosen_method(write_recipe):
 
 def test_methods_are_described_by_the_selector_values_that_pick_them_out():
     get = QUANTIZERS.get
-    int8 = [get("nncf-int8"), get("nncf-int8-accuracy-control"), get("onnxruntime-int8")]
+    int8 = [get("nncf-int8"), get("nncf-int8-accuracy-control"), get("onnxruntime-int8"), get("dynamic-int8")]
     assert describe_methods(int8) == "precision int8"
     assert describe_methods(int8[:2]) == "precision int8 with backend nncf"
+    assert (
+        describe_methods(int8[:3])
+        == "precision int8 with backend nncf or precision int8 with backend onnxruntime"
+    )
     assert describe_methods([*int8, get("int4")]) == "precision int8 or precision int4"
     assert describe_methods([get("fp16")]) == "precision fp16"
 
@@ -237,7 +244,8 @@ def test_methods_without_int8_activations_take_no_scheme_from_the_targets():
     recipe = recipe_stub(["orin"], {"orin": "tensorrt"})
     for options in ({"precision": "int4"}, {"precision": "fp16"}):
         params = validate_params(options)
-        assert quantizer_for(params).cache_extra(params, recipe) == {}
+        # INT4's output depends on the targets only through the layout of its INT8 layers
+        assert "activation_scheme" not in quantizer_for(params).cache_extra(params, recipe)
         assert QuantizeStage.check(params, recipe, 0, REPO) == []
 
 
