@@ -2,7 +2,8 @@
 
 The step writes several quantized files: INT8 (the step's model), INT8 with the layers ONNX
 Runtime would run in float kept in float (they then cost no quantize/dequantize conversions), and
-INT4 weight-only for models with MatMul weights (transformers). Each target builds every
+for models with MatMul weights (transformers) INT8 with activations quantized per run (backend
+dynamic) and INT4 weight-only. Each target builds every
 candidate next to its FP32 baseline, times them all in one session, and ships the fastest one
 whose accuracy drop against FP32 is within `max_accuracy_drop`, FP32 itself if no quantized one is
 (optimize.precision_choice decides; the target's table says which and why).
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
+from optimize.errors import StageError
 from optimize.quantization.base import CalibratedOptions, Quantizer
 from optimize.registries import QUANTIZERS
 
@@ -35,10 +37,10 @@ class AutoPrecisionConfig(CalibratedOptions):
     precision: Literal["auto"] = Field(
         "auto", description="auto: every target times the candidates and FP32 and ships the fastest in budget"
     )
-    candidates: list[Literal["int8-partial", "int4"]] | None = Field(
+    candidates: list[Literal["int8-partial", "int8-dynamic", "int4"]] | None = Field(
         None,
-        description="what to try besides FP32 and INT8 (the step's own model); default: int8-partial, and int4 "
-        "where the model has MatMul/Gemm weights",
+        description="what to try besides FP32 and INT8 (the step's own model); default: int8-partial, and "
+        "int8-dynamic (activations quantized per run) and int4 where the model has MatMul/Gemm weights",
     )
     max_accuracy_drop: float = Field(
         0.01,
@@ -89,12 +91,11 @@ class AutoPrecisionQuantizer(Quantizer):
         wanted = (
             params.candidates
             if params.candidates is not None
-            else ["int8-partial", *(["int4"] if weighted_layers(model, MATMUL_OPS) else [])]
+            else ["int8-partial", *(["int8-dynamic", "int4"] if weighted_layers(model, MATMUL_OPS) else [])]
         )
         int8, int8_output = self._int8().quantize(model, self._int8_params(params), context)
-        candidates: dict[str, dict[str, Any]] = {
-            "int8": {"folder": "", "precision": "int8"}
-        }  # the step's model
+        # the step's own model is the INT8 candidate; the others get folders of their own
+        candidates: dict[str, dict[str, Any]] = {"int8": {"folder": "", "precision": "int8"}}
         skipped: dict[str, str] = {}
         if "int8-partial" in wanted:
             blockers = float_layers_in_onnxruntime(int8, model)
@@ -106,22 +107,16 @@ class AutoPrecisionQuantizer(Quantizer):
                 partial, output = self._int8().quantize(model, self._int8_params(params, blockers), context)
                 info = {**output.info, "kept_in_float": blockers}
                 candidates["int8-partial"] = self._write(context, "int8-partial", partial, info)
-        if "int4" in wanted:
-            from optimize.errors import StageError
-            from optimize.quantization.base import validate_params
-            from optimize.quantization.int4 import Int4WeightOnlyQuantizer
-
-            try:
-                int4, output = Int4WeightOnlyQuantizer().quantize(
-                    model,
-                    validate_params(precision="int4", ignored_nodes=list(params.ignored_nodes)),
-                    context,
-                )
-                candidates["int4"] = self._write(context, "int4", int4, output.info)
-            except StageError as exc:
-                if params.candidates is not None:  # asked for by name: its failure is the step's
-                    raise
-                skipped["int4"] = str(exc).removeprefix(f"stage '{context.step_id}': ")
+        for name, options in (("int8-dynamic", {"backend": "dynamic"}), ("int4", {"precision": "int4"})):
+            if name in wanted:
+                try:
+                    candidates[name] = self._candidate(
+                        model, {**options, "ignored_nodes": list(params.ignored_nodes)}, name, context
+                    )
+                except StageError as exc:
+                    if params.candidates is not None:  # asked for by name: its failure is the step's
+                        raise
+                    skipped[name] = str(exc).removeprefix(f"stage '{context.step_id}': ")
         info = {
             "precision": "auto",
             "max_accuracy_drop": params.max_accuracy_drop,
@@ -130,6 +125,17 @@ class AutoPrecisionQuantizer(Quantizer):
             "int8": int8_output.info,
         }
         return int8, StageOutput(metrics=int8_output.metrics, info=info)
+
+    def _candidate(self, model: onnx.ModelProto, options: dict[str, Any], name: str, context: StageContext):
+        """Another registered method's output as a candidate (its handler, its checks)."""
+        from optimize.quantization.base import quantizer_for, validate_params
+
+        params = validate_params(options)
+        problems = quantizer_for(params).check(params, context.recipe, ())
+        if problems:
+            raise StageError(context.step_id, f"{name}: {problems[0][1]}")
+        output, result = quantizer_for(params).quantize(model, params, context)
+        return self._write(context, name, output, result.info)
 
     @staticmethod
     def _write(

@@ -143,8 +143,15 @@ def compress_int8(model: onnx.ModelProto, params: DynamicInt8Config) -> onnx.Mod
     weights per output channel, embedding tables per row), asymmetric."""
     import nncf
 
+    # NNCF would compress convolution weights too, with a scale per output channel shaped like the
+    # kernel ([C, 1, 1, 1]), which DequantizeLinear does not take: ONNX Runtime and OpenVINO both
+    # refuse the file. Convolutions stay in float here (backend nncf quantizes them).
+    present = {node.op_type for node in model.graph.node}
+    convolutions = [op for op in ("Conv", "ConvTranspose") if op in present]
     return nncf.compress_weights(
         model,
         mode=nncf.CompressWeightsMode.INT8_ASYM,
-        ignored_scope=nncf.IgnoredScope(names=list(params.ignored_nodes), types=list(params.ignored_types)),
+        ignored_scope=nncf.IgnoredScope(
+            names=list(params.ignored_nodes), types=[*params.ignored_types, *convolutions]
+        ),
     )

@@ -72,3 +72,27 @@ def test_onnx_runtime_runs_every_convolution_in_int8(int8_mobilenet, tmp_path):
 def test_openvino_runs_every_convolution_in_int8(int8_mobilenet, tmp_path):
     info = built(int8_mobilenet, "intel-cpu-openvino", tmp_path)
     assert info["int8_mac_share"] >= 0.95 and info["float_precision"] == "fp32"
+
+
+def test_dynamic_int8_leaves_convolutions_in_float_so_the_file_loads(tmp_path):
+    """backend dynamic compresses MatMul/Gemm weights; NNCF would compress a CNN's convolutions
+    too, with kernel-shaped scales no DequantizeLinear takes (both CPU runtimes refused the file)."""
+    import onnxruntime as ort
+
+    from optimize.quantization.dynamic_int8 import compress_int8
+    from tests.assets.tiny_models import export_tiny_cnn
+
+    export_tiny_cnn(tmp_path)
+    compressed = compress_int8(
+        onnx.load(tmp_path / "model.onnx"), validate_params(precision="int8", backend="dynamic")
+    )
+    session = ort.InferenceSession(compressed.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = np.zeros((1, 3, 8, 8), np.float32)
+    assert session.run(None, {"images": x})[0].shape == (1, 10)
+    dequantized = {node.output[0] for node in compressed.graph.node if node.op_type == "DequantizeLinear"}
+    layers = {
+        node.op_type: node.input[1] in dequantized
+        for node in compressed.graph.node
+        if node.op_type in ("Conv", "Gemm")
+    }
+    assert layers == {"Conv": False, "Gemm": True}
