@@ -47,15 +47,25 @@ QUANTIZED_OPS = {
 
 
 def stored_precision(model: onnx.ModelProto) -> str:
-    """The precision a model's weights are stored in, read from its graph: int4 (ONNX Runtime's
-    MatMulNBits or 4-bit tensors), int8 (quantize/dequantize nodes), fp16 (float16 weights), else
-    fp32. Runtimes build by it (e.g. ONNX Runtime's uint8 activations after a ReLU)."""
+    """The precision a model's weights are stored in, read from its graph: int4 (4-bit
+    MatMulNBits or 4-bit tensors), int8 (quantize/dequantize nodes, 8-bit MatMulNBits), fp16
+    (float16 weights), else fp32. Runtimes build by it (e.g. ONNX Runtime's uint8 activations
+    after a ReLU)."""
     from onnx import TensorProto
 
     types = {tensor.data_type for tensor in model.graph.initializer}
     ops = {node.op_type for node in model.graph.node}
-    if "MatMulNBits" in ops or types & {TensorProto.INT4, TensorProto.UINT4}:
+    nbits = {
+        attribute.i
+        for node in model.graph.node
+        if node.op_type == "MatMulNBits"
+        for attribute in node.attribute
+        if attribute.name == "bits"
+    }
+    if 4 in nbits or types & {TensorProto.INT4, TensorProto.UINT4}:
         return "int4"
+    if nbits:
+        return "int8"
     if ops & QUANTIZED_OPS:
         return "int8"
     return "fp16" if TensorProto.FLOAT16 in types else "fp32"

@@ -26,6 +26,11 @@ if TYPE_CHECKING:
     from optimize.stages.base import StageContext, StageOutput
 
 CANDIDATE_FOLDER = "candidates"  # in the step's artifact: candidates/<name>/model.onnx
+# Candidates another registered method makes: the options that choose it.
+OTHER_METHODS: dict[str, dict[str, str]] = {
+    "int8-dynamic": {"backend": "dynamic"},
+    "int4": {"precision": "int4"},
+}
 FLOAT_MAC_OPS = ("Conv", "FusedConv", "ConvTranspose", "MatMul", "FusedMatMul", "Gemm", "FusedGemm")
 
 
@@ -63,7 +68,20 @@ class AutoPrecisionQuantizer(Quantizer):
         return "int8"  # the step's own model; targets may ship another candidate
 
     def cache_extra(self, params: AutoPrecisionConfig, recipe) -> dict[str, Any]:
-        return self._int8().cache_extra(self._int8_params(params), recipe)
+        """What each candidate's method reads from the recipe (the targets' scheme and layouts)."""
+        from optimize.quantization.base import quantizer_for
+
+        extra = {"int8": self._int8().cache_extra(self._int8_params(params), recipe)}
+        for name in OTHER_METHODS:
+            options = self._other_params(name, params)
+            extra[name] = quantizer_for(options).cache_extra(options, recipe)
+        return extra
+
+    @staticmethod
+    def _other_params(name: str, params: AutoPrecisionConfig):
+        from optimize.quantization.base import validate_params
+
+        return validate_params({**OTHER_METHODS[name], "ignored_nodes": list(params.ignored_nodes)})
 
     @staticmethod
     def _int8():
@@ -107,12 +125,10 @@ class AutoPrecisionQuantizer(Quantizer):
                 partial, output = self._int8().quantize(model, self._int8_params(params, blockers), context)
                 info = {**output.info, "kept_in_float": blockers}
                 candidates["int8-partial"] = self._write(context, "int8-partial", partial, info)
-        for name, options in (("int8-dynamic", {"backend": "dynamic"}), ("int4", {"precision": "int4"})):
+        for name in OTHER_METHODS:
             if name in wanted:
                 try:
-                    candidates[name] = self._candidate(
-                        model, {**options, "ignored_nodes": list(params.ignored_nodes)}, name, context
-                    )
+                    candidates[name] = self._candidate(model, self._other_params(name, params), name, context)
                 except StageError as exc:
                     if params.candidates is not None:  # asked for by name: its failure is the step's
                         raise
@@ -126,11 +142,10 @@ class AutoPrecisionQuantizer(Quantizer):
         }
         return int8, StageOutput(metrics=int8_output.metrics, info=info)
 
-    def _candidate(self, model: onnx.ModelProto, options: dict[str, Any], name: str, context: StageContext):
+    def _candidate(self, model: onnx.ModelProto, params, name: str, context: StageContext):
         """Another registered method's output as a candidate (its handler, its checks)."""
-        from optimize.quantization.base import quantizer_for, validate_params
+        from optimize.quantization.base import quantizer_for
 
-        params = validate_params(options)
         problems = quantizer_for(params).check(params, context.recipe, ())
         if problems:
             raise StageError(context.step_id, f"{name}: {problems[0][1]}")

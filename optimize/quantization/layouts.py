@@ -35,7 +35,6 @@ FORMATS: tuple[str, ...] = ("integer", "nbits", "dequantize")
 # The fastest layout on each runtime (measured above). This is a property of the runtime and
 # belongs on its Runtime class as a declared capability (`int8_weight_format`); a runtime that
 # declares one is taken at its word, and this table answers for those that do not yet.
-RUNTIME_FORMATS: dict[str, str] = {"onnxruntime": "integer", "openvino": "dequantize"}
 # When the targets' runtimes want different layouts: the one both ONNX Runtime and OpenVINO run
 # faster than FP32.
 SHARED_FORMAT = "nbits"
@@ -53,11 +52,10 @@ CONTRIB_DOMAIN = "com.microsoft"
 
 
 def runtime_format(runtime: str) -> str:
-    """The layout a runtime runs fastest: its declared `int8_weight_format`, else the table's."""
+    """The layout a runtime runs fastest: the `int8_weight_format` it declares (Runtime)."""
     from optimize.registries import RUNTIMES
 
-    declared = getattr(RUNTIMES.get(runtime), "int8_weight_format", None) if runtime in RUNTIMES else None
-    return declared or RUNTIME_FORMATS.get(runtime, SHARED_FORMAT)
+    return RUNTIMES.get(runtime).int8_weight_format if runtime in RUNTIMES else SHARED_FORMAT
 
 
 def choose_format(requested: str, recipe: Recipe, no_targets: str) -> tuple[str, str, dict[str, str]]:

@@ -57,6 +57,10 @@ class Runtime:
     # What the runtime needs from a quantized model: True when it builds INT8 activations only
     # as signed int8 with a zero point of 0 (the quantize stage reads this, never a runtime name).
     needs_symmetric_int8_activations: ClassVar[bool] = False
+    # The layout of INT8/INT4 MatMul weights it runs fastest (optimize.quantization.layouts):
+    # "integer" (integer MatMul kernels), "dequantize" (weights behind DequantizeLinear, which it
+    # compiles into compressed-weight MatMuls) or "nbits" (8-bit MatMulNBits).
+    int8_weight_format: ClassVar[str] = "nbits"
 
     def version(self) -> str:
         return library_version(self.distribution)

@@ -58,6 +58,7 @@ class OnnxRuntime(Runtime):
     Settings = OnnxRuntimeSettings
     distribution = "onnxruntime"
     library = "onnxruntime"
+    int8_weight_format = "integer"
     engine_file = "model.ort.onnx"
 
     def availability(self, device_class) -> Availability:

@@ -69,6 +69,7 @@ class OpenVINORuntime(Runtime):
     Settings = OpenVINOSettings
     distribution = "openvino"
     library = "openvino"
+    int8_weight_format = "dequantize"
     engine_file = "model.xml"
 
     def availability(self, device_class) -> Availability:

@@ -1,7 +1,8 @@
 """Quantize the ONNX model with one of the registered quantization methods (optimize.quantization):
-INT8 post-training quantization (NNCF or ONNX Runtime, optionally accuracy-aware), INT4
-weight-only compression, or FP16 conversion. The step's options choose the method; the method's
-handler does the work, so this stage holds no method of its own."""
+INT8 post-training quantization (NNCF or ONNX Runtime, optionally accuracy-aware), INT8 with
+activations quantized per run (backend dynamic), INT4 weight-only compression, FP16 conversion,
+or candidates for each target to choose from (precision auto). The step's options choose the
+method; the method's handler does the work, so this stage holds no method of its own."""
 
 from __future__ import annotations
 
@@ -27,9 +28,10 @@ QuantizeParams = params_type()
 @STAGES.register("quantize")
 class QuantizeStage(Stage):
     """Quantize the ONNX model: INT8 post-training (NNCF or ONNX Runtime; optionally accuracy-aware,
-    keeping sensitive layers in FP32), INT4 weight-only for MatMul/Gemm weights, or FP16. `precision`
-    (default int8) and, for int8, `backend` (default nncf) choose the method; each method takes its
-    own options.
+    keeping sensitive layers in FP32), INT8 with activations quantized per run (backend dynamic),
+    INT4 weight-only for MatMul/Gemm weights, FP16, or `precision: auto` (candidates each target
+    times against FP32, shipping the fastest within an accuracy budget). `precision` (default int8)
+    and, for int8, `backend` (default nncf) choose the method; each method takes its own options.
 
     INT8 output is a QDQ graph that ONNX Runtime, OpenVINO and TensorRT all build. Activations
     are signed symmetric when a target's runtime takes only those (TensorRT); CPU-only recipes get
