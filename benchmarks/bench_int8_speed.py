@@ -3,8 +3,9 @@
 Each CNN recipe runs through the pipeline (cached after the first time) with both CPU targets.
 Then, in this one process, the engines the pipeline built for each target (the INT8 engine and
 its FP32 baseline) and the plain libraries' INT8 files are timed through the same Runner the
-pipeline evaluates with, at batch 1 and 1 and 2 threads, interleaved over rounds so that load
-from other processes hits them alike; the median over rounds is shown.
+pipeline evaluates with, at batch 1 and 1 and 2 threads, interleaved over rounds (the engine
+that goes first rotates) so that load from other processes hits them alike. p50 is the median
+over rounds; a ratio is the median over rounds of the two engines' p50s in the same round.
 
 Anchors (the plain libraries called the way their documentation recommends for CPUs), built from
 the recipe's own FP32 file and calibration set:
@@ -35,7 +36,7 @@ from optimize.console import out
 
 TARGETS = ["x86-cpu-onnxruntime", "intel-cpu-openvino"]
 THREADS = (1, 2)
-ROUNDS = 5
+ROUNDS = 7
 SECONDS = 1.0  # of timing per engine, thread count and round
 MOBILENET = "recipes/mobilenetv2-digits-int8.yaml"
 RESNETS = ("recipes/resnet18-digits-int8.yaml", "recipes/resnet18-small-stem-digits-int8.yaml")
@@ -75,15 +76,24 @@ def open_runner(target: str, path: Path, threads: int):
     return OpenVINORunner(path, device_class.settings, threads)
 
 
-def interleaved(target: str, engines: dict[str, Engine], feeds) -> dict[tuple[str, int], float]:
+def interleaved(target: str, engines: dict[str, Engine], feeds) -> dict[tuple[str, int], list[float]]:
+    """Each engine's p50 per round, by (label, threads); the engine that goes first rotates."""
     samples: dict[tuple[str, int], list[float]] = {}
-    for _ in range(ROUNDS):
+    labels = list(engines)
+    for round_ in range(ROUNDS):
         for threads in THREADS:
-            for label, engine in engines.items():
-                runner = open_runner(target, engine.path, threads)
+            for label in labels[round_ % len(labels) :] + labels[: round_ % len(labels)]:
+                runner = open_runner(target, engines[label].path, threads)
                 samples.setdefault((label, threads), []).append(p50_ms(runner, feeds))
                 runner.close()
-    return {key: statistics.median(values) for key, values in samples.items()}
+    return samples
+
+
+def paired_ratio(samples, slower: str, faster: str, threads: int) -> float:
+    """The median over rounds of slower p50 / faster p50 within a round: a slow minute falls on
+    both numbers of a ratio, never on one alone."""
+    pairs = zip(samples[slower, threads], samples[faster, threads], strict=True)
+    return statistics.median(a / b for a, b in pairs)
 
 
 def pipeline_run(recipe: str):
@@ -185,13 +195,14 @@ def compare_on_target(recipe, target, plain, inputs, labels, feeds) -> list[list
                 for label, path in plain.items()
             }
         )
-    p50 = interleaved(target.name, engines, feeds)
+    samples = interleaved(target.name, engines, feeds)
+    p50 = {key: statistics.median(values) for key, values in samples.items()}
     ours = engines["INT8 (ours)"]
     share = target.build.get("int8_mac_share") or 0.0
     rows = []
     for threads in THREADS:
         if mobilenet:
-            ratio = p50["FP32", threads] / p50["INT8 (ours)", threads]
+            ratio = paired_ratio(samples, "FP32", "INT8 (ours)", threads)
             drop = engines["FP32"].accuracy - ours.accuracy
             passed = ratio >= MIN_SPEEDUP and drop <= ACCURACY_POINTS["fp32"] and share >= MIN_INT8_MACS
             goal = f"≥ {MIN_SPEEDUP}× FP32, drop ≤ 1 pt, ≥ 90 % INT8 MACs"
@@ -200,7 +211,7 @@ def compare_on_target(recipe, target, plain, inputs, labels, feeds) -> list[list
                 (label for label in engines if label.startswith("anchor")),
                 key=lambda label: p50[label, threads],
             )
-            ratio = p50[best, threads] / p50["INT8 (ours)", threads]
+            ratio = paired_ratio(samples, best, "INT8 (ours)", threads)
             passed = ratio >= 1.0 and ours.accuracy >= engines[best].accuracy - ACCURACY_POINTS["anchor"]
             goal = f"≥ 1.0× {best.removeprefix('anchor: ')}, accuracy within 0.5 pt"
         for label, engine in engines.items():
