@@ -245,8 +245,9 @@ def test_int4_as_matmulnbits_and_as_blocked_dequantize_compute_the_same(workspac
     """Opset 17 gives ONNX Runtime's MatMulNBits (repaired: bias added once, zero points
     packed), opset 21 standard blocked DequantizeLinear; the same INT4 weights must agree.
     (Compared without ONNX Runtime's 'extended' optimisations, which turn DequantizeLinear +
-    MatMul into a MatMulNBits that computes with int8 activations.)"""
-    int4 = {"quantize": {"precision": "int4", "group_size": 16, "ratio": 1.0}}
+    MatMul into a MatMulNBits that computes with int8 activations; and with accuracy_level 0, float
+    compute, as the blocked file's DequantizeLinear + MatMul does.)"""
+    int4 = {"quantize": {"precision": "int4", "group_size": 16, "ratio": 1.0, "accuracy_level": 0}}
     packed = _run(workspace, transformer_recipe(int4, opset=17)).steps[-1]
     blocked = _run(workspace, transformer_recipe(int4, opset=21)).steps[-1]
 
