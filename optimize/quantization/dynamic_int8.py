@@ -92,19 +92,15 @@ class DynamicInt8Quantizer(Quantizer):
         self, model: onnx.ModelProto, params: DynamicInt8Config, context: StageContext
     ) -> tuple[onnx.ModelProto, StageOutput]:
         from optimize.quantization.graph import (
-            MATMUL_OPS,
             float_layer_names,
+            kinds_without_matmul_weights,
             quantized_layer_names,
-            weighted_layers,
         )
         from optimize.quantization.layouts import KERNELS, choose_format, contrib_ops, convert
         from optimize.stages.base import StageOutput
 
-        eligible = [
-            node.name for node in weighted_layers(model, MATMUL_OPS) if node.name not in params.ignored_nodes
-        ]
-        if not eligible:
-            kinds = sorted({node.op_type for node in weighted_layers(model)}) or ["none"]
+        kinds = kinds_without_matmul_weights(model, list(params.ignored_nodes))
+        if kinds is not None:
             raise StageError(
                 context.step_id,
                 "backend dynamic quantizes MatMul/Gemm weights (transformer and MLP layers), but this model's "

@@ -43,6 +43,14 @@ def weighted_layers(model: onnx.ModelProto, op_types: tuple[str, ...] = WEIGHTED
     return layers
 
 
+def kinds_without_matmul_weights(model: onnx.ModelProto, ignored_nodes: list[str]) -> list[str] | None:
+    """For a method that compresses MatMul/Gemm weights: None when the model has some outside
+    `ignored_nodes`, else the kinds of weighted layer it has instead (['none'] for none)."""
+    if any(node.name not in ignored_nodes for node in weighted_layers(model, MATMUL_OPS)):
+        return None
+    return sorted({node.op_type for node in weighted_layers(model)}) or ["none"]
+
+
 def quantized_layer_names(model: onnx.ModelProto) -> list[str]:
     """Layers that read their weight through a DequantizeLinear, plus packed INT4 MatMuls."""
     producers = _producers(model)

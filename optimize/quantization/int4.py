@@ -96,10 +96,9 @@ class Int4WeightOnlyQuantizer(Quantizer):
     ) -> tuple[onnx.ModelProto, StageOutput]:
         from optimize.quantization.data import sample_feeds
         from optimize.quantization.graph import (
-            MATMUL_OPS,
             int4_layer_names,
+            kinds_without_matmul_weights,
             quantized_layer_names,
-            weighted_layers,
         )
         from optimize.quantization.layouts import (
             KERNELS,
@@ -110,11 +109,8 @@ class Int4WeightOnlyQuantizer(Quantizer):
         )
         from optimize.stages.base import StageOutput
 
-        eligible = [
-            node.name for node in weighted_layers(model, MATMUL_OPS) if node.name not in params.ignored_nodes
-        ]
-        if not eligible:
-            kinds = sorted({node.op_type for node in weighted_layers(model)}) or ["none"]
+        kinds = kinds_without_matmul_weights(model, list(params.ignored_nodes))
+        if kinds is not None:
             raise StageError(
                 context.step_id,
                 "precision int4 compresses MatMul/Gemm weights (transformer and MLP layers), but this model's "

@@ -384,7 +384,6 @@ def block_quantized_gathers(model: onnx.ModelProto) -> int:
     """DequantizeLinear(INT8 table) → Gather becomes an 8-bit GatherBlockQuantized: the rows are
     gathered first and only they are dequantized. In place; returns the count."""
     import numpy as np
-    from onnx import helper
 
     graph = _Graph(model)
     found = _gather_tables(graph)
@@ -409,17 +408,7 @@ def block_quantized_gathers(model: onnx.ModelProto) -> int:
         replaced[id(weight.node)] = []
         for reader in readers:
             replaced[id(reader)] = [
-                helper.make_node(
-                    "GatherBlockQuantized",
-                    [inputs[0], reader.input[1], inputs[1], inputs[2]],
-                    list(reader.output),
-                    name=reader.name,
-                    domain=CONTRIB_DOMAIN,
-                    gather_axis=0,
-                    quantize_axis=1,
-                    block_size=block,
-                    bits=8,
-                )
+                _gather_block_quantized([inputs[0], reader.input[1], inputs[1], inputs[2]], reader, block, 8)
             ]
     if found:
         _contrib(model)
@@ -453,7 +442,7 @@ def gathers_from_matmulnbits(model: onnx.ModelProto) -> int:
     repacked for MatMulNBits (repair_matmulnbits). In place; returns the count."""
     import numpy as np
     import onnx
-    from onnx import TensorProto, helper
+    from onnx import TensorProto
 
     graph = _Graph(model)
     nbits = [node for node in model.graph.node if node.op_type == "MatMulNBits"]
@@ -492,19 +481,7 @@ def gathers_from_matmulnbits(model: onnx.ModelProto) -> int:
             graph.add(f"{base}_gbq4_scales", np.ascontiguousarray(scales.reshape(blocks, rows).T)),
             graph.add(f"{base}_gbq4_zero_points", (zeros[:, 0::2] | (zeros[:, 1::2] << 4)).astype(np.uint8)),
         ]
-        replaced[id(node)] = [
-            helper.make_node(
-                "GatherBlockQuantized",
-                inputs,
-                list(node.output),
-                name=node.name,
-                domain=CONTRIB_DOMAIN,
-                gather_axis=0,
-                quantize_axis=1,
-                block_size=block,
-                bits=4,
-            )
-        ]
+        replaced[id(node)] = [_gather_block_quantized(inputs, node, block, 4)]
     if replaced:
         _finish(model, [new for node in model.graph.node for new in replaced.get(id(node), [node])])
     return len(replaced)
@@ -523,3 +500,21 @@ def contrib_ops(model: onnx.ModelProto) -> list[str]:
     """Op types of ONNX Runtime's contrib domain in the graph (runtimes other than ONNX Runtime and
     OpenVINO do not read them)."""
     return sorted({node.op_type for node in model.graph.node if node.domain == CONTRIB_DOMAIN})
+
+
+def _gather_block_quantized(inputs: list[str], replacing, block: int, bits: int):
+    """ONNX Runtime's GatherBlockQuantized in place of `replacing` (same name and outputs): rows of
+    a table quantized in blocks of `block` along each row."""
+    from onnx import helper
+
+    return helper.make_node(
+        "GatherBlockQuantized",
+        inputs,
+        list(replacing.output),
+        name=replacing.name,
+        domain=CONTRIB_DOMAIN,
+        gather_axis=0,
+        quantize_axis=1,
+        block_size=block,
+        bits=bits,
+    )
