@@ -34,8 +34,20 @@ class Artifact:
         return self.meta.get("precision", "fp32")
 
     @property
+    def input_shapes(self) -> dict[str, list[int]]:
+        """The model's example input shapes by name, as its metadata records them."""
+        return {spec["name"]: spec["shape"] for spec in self.meta.get("inputs") or []}
+
+    @property
     def size_bytes(self) -> int:
-        return sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file() and p.name != ARTIFACT_META)
+        """The model's files; an artifact nested in its folder (precision auto's candidates) is not
+        part of it."""
+        nested = {meta.parent for meta in self.path.rglob(ARTIFACT_META) if meta.parent != self.path}
+        return sum(
+            p.stat().st_size
+            for p in self.path.rglob("*")
+            if p.is_file() and p.name != ARTIFACT_META and nested.isdisjoint(p.parents)
+        )
 
     @classmethod
     def open(cls, path: Path, digest: str) -> Artifact:

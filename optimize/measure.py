@@ -63,8 +63,9 @@ def measure_onnx(
 
     model = onnx.load(str(artifact.file))
     metrics = {"size_mb": artifact.size_bytes / MB, **weight_stats(model)}
-    shapes = {spec["name"]: spec["shape"] for spec in artifact.meta.get("inputs") or []}
-    macs = onnx_macs(model, input_shapes=shapes)  # counted on the graph; None (unknown) is left out
+    macs = onnx_macs(
+        model, input_shapes=artifact.input_shapes
+    )  # counted on the graph; None (unknown) is left out
     if macs is not None:
         metrics["macs"] = float(macs)
     if feeds_file is not None:

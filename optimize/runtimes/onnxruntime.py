@@ -85,10 +85,10 @@ class OnnxRuntime(Runtime):
         from optimize.onnx_tools import save_model, session
 
         target = workdir / self.engine_file
-        graph = onnx.load(str(model.file), load_external_data=False)
-        quantized = model.precision in ("int8", "int4")
-        rewrites = prepare(graph, device_class.settings.unsigned_relu_activations) if quantized else {}
-        source = model.file
+        rewrites, source = {}, model.file
+        if model.precision in ("int8", "int4"):  # only quantized files have activations to re-type
+            graph = onnx.load(str(model.file))  # whole: a rewritten copy is saved with its weights
+            rewrites = prepare(graph, device_class.settings.unsigned_relu_activations)
         if any(rewrites.values()):
             source = workdir / "rewritten.onnx"
             save_model(graph, source)
@@ -97,8 +97,9 @@ class OnnxRuntime(Runtime):
             source.unlink()
         # ONNX Runtime's CPU kernels compute an fp16 graph's float ops in fp16 where they exist
         float_precision = "fp16" if model.precision == "fp16" else "fp32"
-        shapes = {spec["name"]: spec["shape"] for spec in model.meta.get("inputs") or []}
-        share = integer_mac_share(onnx.load(str(target), load_external_data=False), input_shapes=shapes)
+        share = integer_mac_share(
+            onnx.load(str(target), load_external_data=False), input_shapes=model.input_shapes
+        )
         session_options = {
             "intra_op_num_threads": device_class.threads,
             "inter_op_num_threads": device_class.settings.inter_op_threads,

@@ -123,7 +123,7 @@ class OpenVINORuntime(Runtime):
         settings = device_class.settings
         core = ov.Core()
         ir = core.read_model(str(model_xml))
-        shapes = {spec["name"]: spec["shape"] for spec in model.meta.get("inputs") or []}
+        shapes = model.input_shapes
         if shapes and all(port.get_any_name() in shapes for port in ir.inputs):
             ir.reshape({port.get_any_name(): shapes[port.get_any_name()] for port in ir.inputs})
         started = time.perf_counter()
