@@ -496,6 +496,7 @@ class Pipeline:
             metrics = {**evaluation.metrics, "size_mb": engine.size_bytes / 1_000_000}
             measured[name] = {
                 "latency_p50_ms": metrics["latency_p50_ms"],
+                "round_p50_ms": evaluation.round_p50_ms,
                 **compare(metrics, baseline.metrics, FP32)[0],
             }
         chosen, why, records = choose(measured, budget)

@@ -36,3 +36,17 @@ def test_fp32_ships_when_every_quantized_candidate_is_slower_or_over_budget():
     assert chosen == "fp32" and records["fp32"]["chosen"]
     assert why.startswith("fp32: no quantized candidate is both faster than FP32 and within the 1.00 pt")
     assert "int8 0.83×" in why and "int4 over budget (unmeasured)" in why
+
+
+def test_the_step_model_is_displaced_only_by_a_candidate_faster_in_every_round():
+    """Noise must not flip what ships between a run and its rebuild: FP32's lower p50 with one
+    round slower than INT8 keeps INT8; faster in every round, FP32 ships."""
+    int8 = {"latency_p50_ms": 1.0, "accuracy_drop_vs_fp32": 0.0, "round_p50_ms": [1.0, 1.0, 1.0]}
+    noisy = {"latency_p50_ms": 0.95, "round_p50_ms": [0.9, 0.95, 1.1]}
+    chosen, why, records = choose({"int8": int8, "fp32": noisy}, budget=0.01)
+    assert chosen == "int8" and records["int8"]["chosen"]
+    assert why.startswith(
+        "int8: kept, as no candidate within the 1.00 pt accuracy budget was faster in every round"
+    )
+    clear = {"latency_p50_ms": 0.9, "round_p50_ms": [0.9, 0.95, 0.9]}
+    assert choose({"int8": int8, "fp32": clear}, budget=0.01)[0] == "fp32"
