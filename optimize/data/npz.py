@@ -1,4 +1,5 @@
-"""Arrays in a NumPy .npz file: inputs under one key, integer labels under another."""
+"""Arrays in a NumPy .npz file: inputs under one key (or one key per named input), integer
+labels under another."""
 
 from __future__ import annotations
 
@@ -14,11 +15,15 @@ from optimize.registries import DATA_SOURCES
 
 @DATA_SOURCES.register("npz")
 class NpzData(DataSourceSpec):
-    """Arrays from a .npz file (read without pickle): inputs `x` [N, ...], labels `y` [N]."""
+    """Arrays from a .npz file (read without pickle): inputs `x` [N, ...] (or one array per model
+    input), labels `y` [N]."""
 
     source: Literal["npz"]
     path: ExistingPath = Field(description=".npz file, relative to the recipe")
-    x_key: str = Field("x", description="array holding the inputs")
+    x_key: str | dict[str, str] = Field(
+        "x",
+        description="array holding the inputs, or {input name: array} for a model with several inputs",
+    )
     y_key: str | None = Field("y", description="array holding integer labels; null for unlabelled data")
 
     @property
@@ -29,22 +34,37 @@ class NpzData(DataSourceSpec):
         import numpy as np
         import torch
 
+        input_keys = self.x_key if isinstance(self.x_key, dict) else {None: self.x_key}
         with np.load(self.path, allow_pickle=False) as arrays:
-            missing = [k for k in (self.x_key, self.y_key) if k is not None and k not in arrays.files]
+            missing = [
+                k for k in (*input_keys.values(), self.y_key) if k is not None and k not in arrays.files
+            ]
             if missing:
                 raise ValueError(
                     f"{self.path} has no array {missing[0]!r}; it has: {', '.join(arrays.files)}"
                 )
-            inputs = torch.from_numpy(np.ascontiguousarray(arrays[self.x_key]))
-            if inputs.is_floating_point():
-                inputs = inputs.float()
+            named = {name: _tensor(arrays[key]) for name, key in input_keys.items()}
+            inputs = named if isinstance(self.x_key, dict) else named[None]
+            count = len(next(iter(named.values())))
+            uneven = {name: len(t) for name, t in named.items() if len(t) != count}
+            if uneven:
+                raise ValueError(f"{self.path}: input arrays differ in length: {uneven} vs {count}")
             if self.y_key is None:
-                labels = torch.full((len(inputs),), -1, dtype=torch.int64)
+                labels = torch.full((count,), -1, dtype=torch.int64)
             else:
                 labels = torch.from_numpy(arrays[self.y_key].astype("int64"))
-        if len(labels) != len(inputs):
-            raise ValueError(f"{self.path}: {len(inputs)} inputs but {len(labels)} labels")
+        if len(labels) != count:
+            raise ValueError(f"{self.path}: {count} inputs but {len(labels)} labels")
         return ArrayDataset(inputs, labels)
 
     def content_fingerprint(self, context: DataContext) -> Any:
         return hash_file(self.path)
+
+
+def _tensor(array):
+    """An input array as a tensor: floating point as float32, integers as they are."""
+    import numpy as np
+    import torch
+
+    tensor = torch.from_numpy(np.ascontiguousarray(array))
+    return tensor.float() if tensor.is_floating_point() else tensor
