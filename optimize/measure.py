@@ -32,7 +32,7 @@ def measure_torch(artifact: Artifact, source: ModelSource, data: DataProvider, t
     if macs is not None:
         metrics["macs"] = float(macs)
     if task == "classification" and data.has("eval") and data.labeled("eval"):
-        metrics["accuracy"] = accuracy(model, data.loader("eval", 256))
+        metrics["accuracy"] = accuracy(model, data.loader("eval", 256), source.io)
     return metrics
 
 

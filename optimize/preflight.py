@@ -26,16 +26,13 @@ def check_data_fits_model(source: Artifact, model_source: ModelSource, data: Dat
         import torch
 
         from optimize.torch_io import load_into
-        from optimize.training import call_model
 
         with torch.inference_mode():
-            outputs = call_model(load_into(model_source.build(pretrained=False), source.file), inputs)
+            outputs = model_source.io.call(load_into(model_source.build(pretrained=False), source.file), inputs)
     else:
-        from optimize.data.provider import as_feeds
         from optimize.onnx_tools import session
 
-        names = [spec.name for spec in model_source.inputs()]
-        outputs = session(source.file).run(None, as_feeds(inputs, names))[0]
+        outputs = model_source.io.scored(session(source.file).run(None, model_source.io.feeds(inputs)))
     if len(outputs.shape) != 2:
         raise RecipeError(
             f"model: a classifier must output [batch, classes], this one outputs shape {list(outputs.shape)}; "

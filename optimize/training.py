@@ -52,13 +52,6 @@ class FitResult:
         return StageOutput(metrics=metrics, history=self.history)
 
 
-def call_model(model: nn.Module, inputs) -> torch.Tensor:
-    """Models are called positionally; a dict batch is in the model's input order already."""
-    if isinstance(inputs, dict):
-        return model(*inputs.values())
-    return model(inputs)
-
-
 def make_optimizer(params: TrainingParams, parameters) -> torch.optim.Optimizer:
     import torch
 
@@ -82,14 +75,14 @@ def make_scheduler(params: TrainingParams, optimizer, steps_per_epoch: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
 
 
-def accuracy(model: nn.Module, loader) -> float:
+def accuracy(model: nn.Module, loader, io: ModelIO) -> float:
     import torch
 
     model.eval()
     correct = total = 0
     with torch.inference_mode():
         for inputs, labels in loader:
-            predictions = call_model(model, inputs).argmax(dim=1)
+            predictions = io.call(model, inputs).argmax(dim=1)
             correct += int((predictions == labels).sum())
             total += len(labels)
     return correct / max(total, 1)
@@ -145,7 +138,7 @@ def fit(
             result.epochs_run = epoch
             status = f"loss {loss_sum / max(seen, 1):.4f}"
             if eval_loader is not None:
-                score = accuracy(model, eval_loader)
+                score = accuracy(model, eval_loader, context.model_source.io)
                 result.history["eval_accuracy"].append(score)
                 status += f"  eval acc {score:.4f}"
                 if result.best_accuracy is None or score > result.best_accuracy:

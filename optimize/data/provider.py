@@ -147,9 +147,9 @@ class DataProvider:
 
     def numpy_batches(self, role: str, batch_size: int) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
         """Batches as runtime feeds: {input name: array} plus the labels (-1 where unlabelled)."""
-        names = [spec.name for spec in self._context.model_source.inputs()]
+        io = self._context.model_source.io
         for inputs, labels in self.loader(role, batch_size):
-            yield as_feeds(inputs, names), labels.numpy()
+            yield io.feeds(inputs), labels.numpy()
 
     def save_feeds(self, role: str, path: Path) -> None:
         """The role's samples as arrays in one .npz file (`input:<name>` and `labels`), for
@@ -217,13 +217,6 @@ def non_finite_samples(dataset) -> int:
     if bad is None:
         return 0
     return int(bad[indices].sum()) if indices is not None else int(bad.sum())
-
-
-def as_feeds(inputs, names: list[str]) -> dict:
-    """A batch from a loader (tensor or dict of tensors) as {input name: NumPy array}."""
-    if isinstance(inputs, dict):
-        return {name: inputs[name].numpy() for name in names}
-    return {names[0]: inputs.numpy()}
 
 
 def check_sample(role: str, sample, inputs: list[InputSpec]) -> None:

@@ -10,12 +10,15 @@ from optimize.artifacts import ArtifactKind, write_artifact_meta
 from optimize.code_fingerprint import code_fingerprint
 from optimize.file_reads import ReadsMemo
 from optimize.hashing import hash_file, hash_value
-from optimize.recipe.model_spec import InputSpec, ModelSpec
+from optimize.errors import RecipeError
+from optimize.recipe.model_spec import InputSpec, ModelSpec, unknown_output
 from optimize.versions import library_versions
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
+
+    from optimize.model_io import ModelIO
 
 
 class ModelSource:
@@ -37,16 +40,27 @@ class ModelSource:
     @classmethod
     def check(cls, spec: ModelSpec, base_dir: Path | None) -> str | None:
         """A problem with the spec found without building anything, or None."""
-        if cls.needs_input_spec and spec.input is None:
-            return f"model.input is required for '{cls.name}' sources, e.g. {{name: images, shape: [1, 3, 32, 32]}}"
+        if cls.needs_input_spec and spec.declared_inputs() is None:
+            return (
+                f"model.input is required for '{cls.name}' sources, e.g. {{name: images, shape: [1, 3, 32, 32]}} "
+                "(or model.inputs: a list of them for a model with several inputs)"
+            )
         return None
 
     def inputs(self) -> list[InputSpec]:
-        assert self.spec.input is not None
-        return [self.spec.input]
+        declared = self.spec.declared_inputs()
+        assert declared is not None
+        return declared
 
     def output_names(self) -> list[str]:
-        return [self.spec.output_name]
+        return self.spec.declared_outputs()
+
+    def eval_output(self) -> str:
+        """The output accuracy and agreement are scored on."""
+        outputs = self.output_names()
+        if self.spec.eval_output is not None and self.spec.eval_output not in outputs:
+            raise RecipeError(f"model.eval_output: {unknown_output(self.spec.eval_output, outputs)}")
+        return self.spec.eval_output or outputs[0]
 
     def build(self, pretrained: bool = True) -> nn.Module:
         """A fresh module; with pretrained=False only the structure matters (a load skeleton)."""
@@ -86,12 +100,20 @@ class ModelSource:
             }
         )
 
+    @functools.cached_property
+    def io(self) -> ModelIO:
+        """How stages call this model and read its outputs."""
+        from optimize.model_io import ModelIO
+
+        return ModelIO.from_interface(self.interface())
+
     def interface(self) -> dict[str, Any]:
         """What the model takes and returns as the pipeline sees it: input names, shapes and
         types, output names and the task. Exports, shape checks and feeds depend on it."""
         return {
             "inputs": [spec.model_dump(mode="json") for spec in self.inputs()],
             "outputs": self.output_names(),
+            "eval_output": self.eval_output(),
             "task": self.spec.task,
         }
 

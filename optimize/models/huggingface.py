@@ -95,8 +95,9 @@ class HuggingFaceSource(ModelSource):
         return AutoTokenizer.from_pretrained(str(self.folder), local_files_only=True)
 
     def inputs(self) -> list[InputSpec]:
-        if self.spec.input is not None:
-            return [self.spec.input]
+        declared = self.spec.declared_inputs()
+        if declared is not None:
+            return declared
         length = int(self.spec.args.get("max_length", 128))
         return [
             InputSpec(name=name, shape=[1, length], dtype="int64", dynamic_axes=[1])
@@ -104,8 +105,8 @@ class HuggingFaceSource(ModelSource):
         ]
 
     def output_names(self) -> list[str]:
-        if self.spec.output_name != "output":
-            return [self.spec.output_name]
+        if self.spec.outputs is not None or "output_name" in self.spec.model_fields_set:
+            return self.spec.declared_outputs()
         return ["sentence_embedding" if self.spec.task == "embedding" else "logits"]
 
     def build(self, pretrained: bool = True):

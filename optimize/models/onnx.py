@@ -70,8 +70,9 @@ class OnnxSource(ModelSource):
         return resolve_user_path(self.spec.reference, self.base_dir)
 
     def inputs(self) -> list[InputSpec]:
-        if self.spec.input is not None:
-            return [self.spec.input]
+        declared = self.spec.declared_inputs()
+        if declared is not None:
+            return declared
         return graph_inputs(self.path)
 
     def output_names(self) -> list[str]:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, PositiveInt, field_validator, model_validator
+from pydantic import Field, PositiveInt, StringConstraints, field_validator, model_validator
 
 from optimize.recipe.base import ExistingPath, StrictModel
+from optimize.registry import did_you_mean
+
+
+OUTPUT_NAME = r"^[A-Za-z_][\w.:-]*$"
 
 
 class InputSpec(StrictModel):
@@ -24,6 +28,10 @@ class InputSpec(StrictModel):
     )
 
 
+def unknown_output(name: str, outputs: list[str]) -> str:
+    return f"'{name}' is not an output of the model{did_you_mean(name, outputs)}; outputs: {', '.join(outputs)}"
+
+
 class ModelSpec(StrictModel):
     source: str = Field(
         description="<kind>:<reference>, a registered model source (listed under model sources)"
@@ -32,8 +40,24 @@ class ModelSpec(StrictModel):
     weights: ExistingPath | None = Field(
         None, description="state_dict file (.pt/.pth/.safetensors) loaded with weights_only=True"
     )
-    input: InputSpec | None = Field(None, description="required for torchvision and python sources")
-    output_name: str = Field("output", pattern=r"^[A-Za-z_][\w.:-]*$", description="output tensor name")
+    input: InputSpec | None = Field(
+        None, description="the model's one input (shorthand for `inputs` with one entry)"
+    )
+    inputs: list[InputSpec] | None = Field(
+        None,
+        min_length=1,
+        description="the model's inputs in forward() order (required for torchvision and python sources "
+        "unless `input` is given); data yields a dict of arrays by these names",
+    )
+    output_name: str = Field("output", pattern=OUTPUT_NAME, description="output tensor name")
+    outputs: list[Annotated[str, StringConstraints(pattern=OUTPUT_NAME)]] | None = Field(
+        None, min_length=1, description="output tensor names, for a model returning several (a tuple)"
+    )
+    eval_output: str | None = Field(
+        None,
+        description="the output accuracy and agreement are computed on (default: the first); the "
+        "others are compared with FP32 too",
+    )
     task: Literal["classification", "embedding"] = Field(
         "classification",
         description="classification: top-1 accuracy on labels; embedding: cosine similarity to FP32",
@@ -41,6 +65,13 @@ class ModelSpec(StrictModel):
     trust_pickle: bool = Field(
         False, description="allow a pickled full module (torch-pickle:); pickles can run arbitrary code"
     )
+
+    def declared_inputs(self) -> list[InputSpec] | None:
+        """The inputs the recipe declares (`input` or `inputs`), or None when it declares none."""
+        return self.inputs if self.inputs is not None else [self.input] if self.input else None
+
+    def declared_outputs(self) -> list[str]:
+        return self.outputs if self.outputs is not None else [self.output_name]
 
     @property
     def kind(self) -> str:
@@ -69,6 +100,28 @@ class ModelSpec(StrictModel):
                 {"value": value, "kind": kind},
             )
         return value
+
+    @model_validator(mode="after")
+    def _one_interface(self) -> ModelSpec:
+        from pydantic_core import PydanticCustomError
+
+        def problem(at: str, template: str, **values: str) -> PydanticCustomError:
+            return PydanticCustomError("model_interface", template, {"at": at, **values})
+
+        if self.input is not None and self.inputs is not None:
+            raise problem("inputs", "give either `input` (one) or `inputs` (a list), not both")
+        if self.outputs is not None and "output_name" in self.model_fields_set:
+            raise problem("outputs", "give either `output_name` (one) or `outputs` (a list), not both")
+        for field, names in (
+            ("inputs", [spec.name for spec in self.inputs or []]),
+            ("outputs", self.outputs or []),
+        ):
+            twice = sorted({name for name in names if names.count(name) > 1})
+            if twice:
+                raise problem(field, "'{name}' is listed twice; names must be unique", name=twice[0])
+        if self.outputs is not None and self.eval_output not in (None, *self.outputs):
+            raise problem("eval_output", "{message}", message=unknown_output(self.eval_output, self.outputs))
+        return self
 
     @model_validator(mode="after")
     def _source_specific(self, info) -> ModelSpec:

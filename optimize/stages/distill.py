@@ -18,7 +18,7 @@ from optimize.recipe.model_spec import ModelSpec
 from optimize.registries import STAGES
 from optimize.registry import did_you_mean
 from optimize.stages.base import Location, Stage, StageContext, StageOutput, model_skeleton
-from optimize.training import TrainingParams, call_model, fit
+from optimize.training import TrainingParams, fit
 
 if TYPE_CHECKING:
     import torch
@@ -259,7 +259,8 @@ class DistillStage(Stage):
 
         example = context.model_source.example_inputs(batch=2)
         with torch.no_grad():
-            ours, theirs = student(*example).shape, teacher(*example).shape
+            io = context.model_source.io
+            ours, theirs = io.scored(student(*example)).shape, io.scored(teacher(*example)).shape
         if ours != theirs:
             raise StageError(
                 context.step_id,
@@ -280,13 +281,15 @@ class DistillStage(Stage):
             except ValueError as exc:
                 raise StageError(context.step_id, str(exc)) from exc
 
+        io = context.model_source.io
+
         def batch_loss(inputs, labels):
             import torch
 
             with torch.no_grad():
-                teacher_logits = call_model(teacher, inputs)
+                teacher_logits = io.call(teacher, inputs)
             loss = kd_loss(
-                call_model(student, inputs), teacher_logits, labels, params.temperature, params.alpha
+                io.call(student, inputs), teacher_logits, labels, params.temperature, params.alpha
             )
             return loss + params.feature_weight * features.loss() if features else loss
 

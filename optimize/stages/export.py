@@ -104,11 +104,10 @@ class ExportStage(Stage):
         import numpy as np
         import torch
 
-        from optimize.data.provider import as_feeds
         from optimize.onnx_tools import output_difference, session
 
         role = next((r for r in PARITY_ROLES if context.data.has(r)), None)
-        names = [spec.name for spec in context.model_source.inputs()]
+        io = context.model_source.io
         ort_session = session(context.workdir / "model.onnx")
         worst = {"max_abs_diff": 0.0, "mean_abs_diff": 0.0, "samples": 0.0}
         batches = (
@@ -119,27 +118,23 @@ class ExportStage(Stage):
         seen = 0
         with torch.inference_mode():
             for inputs, _ in batches:
-                tensors = (
-                    list(inputs.values())
-                    if isinstance(inputs, dict)
-                    else (list(inputs) if isinstance(inputs, tuple) else [inputs])
-                )
-                reference = model(*tensors).numpy()
-                candidate = ort_session.run(None, as_feeds(dict(zip(names, tensors, strict=True)), names))[0]
-                difference = output_difference(reference, candidate)
-                limit = parity_limit(
-                    float(np.abs(reference).max(initial=0.0)), params.parity_atol, params.parity_rtol
-                )
-                if difference["max_abs_diff"] > limit:
-                    raise StageError(
-                        context.step_id,
-                        f"ONNX Runtime differs from torch by {difference['max_abs_diff']:.3g} (> {limit:.3g}) "
-                        f"on {role or 'random'} data; the export is not faithful (raise parity_atol only if "
-                        "this difference is expected)",
+                references = io.named([t.numpy() for t in io.all_outputs(model(*io.positional(inputs)))])
+                candidates = io.named(ort_session.run(None, io.feeds(inputs)))
+                for output, reference in references.items():
+                    difference = output_difference(reference, candidates[output])
+                    limit = parity_limit(
+                        float(np.abs(reference).max(initial=0.0)), params.parity_atol, params.parity_rtol
                     )
-                worst["max_abs_diff"] = max(worst["max_abs_diff"], difference["max_abs_diff"])
-                worst["mean_abs_diff"] = max(worst["mean_abs_diff"], difference["mean_abs_diff"])
-                seen += len(tensors[0])
+                    if difference["max_abs_diff"] > limit:
+                        raise StageError(
+                            context.step_id,
+                            f"ONNX Runtime differs from torch by {difference['max_abs_diff']:.3g} (> {limit:.3g}) "
+                            f"in output '{output}' on {role or 'random'} data; the export is not faithful "
+                            "(raise parity_atol only if this difference is expected)",
+                        )
+                    worst["max_abs_diff"] = max(worst["max_abs_diff"], difference["max_abs_diff"])
+                    worst["mean_abs_diff"] = max(worst["mean_abs_diff"], difference["mean_abs_diff"])
+                seen += len(io.positional(inputs)[0])
                 if seen >= params.parity_samples:
                     break
         worst["samples"] = float(seen)

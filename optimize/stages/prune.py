@@ -41,6 +41,8 @@ TARGETS = ("channel_ratio", "target_macs", "target_params")
 
 # task(description, total) yields advance(n=1, status=""): Progress.task without the step's name.
 Task = Callable[[str, int | None], contextlib.AbstractContextManager[Callable[..., None]]]
+# One training batch's loss for a model: taylor importance sums their gradients.
+BatchLoss = Callable[["nn.Module"], "torch.Tensor"]
 
 
 def unmatched_patterns(model: nn.Module, patterns: list[str]) -> list[str]:
@@ -196,18 +198,15 @@ def size_of(model: nn.Module, example_inputs) -> dict[str, float]:
     return {"params": float(params), **({"macs": float(macs)} if macs is not None else {})}
 
 
-def accumulate_gradients(model: nn.Module, batches: list) -> None:
+def accumulate_gradients(model: nn.Module, batches: list[BatchLoss]) -> None:
     """Loss gradients for taylor importance; eval mode so BatchNorm statistics stay as trained."""
     import torch
-    import torch.nn.functional as F
-
-    from optimize.training import call_model
 
     model.eval()
     model.zero_grad(set_to_none=True)
     with torch.enable_grad():
-        for inputs, labels in batches:
-            F.cross_entropy(call_model(model, inputs), labels).backward()
+        for loss in batches:
+            loss(model).backward()
 
 
 def kept_layers(model: nn.Module, patterns: list[str], example_inputs) -> list[str]:
@@ -246,7 +245,7 @@ def rank_channels(
     params: PruneParams,
     example_inputs,
     kept: list[str],
-    gradient_batches: list | None = None,
+    gradient_batches: list[BatchLoss] | None = None,
 ) -> list[RankedGroup]:
     """Every group of coupled channels the pruner may prune, ranked by params.importance on the
     model as it is (taylor: the gradients of gradient_batches, taken once)."""
@@ -351,7 +350,7 @@ def prune_model(
     model: nn.Module,
     params: PruneParams,
     example_inputs: tuple[torch.Tensor, ...],
-    gradient_batches: list | None = None,
+    gradient_batches: list[BatchLoss] | None = None,
     task: Task = _no_progress,
 ) -> PruneReport:
     """Prune `model` in place, once at channel_ratio or at the smallest ratio that meets a MACs or
@@ -431,7 +430,7 @@ def _prune_in_steps(
     example_inputs,
     kept_names: list[str],
     before: dict[str, float],
-    gradient_batches: list | None,
+    gradient_batches: list[BatchLoss] | None,
     task: Task,
 ) -> tuple[float, int]:
     """torch-pruning's iterative schedule, ranking before every step; towards a target, stepping
@@ -507,12 +506,17 @@ class PruneStage(Stage):
         return StageOutput(metrics=report_metrics(report), info=report_info(report))
 
     @staticmethod
-    def _gradient_batches(params: PruneParams, context: StageContext) -> list:
-        """A fixed few training batches (reused at every step of iterative_steps, so the ranking
-        only moves with the pruning)."""
+    def _gradient_batches(params: PruneParams, context: StageContext) -> list[BatchLoss]:
+        """The losses of a fixed few training batches (reused at every step of iterative_steps, so
+        the ranking only moves with the pruning)."""
+        import torch.nn.functional as F
+
+        io = context.model_source.io
         batches, seen = [], 0
         for inputs, labels in context.data.loader("train", min(64, params.taylor_samples), shuffle=True):
-            batches.append((inputs, labels))
+            batches.append(
+                lambda model, inputs=inputs, labels=labels: F.cross_entropy(io.call(model, inputs), labels)
+            )
             seen += len(labels)
             if seen >= params.taylor_samples:
                 break

@@ -7,7 +7,7 @@ from pydantic import Field
 from optimize.artifacts import ArtifactKind
 from optimize.registries import STAGES
 from optimize.stages.base import Stage, StageContext, StageOutput
-from optimize.training import TrainingParams, call_model, fit
+from optimize.training import TrainingParams, fit
 
 
 class TrainParams(TrainingParams):
@@ -33,7 +33,7 @@ class TrainStage(Stage):
             params,
             context,
             lambda inputs, labels: F.cross_entropy(
-                call_model(model, inputs), labels, label_smoothing=params.label_smoothing
+                context.model_source.io.call(model, inputs), labels, label_smoothing=params.label_smoothing
             ),
         )
         context.save_torch(model)
