@@ -134,8 +134,8 @@ def anchors(fp32: Path, calibration: list[dict], folder: Path) -> dict[str, Path
 def file_accuracy(target: str, path: Path, inputs, labels) -> float:
     from optimize.evaluation import run_batched
 
-    outputs = run_batched(open_runner(target, path, 2), inputs, 64)
-    return float((outputs.argmax(1) == labels).mean())
+    (logits,) = run_batched(open_runner(target, path, 2), inputs, 64)  # the digits models have one output
+    return float((logits.argmax(1) == labels).mean())
 
 
 def verdict(passed: bool) -> str:

@@ -58,6 +58,7 @@ def _evaluate(request: dict[str, Any]) -> dict[str, Any]:
 
     from optimize.artifacts import Artifact
     from optimize.evaluation import (
+        load_outputs,
         peak_resident_mb,
         read_feeds,
         resident_mb,
@@ -65,6 +66,7 @@ def _evaluate(request: dict[str, Any]) -> dict[str, Any]:
         time_engine,
         time_runs,
     )
+    from optimize.model_io import ModelIO
     from optimize.recipe.evaluation import EvaluationSpec
     from optimize.registries import RUNTIMES
     from optimize.targets.device_class import DeviceClass
@@ -88,16 +90,13 @@ def _evaluate(request: dict[str, Any]) -> dict[str, Any]:
             metrics["device_memory_mb"] = device_memory
         quality = request.get("quality")
         if quality:
-            import numpy as np
-
             inputs, labels = read_feeds(quality["feeds"])
-            references = {
-                name: np.load(path, allow_pickle=False) for name, path in quality["references"].items()
-            }
+            references = {name: load_outputs(path) for name, path in quality["references"].items()}
             batch = min(settings.batch_size, device_class.batch.max or settings.batch_size)
             metrics.update(
                 score_outputs(
                     runner,
+                    ModelIO.from_interface(quality["interface"]),
                     inputs,
                     labels,
                     references,

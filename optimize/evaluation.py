@@ -14,6 +14,7 @@ import numpy as np
 from optimize.comparison import agreement_suffix
 
 if TYPE_CHECKING:
+    from optimize.model_io import ModelIO
     from optimize.recipe.evaluation import EvaluationSpec
     from optimize.runtimes.base import Runner
 
@@ -98,20 +99,27 @@ def read_feeds(path) -> tuple[dict[str, np.ndarray], np.ndarray]:
         return inputs, stored["labels"]
 
 
+def load_outputs(path) -> dict[str, np.ndarray]:
+    """A model's outputs by name, as stored in an .npz file."""
+    with np.load(path, allow_pickle=False) as stored:
+        return {name: stored[name] for name in stored.files}
+
+
 def run_batched(
     runner: Runner, inputs: dict[str, np.ndarray], batch_size: int, min_batch: int = 1
-) -> np.ndarray:
-    """First outputs of the runner over arrays of samples, batch by batch; a last batch smaller
-    than the engine's minimum is padded with repeats and the padding dropped from the outputs."""
+) -> list[np.ndarray]:
+    """Every output of the runner (in the engine's output order) over arrays of samples, batch by
+    batch; a last batch smaller than the engine's minimum is padded with repeats and the padding
+    dropped from the outputs."""
     total = len(next(iter(inputs.values())))
-    outputs = []
+    batches = []
     for start in range(0, total, batch_size):
         count = min(batch_size, total - start)
         batch = {name: value[start : start + count] for name, value in inputs.items()}
         if count < min_batch:
             batch = take_batch(batch, min_batch)
-        outputs.append(np.asarray(runner.run(batch)[0])[:count])
-    return np.concatenate(outputs)
+        batches.append([np.asarray(output)[:count] for output in runner.run(batch)])
+    return [np.concatenate(parts) for parts in zip(*batches, strict=True)]
 
 
 def time_runs(run: Callable[[], float], warmup: int, min_runs: int, min_time_s: float) -> list[float]:
@@ -152,23 +160,45 @@ def time_engine(
 
 def score_outputs(
     runner: Runner,
+    io: ModelIO,
     inputs: dict[str, np.ndarray],
     labels: np.ndarray,
-    references: dict[str, np.ndarray],
+    references: dict[str, dict[str, np.ndarray]],
     task: str,
     labeled: bool,
     batch_size: int,
     min_batch: int = 1,
 ) -> dict[str, float]:
-    """Accuracy over the eval feeds and agreement with each reference's outputs on the same
-    samples: the FP32 reference's under the plain names, others' with a `_vs_<name>` suffix."""
-    outputs = run_batched(runner, inputs, max(batch_size, min_batch), min_batch=min_batch)
-    metrics = {"eval_samples": float(len(outputs))}
+    """`output_metrics` of a runner over the eval feeds."""
+    outputs = io.named(run_batched(runner, inputs, max(batch_size, min_batch), min_batch=min_batch))
+    return {
+        "eval_samples": float(len(outputs[io.eval_output])),
+        **output_metrics(outputs, io.eval_output, labels, references, task, labeled),
+    }
+
+
+def output_metrics(
+    outputs: dict[str, np.ndarray],
+    eval_output: str,
+    labels: np.ndarray,
+    references: dict[str, dict[str, np.ndarray]],
+    task: str,
+    labeled: bool,
+) -> dict[str, float]:
+    """Accuracy of the scored output and its agreement with each reference's on the same samples
+    (the FP32 reference's under the plain names, others' with a `_vs_<name>` suffix); every other
+    output's closeness to the reference's under `<metric>.<output>`."""
+    scored = outputs[eval_output]
+    metrics = {}
     if task == "classification" and labeled:
-        metrics["accuracy"] = classification_accuracy(outputs, labels)
+        metrics["accuracy"] = classification_accuracy(scored, labels)
     for name, reference in references.items():
         suffix = agreement_suffix(name)
         metrics.update(
-            {f"{key}{suffix}": value for key, value in agreement(reference, outputs, task).items()}
+            {f"{key}{suffix}": value for key, value in agreement(reference[eval_output], scored, task).items()}
         )
+        for output, values in outputs.items():
+            if output != eval_output:
+                closeness = agreement(reference[output], values, task="")
+                metrics.update({f"{key}{suffix}.{output}": value for key, value in closeness.items()})
     return metrics

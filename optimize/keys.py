@@ -87,14 +87,21 @@ def eval_feeds_key(eval_fingerprint: str, input_names: list[str], code: str) -> 
 
 
 def reference_outputs_key(
-    model_hash: str, feeds_hash: str, batch_size: int, libraries: Mapping[str, str], code: str
+    model_hash: str,
+    feeds_hash: str,
+    outputs: list[str],
+    batch_size: int,
+    libraries: Mapping[str, str],
+    code: str,
 ) -> str:
-    """A model's outputs on the eval feeds through ONNX Runtime on this CPU's default kernels."""
+    """A model's outputs (stored under `outputs`' names) on the eval feeds through ONNX Runtime
+    on this CPU's default kernels."""
     return hash_value(
         {
             "kind": "reference-outputs",
             "model": model_hash,
             "feeds": feeds_hash,
+            "outputs": list(outputs),
             "batch_size": batch_size,
             "libraries": dict(libraries),
             "code": code,
@@ -134,6 +141,7 @@ def evaluation_key(
     host: Mapping[str, str],
     runtime: Mapping[str, Any],
     task: str,
+    eval_output: str,
     labeled: bool,
     code: str,
 ) -> str:
@@ -151,6 +159,7 @@ def evaluation_key(
             "host": dict(host),
             "runtime": dict(runtime),
             "task": task,
+            "eval_output": eval_output,
             "labeled": labeled,
             "code": code,
         }

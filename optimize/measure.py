@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from optimize.data.provider import DataProvider
+    from optimize.model_io import ModelIO
     from optimize.models.base import ModelSource
 
 MB = 1_000_000
@@ -36,15 +37,17 @@ def measure_torch(artifact: Artifact, source: ModelSource, data: DataProvider, t
     return metrics
 
 
-def onnx_outputs(model_file: Path, feeds_file: Path, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """First outputs of an ONNX model over the eval feeds, through ONNX Runtime on this CPU, and
+def onnx_outputs(
+    model_file: Path, feeds_file: Path, batch_size: int, io: ModelIO
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """An ONNX model's outputs by name over the eval feeds, through ONNX Runtime on this CPU, and
     the labels (-1 where unlabelled)."""
     from optimize.evaluation import read_feeds, run_batched
     from optimize.runtimes.onnxruntime import OnnxRuntimeRunner, OnnxRuntimeSettings
 
     inputs, labels = read_feeds(feeds_file)
     runner = OnnxRuntimeRunner(model_file, threads=None, settings=OnnxRuntimeSettings())
-    return run_batched(runner, inputs, batch_size), labels
+    return io.named(run_batched(runner, inputs, batch_size)), labels
 
 
 def measure_onnx(
@@ -53,11 +56,12 @@ def measure_onnx(
     batch_size: int,
     task: str,
     labeled: bool,
-    reference_outputs: np.ndarray | None,
+    io: ModelIO,
+    reference_outputs: dict[str, np.ndarray] | None,
 ) -> dict[str, float]:
     import onnx
 
-    from optimize.evaluation import agreement, classification_accuracy
+    from optimize.evaluation import output_metrics
     from optimize.onnx_macs import onnx_macs
     from optimize.onnx_tools import weight_stats
 
@@ -69,11 +73,9 @@ def measure_onnx(
     if macs is not None:
         metrics["macs"] = float(macs)
     if feeds_file is not None:
-        outputs, labels = onnx_outputs(artifact.file, feeds_file, batch_size)
-        if task == "classification" and labeled:
-            metrics["accuracy"] = classification_accuracy(outputs, labels)
-        if reference_outputs is not None:
-            metrics.update(agreement(reference_outputs, outputs, task))
+        outputs, labels = onnx_outputs(artifact.file, feeds_file, batch_size, io)
+        references = {"fp32": reference_outputs} if reference_outputs is not None else {}
+        metrics.update(output_metrics(outputs, io.eval_output, labels, references, task, labeled))
     return metrics
 
 
@@ -84,9 +86,9 @@ def measure(
     feeds_file: Path | None,
     batch_size: int,
     task: str,
-    reference_outputs: np.ndarray | None = None,
+    reference_outputs: dict[str, np.ndarray] | None = None,
 ) -> dict[str, float]:
     if artifact.kind == ArtifactKind.TORCH:
         return measure_torch(artifact, source, data, task)
     labeled = data.has("eval") and data.labeled("eval")
-    return measure_onnx(artifact, feeds_file, batch_size, task, labeled, reference_outputs)
+    return measure_onnx(artifact, feeds_file, batch_size, task, labeled, source.io, reference_outputs)

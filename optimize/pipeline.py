@@ -29,7 +29,7 @@ from optimize.comparison import baseline_models, measured_agreement
 from optimize.console import Progress
 from optimize.data.base import DataContext
 from optimize.data.provider import ROLES, DataProvider
-from optimize.errors import OptimizeError, StageError, TargetError
+from optimize.errors import OptimizeError, RecipeError, StageError, TargetError
 from optimize.file_reads import ReadsMemo
 from optimize.library_output import library_output
 from optimize.measure import LIBRARIES as MEASURE_LIBRARIES
@@ -113,7 +113,18 @@ class Pipeline:
         digest = entry["artifacts"]["model"]
         return Artifact.open(self.store.object_path(digest), digest)
 
-    # -- the start model ----------------------------------------------------------------------
+    # -- the start model, checked against the data --------------------------------------------
+    def preflight(self) -> Artifact:
+        """The start model, built and checked against the data before any work: all `validate`
+        does beyond the recipe's own checks, and the first thing `run` does (both remembered)."""
+        try:
+            source = self._source_artifact()
+            self.current = "checking the data against the model"
+            self._checked_preflight(source)
+        except RecipeError as exc:  # named like the recipe's own problems: file, then field
+            raise RecipeError(f"{self.loaded.path or 'recipe mapping'}: {exc}") from exc
+        return source
+
     def _source_artifact(self) -> Artifact:
         self.current = "loading the model source"
         key = keys.source_key(self.source.fingerprint(self.reads), library_versions(["torch", "onnx"]))
@@ -181,14 +192,15 @@ class Pipeline:
         batch_size = self.recipe.evaluation.batch_size
 
         def compute(workdir: Path) -> dict[str, Any]:
-            outputs, _ = onnx_outputs(model.file, feeds.file, batch_size)
-            np.save(workdir / "outputs.npy", outputs)
-            write_artifact_meta(workdir, ArtifactKind.ONNX, "outputs.npy", reference=model.hash)
+            outputs, _ = onnx_outputs(model.file, feeds.file, batch_size, self.source.io)
+            np.savez(workdir / "outputs.npz", **outputs)
+            write_artifact_meta(workdir, ArtifactKind.ONNX, "outputs.npz", reference=model.hash)
             return {}
 
         key = keys.reference_outputs_key(
             model.hash,
             feeds.hash,
+            self.interface["outputs"],
             batch_size,
             library_versions(["onnxruntime"]),
             code_fingerprint("optimize.measure"),
@@ -200,11 +212,11 @@ class Pipeline:
         if reference is None:
             return None
         if reference.hash not in self._reference_outputs:
-            import numpy as np
+            from optimize.evaluation import load_outputs
 
             stored = self.reference_outputs(reference)
             self._reference_outputs[reference.hash] = (
-                np.load(stored.file, allow_pickle=False) if stored is not None else None
+                load_outputs(stored.file) if stored is not None else None
             )
         return self._reference_outputs[reference.hash]
 
@@ -353,6 +365,7 @@ class Pipeline:
             host=host_hardware(),
             runtime=runtime.device_identity(device_class),
             task=self.recipe.model.task,
+            eval_output=self.interface["eval_output"],
             labeled=labeled,
             code=code_fingerprint(
                 "optimize.target_evaluation", "optimize.eval_worker", type(runtime).__module__
@@ -376,6 +389,7 @@ class Pipeline:
                     "quality": {
                         "feeds": str(feeds.file),
                         "references": {name: str(outputs.file) for name, outputs in reference_files.items()},
+                        "interface": self.interface,
                         "task": self.recipe.model.task,
                         "labeled": labeled,
                     }
@@ -510,9 +524,7 @@ class Pipeline:
         run_id = new_run_id()
         run_dir = self.options.artifacts_dir / self.recipe.name / run_id
         steps: list[StepResult] = []
-        source = self._source_artifact()
-        self.current = "checking the data against the model"
-        self._checked_preflight(source)
+        source = self.preflight()
         current = source
         earlier = {"source": source}
         reference = source if source.kind == ArtifactKind.ONNX else None

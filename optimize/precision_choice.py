@@ -18,9 +18,11 @@ def choose(
     `measured` maps a candidate name to its `latency_p50_ms` and `accuracy_drop_vs_fp32`; FP32
     itself (name "fp32", drop 0) is always a candidate, so a run never ships a slower or a
     less accurate model than FP32 because it was quantized. Fastest p50 within the budget wins,
-    except that it displaces the step's own model (INT8, when within budget) only if it was
-    faster in every round of the session (`round_p50_ms`, paired by round): otherwise the
-    difference is the session's noise, and a rebuild would flip between them."""
+    except that it displaces the step's own model (INT8, when within budget and not slower than
+    FP32 by p50) only if it was faster in every round of the session (`round_p50_ms`, paired by
+    round): otherwise the difference is the session's noise, and a rebuild would flip between
+    them. An INT8 model slower than FP32 by p50 is never kept: that is the slowdown the default
+    `min_speedup` gate refuses."""
     fp32_p50 = measured[FP32]["latency_p50_ms"]
     records: dict[str, dict[str, Any]] = {}
     for name, numbers in measured.items():
@@ -36,6 +38,7 @@ def choose(
     held = (
         STEP_MODEL in eligible
         and chosen != STEP_MODEL
+        and records[STEP_MODEL]["speedup_vs_fp32"] >= 1.0  # a slowdown is never held on to
         and not _faster_every_round(measured[chosen], measured[STEP_MODEL])
     )
     if held:

@@ -58,8 +58,41 @@ def test_run_batched_pads_a_short_last_batch_to_the_engine_minimum():
             return [feeds["x"] * 2]
 
     inputs = {"x": np.arange(10, dtype=np.float32).reshape(10, 1)}
-    outputs = run_batched(MinBatchRunner(), inputs, batch_size=4, min_batch=4)
+    (outputs,) = run_batched(MinBatchRunner(), inputs, batch_size=4, min_batch=4)
     assert outputs.ravel().tolist() == [2.0 * i for i in range(10)]
+
+
+def test_run_batched_returns_every_output_in_order():
+    from optimize.evaluation import run_batched
+
+    class TwoOutputs:
+        def run(self, feeds):
+            return [feeds["x"] + 1, feeds["x"].sum(axis=1)]
+
+    inputs = {"x": np.arange(12, dtype=np.float32).reshape(6, 2)}
+    first, second = run_batched(TwoOutputs(), inputs, batch_size=4)
+    assert first.shape == (6, 2) and second.tolist() == [1, 5, 9, 13, 17, 21]
+
+
+def test_output_metrics_score_the_eval_output_and_compare_the_others():
+    from optimize.evaluation import output_metrics
+
+    logits = np.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]])
+    boxes = np.ones((3, 4))
+    reference = {"logits": logits, "boxes": boxes + 0.5}
+    metrics = output_metrics(
+        {"boxes": boxes, "logits": logits},
+        "logits",
+        np.array([1, 0, 0]),
+        {"fp32": reference, "original": reference},
+        "classification",
+        labeled=True,
+    )
+    assert metrics["accuracy"] == pytest.approx(2 / 3)
+    assert metrics["agreement_top1"] == 1.0 and metrics["max_abs_diff"] == 0.0
+    assert metrics["max_abs_diff.boxes"] == pytest.approx(0.5)
+    assert metrics["max_abs_diff_vs_original.boxes"] == pytest.approx(0.5)
+    assert "agreement_top1.boxes" not in metrics  # only the scored output is a classifier's
 
 
 def test_pooled_latency_spreads_over_processes():

@@ -52,6 +52,7 @@ SESSION = dict(
     host={"cpu": "Xeon", "cpu_count": "2"},
     runtime={"runtime": "onnxruntime", "version": "1.32.0"},
     task="classification",
+    eval_output="logits",
     labeled=True,
     code="code-1",
 )
@@ -69,6 +70,7 @@ SESSION = dict(
         {"host": {"cpu": "EPYC", "cpu_count": "2"}},
         {"runtime": {"runtime": "onnxruntime", "version": "1.33.0"}},
         {"labeled": False},
+        {"eval_output": "boxes"},
         {"code": "code-2"},
     ],
 )

@@ -16,6 +16,7 @@ from optimize.versions import library_versions
 if TYPE_CHECKING:
     import numpy as np
 
+    from optimize.model_io import ModelIO
     from optimize.recipe.model_spec import InputSpec
 
 ROLES = ("train", "eval", "calibration")
@@ -145,11 +146,15 @@ class DataProvider:
         generator = torch.Generator().manual_seed(seed)
         return DataLoader(self.dataset(role), batch_size=batch_size, shuffle=shuffle, generator=generator)
 
+    @property
+    def model_io(self) -> ModelIO:
+        """How the model these data feed takes them and what it returns."""
+        return self._context.model_source.io
+
     def numpy_batches(self, role: str, batch_size: int) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
         """Batches as runtime feeds: {input name: array} plus the labels (-1 where unlabelled)."""
-        io = self._context.model_source.io
         for inputs, labels in self.loader(role, batch_size):
-            yield io.feeds(inputs), labels.numpy()
+            yield self.model_io.feeds(inputs), labels.numpy()
 
     def save_feeds(self, role: str, path: Path) -> None:
         """The role's samples as arrays in one .npz file (`input:<name>` and `labels`), for

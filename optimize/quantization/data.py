@@ -58,6 +58,7 @@ class Validation:
 
     items: list[Feeds]
     labels: np.ndarray
+    eval_index: int  # position of the scored output among the model's outputs
     reference: np.ndarray | None = None  # FP32 outputs, for embedding models
     _session: tuple | None = field(default=None, repr=False)  # (model, session): NNCF asks sample by sample
 
@@ -65,7 +66,7 @@ class Validation:
     def build(cls, data: DataProvider, task: str, fp32: onnx.ModelProto) -> Validation:
         """The run's eval samples (data.eval, capped at evaluation.max_samples by the provider)."""
         items, labels = sample_feeds(data, "eval")
-        validation = cls(items, labels)
+        validation = cls(items, labels, data.model_io.eval_index)
         if task == "embedding":
             validation.reference = validation.outputs(fp32)
         return validation
@@ -79,7 +80,7 @@ class Validation:
         import numpy as np
 
         session = self.session(model)
-        return np.concatenate([session.run(None, feeds)[0] for feeds in self.items])
+        return np.concatenate([session.run(None, feeds)[self.eval_index] for feeds in self.items])
 
     def scores(self, model: onnx.ModelProto, indices: list[int]) -> list[float]:
         """Per-sample score (1/0 correct, or cosine to FP32) for the samples at `indices`."""
@@ -88,7 +89,7 @@ class Validation:
         session = self.session(model)
         scores = []
         for index in indices:
-            output = session.run(None, self.items[index])[0].reshape(-1)
+            output = session.run(None, self.items[index])[self.eval_index].reshape(-1)
             if self.reference is None:
                 scores.append(float(output.argmax() == self.labels[index]))
             else:

@@ -179,7 +179,10 @@ def test_ignored_layers_by_glob_and_taylor_importance():
     from optimize.data.digits import DigitsData
 
     data = DigitsData(source="digits", split="train", image_size=8).load(None)
-    batches = [(data.inputs[i : i + 32], data.labels[i : i + 32]) for i in range(0, 128, 32)]
+    batches = [
+        lambda model, i=i: torch.nn.functional.cross_entropy(model(data.inputs[i : i + 32]), data.labels[i : i + 32])
+        for i in range(0, 128, 32)
+    ]
     model = tiny_cnn(width=32)
     params = PruneParams(channel_ratio=0.5, importance="taylor", ignored_layers=["block.0*"], round_to=4)
     report = prune_model(model, params, (torch.randn(1, 3, 8, 8),), batches)
