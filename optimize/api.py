@@ -183,11 +183,17 @@ def _loaded(recipe: LoadedRecipe | PathLike | Mapping[str, Any]) -> LoadedRecipe
 
 def _check_targets(loaded: LoadedRecipe, targets: list[str] | None) -> None:
     from optimize.registry import did_you_mean
+    from optimize.targets import device_classes_for
 
     wanted = loaded.recipe.targets
     unknown = [name for name in targets or [] if name not in wanted]
     if unknown:
+        name = unknown[0]
+        classes = device_classes_for(loaded.recipe.device_classes)
+        known = name in classes
+        suggestion = "" if known else did_you_mean(name, wanted) or did_you_mean(name, classes)
         raise UsageError(
-            f"--target {unknown[0]}: not a target of {loaded.path or loaded.recipe.name}"
-            f"{did_you_mean(unknown[0], wanted)}; its targets: {', '.join(wanted) or 'none'}"
+            f"--target {name}: not a target of {loaded.path or loaded.recipe.name}{suggestion}; "
+            f"its targets: {', '.join(wanted) or 'none'}"
+            + (f"; to build {name}, add it to the recipe's targets" if known else "")
         )

@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from optimize.errors import UsageError
+from optimize.registry import did_you_mean
+from optimize.targets import builtin_device_classes
 from optimize.versions import host_hardware, host_identity
 
 HEADLINE = (
@@ -107,6 +110,26 @@ def record_run(artifacts_dir: Path, result) -> None:
 def read(
     artifacts_dir: Path, recipe: str | None = None, device_class: str | None = None
 ) -> list[dict[str, Any]]:
+    """Every recorded build, oldest first, optionally of one recipe and one device class. A name
+    that nothing was recorded for and that names no built-in device class is a UsageError with
+    the closest recorded name."""
+    files = list((artifacts_dir / "history").glob("*/*.jsonl"))
+    recipes = sorted({path.parent.name for path in files})
+    if recipe is not None and files and recipe not in recipes:
+        raise UsageError(
+            f"--recipe {recipe}: no builds of it in {artifacts_dir / 'history'}{did_you_mean(recipe, recipes)}; "
+            f"recipes with builds: {', '.join(recipes)}"
+        )
+    classes = sorted({*builtin_device_classes(), *(path.stem for path in files)})
+    if device_class is not None and device_class not in classes:
+        raise UsageError(
+            f"--device-class {device_class}: unknown{did_you_mean(device_class, classes)}; "
+            f"built-in or with builds: {', '.join(classes)}"
+        )
+    return _records(artifacts_dir, recipe, device_class)
+
+
+def _records(artifacts_dir: Path, recipe: str | None, device_class: str | None) -> list[dict[str, Any]]:
     root = artifacts_dir / "history"
     pattern = f"{recipe or '*'}/{device_class or '*'}.jsonl"
     records = []
@@ -122,7 +145,7 @@ def read(
 def previous_build(artifacts_dir: Path, recipe: str, device_class: str) -> dict[str, Any] | None:
     """What a rebuild is compared with: the last rebuild (nightly against nightly), or before
     the first rebuild, the last build made by a run."""
-    records = read(artifacts_dir, recipe, device_class)
+    records = _records(artifacts_dir, recipe, device_class)
     rebuilds = [r for r in records if r["kind"] == "rebuild"]
     return (rebuilds or records or [None])[-1]
 

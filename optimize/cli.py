@@ -370,7 +370,11 @@ def history(device_class, recipe, artifacts, debug) -> int:
 
     records = read(artifacts=artifacts, recipe=recipe, device_class=device_class)
     if not records:
-        out.print(f"no builds recorded in {artifacts.resolve() / 'history'}")
+        out.print(
+            f"no builds recorded in {artifacts.resolve() / 'history'}"
+            + "".join(f" {what} {name}" for what, name in (("of", recipe), ("on", device_class)) if name)
+            + " (runs written elsewhere: pass --artifacts DIR)"
+        )
         return EXIT_OK
     out.print(history_table(records))
     return EXIT_OK

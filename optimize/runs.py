@@ -22,22 +22,32 @@ def recipe_name(recipe: str | None) -> str | None:
 def find_run(artifacts_dir: Path, run: str, recipe: str | None = None) -> Path:
     """The manifest.json of RUN ('latest' or a run id), optionally within one recipe."""
     name = recipe_name(recipe)
-    recipes = sorted(p.parent.name for p in artifacts_dir.glob("*/LATEST"))
-    if name is not None and name not in recipes:
+    latest = {p.parent.name: p.read_text().strip() for p in sorted(artifacts_dir.glob("*/LATEST"))}
+    if not latest:
         raise UsageError(
-            f"no runs of recipe '{name}' in {artifacts_dir}{did_you_mean(name, recipes)}; "
-            f"recipes with runs: {', '.join(recipes) or 'none'}"
+            f"no runs in {artifacts_dir}: pass --artifacts DIR, the folder `optimize run` wrote them to "
+            "(default: artifacts/ in the folder it ran in)"
+        )
+    if name is not None and name not in latest:
+        raise UsageError(
+            f"no runs of recipe '{name}' in {artifacts_dir}{did_you_mean(name, latest)}; recipes with runs "
+            f"there: {', '.join(latest)} (pass one as --recipe, or --artifacts DIR where its runs are)"
         )
     if run == "latest":
         if name is None:
-            if len(recipes) != 1:
+            if len(latest) != 1:
                 raise UsageError(
-                    f"'latest' needs --recipe when {artifacts_dir} holds runs of "
-                    f"{len(recipes)} recipes ({', '.join(recipes) or 'none'})"
+                    f"'latest' needs --recipe NAME: {artifacts_dir} holds runs of {len(latest)} recipes "
+                    f"({', '.join(latest)})"
                 )
-            name = recipes[0]
-        run = (artifacts_dir / name / "LATEST").read_text().strip()
+            (name,) = latest
+        run = latest[name]
     candidates = sorted(artifacts_dir.glob(f"{name or '*'}/{run}/manifest.json"))
     if not candidates:
-        raise UsageError(f"no run '{run}' in {artifacts_dir}")
+        runs = [p.parent.name for p in artifacts_dir.glob(f"{name or '*'}/*/manifest.json")]
+        newest = ", ".join(f"{other} {run_id}" for other, run_id in latest.items() if name in (None, other))
+        raise UsageError(
+            f"no run '{run}'{f' of recipe {name}' if name else ''} in {artifacts_dir}"
+            f"{did_you_mean(run, runs)}; the latest: {newest} (runs written elsewhere: pass --artifacts DIR)"
+        )
     return candidates[0]
