@@ -16,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from optimize.registry import did_you_mean
+
 
 class ImportProblem(Exception):
     pass
@@ -80,7 +82,8 @@ def load_callable(reference: str, search_dirs: list[Path]) -> Callable[..., Any]
             raise ImportProblem(f"importing '{module_name}' failed: {type(exc).__name__}: {exc}") from exc
     function = getattr(module, attr, None)
     if not callable(function):
-        raise ImportProblem(f"module '{module_name}' has no function '{attr}'")
+        names = [name for name, value in vars(module).items() if callable(value) and not name.startswith("_")]
+        raise ImportProblem(f"module '{module_name}' has no function '{attr}'{did_you_mean(attr, names)}")
     return function
 
 
