@@ -67,3 +67,26 @@ class ModelIO:
 
     def named(self, produced: Sequence) -> dict[str, Any]:
         return dict(zip(self.outputs, self.all_outputs(produced), strict=True))
+
+
+def forward_arity_problem(model: nn.Module, declared: Sequence[str]) -> str | None:
+    """Why the declared inputs cannot be forward()'s positional arguments, or None: found when the
+    model is built, not as a TypeError from tracing or export minutes later."""
+    import inspect
+
+    try:
+        parameters = list(inspect.signature(model.forward).parameters.values())
+    except (TypeError, ValueError):  # a compiled or C++ forward: nothing to read
+        return None
+    if any(p.kind == p.VAR_POSITIONAL for p in parameters):
+        return None
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    required = [p.name for p in positional if p.default is p.empty]
+    if len(required) <= len(declared) <= len(positional):
+        return None
+    takes = ", ".join(p.name for p in positional)
+    return (
+        f"model.inputs: {type(model).__name__}.forward({takes}) takes {len(required)}"
+        f"{f' to {len(positional)}' if len(positional) > len(required) else ''} inputs but the recipe "
+        f"declares {len(declared)} ({', '.join(declared)}); declare each under model.inputs, in forward() order"
+    )

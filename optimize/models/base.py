@@ -153,8 +153,13 @@ class ModelSource:
         `model.weights` loaded on top when given."""
         import torch
 
+        from optimize.model_io import forward_arity_problem
+
         torch.manual_seed(seed)
         model = self.build(pretrained=True)
+        problem = forward_arity_problem(model, [spec.name for spec in self.inputs()])
+        if problem:
+            raise RecipeError(problem)
         if self.spec.weights is not None:
             model.load_state_dict(load_state_dict_file(self.spec.weights), strict=True)
         return model.eval()
