@@ -47,6 +47,19 @@ def load_recipe(recipe: PathLike | Mapping[str, Any], base_dir: PathLike | None 
     return load(Path(recipe))
 
 
+def validate(
+    recipe: LoadedRecipe | PathLike | Mapping[str, Any], *, artifacts: PathLike = DEFAULT_ARTIFACTS
+) -> LoadedRecipe:
+    """Every check `run` makes before it works, and no step: the recipe (schema and cross-checks),
+    then its data against its model. The start model is built into the store under `artifacts`,
+    where `run` finds it and the checks' pass again. Raises RecipeError with one line per problem."""
+    from optimize.pipeline import Pipeline, RunOptions
+
+    loaded = _loaded(recipe)
+    Pipeline(loaded, RunOptions(artifacts_dir=Path(artifacts).resolve())).preflight()
+    return loaded
+
+
 def run(
     recipe: LoadedRecipe | PathLike | Mapping[str, Any],
     *,

@@ -180,13 +180,21 @@ def _print_run(outcome) -> None:
 
 @main.command()
 @click.argument("recipe", type=click.Path(path_type=Path))
+@click.option(
+    "--artifacts",
+    type=click.Path(path_type=Path),
+    default=DEFAULT_ARTIFACTS,
+    show_default=True,
+    envvar="OPTIMIZE_ARTIFACTS",
+    help="folder for the store, where the start model and the checks' pass are kept for run",
+)
 @debug_option
 @handle_errors
-def validate(recipe: Path, debug) -> int:
-    """Check RECIPE without running anything."""
-    from optimize.api import load_recipe
+def validate(recipe: Path, artifacts, debug) -> int:
+    """Check RECIPE as run does before any step: the recipe, then its data against its model."""
+    from optimize import api
 
-    loaded = load_recipe(recipe)
+    loaded = api.validate(recipe, artifacts=artifacts)
     steps = " → ".join(loaded.recipe.step_ids()) or "no stages"
     out.print(
         f"[green]ok[/] {loaded.path}: {loaded.recipe.name}: {steps}; targets: {', '.join(loaded.recipe.targets) or 'none'}"

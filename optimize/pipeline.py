@@ -126,9 +126,11 @@ class Pipeline:
         return source
 
     def _source_artifact(self) -> Artifact:
+        """The start model as the recipe's `model:` section builds it (its fingerprint may build it
+        too): a model it cannot build is a problem with that section, for `validate` to report."""
         self.current = "loading the model source"
-        key = keys.source_key(self.source.fingerprint(self.reads), library_versions(["torch", "onnx"]))
         try:
+            key = keys.source_key(self.source.fingerprint(self.reads), library_versions(["torch", "onnx"]))
             entry, _ = self._cached(
                 key,
                 f"source {self.recipe.model.source}",
@@ -137,8 +139,8 @@ class Pipeline:
         except OptimizeError:
             raise
         except Exception as exc:
-            raise StageError(
-                "source", f"cannot build the model from '{self.recipe.model.source}': {exc}"
+            raise RecipeError(
+                f"model: cannot build the model from '{self.recipe.model.source}': {type(exc).__name__}: {exc}"
             ) from exc
         return self._artifact(entry)
 

@@ -63,8 +63,10 @@ class ArrayDataset:
         return len(self.inputs)
 
     def __getitem__(self, index: int):
+        """The label as stored: a float one stays float, for the preflight to refuse before a
+        classifier is trained on it, rather than being cast to a class index here."""
         if isinstance(self.inputs, dict):
             x = {name: values[index] for name, values in self.inputs.items()}
         else:
             x = self.inputs[index]
-        return x, int(self.labels[index])
+        return x, self.labels[index]

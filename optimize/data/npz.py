@@ -51,8 +51,9 @@ class NpzData(DataSourceSpec):
                 raise ValueError(f"{self.path}: input arrays differ in length: {uneven} vs {count}")
             if self.y_key is None:
                 labels = torch.full((count,), -1, dtype=torch.int64)
-            else:
-                labels = torch.from_numpy(arrays[self.y_key].astype("int64"))
+            else:  # integers as int64; others as stored, for the preflight to refuse, not cast
+                stored = arrays[self.y_key]
+                labels = torch.from_numpy(stored.astype("int64") if stored.dtype.kind in "iu" else stored)
         if len(labels) != count:
             raise ValueError(f"{self.path}: {count} inputs but {len(labels)} labels")
         return ArrayDataset(inputs, labels)

@@ -8,7 +8,7 @@ from pydantic import Field, field_validator
 
 from optimize.code_fingerprint import user_code_fingerprint
 from optimize.data.base import DataContext, DataSourceSpec
-from optimize.pyimport import load_callable, split_reference
+from optimize.pyimport import ImportProblem, load_callable, split_reference
 from optimize.registries import DATA_SOURCES
 
 
@@ -38,7 +38,11 @@ class PythonData(DataSourceSpec):
         return self.source.split(":", 1)[1]
 
     def load(self, context: DataContext):
-        return load_callable(self.reference, [context.base_dir])(**self.args)
+        try:
+            function = load_callable(self.reference, [context.base_dir])
+        except ImportProblem as exc:  # the provider reports it as this role's loading problem
+            raise ValueError(str(exc)) from exc
+        return function(**self.args)
 
     def content_fingerprint(self, context: DataContext) -> Any:
         """The module and the modules it imports (the files it reads are added by the provider)."""

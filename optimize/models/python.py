@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from optimize.code_fingerprint import user_code_fingerprint
+from optimize.errors import RecipeError
 from optimize.models.base import ModelSource
-from optimize.pyimport import load_callable, reference_resolvable, split_reference
+from optimize.pyimport import ImportProblem, load_callable, reference_resolvable, split_reference
 from optimize.recipe.model_spec import ModelSpec
 from optimize.registries import MODEL_SOURCES
 
@@ -27,7 +28,10 @@ class PythonSource(ModelSource):
     def build(self, pretrained: bool = True):
         from torch import nn
 
-        factory = load_callable(self.spec.reference, [self.base_dir])
+        try:
+            factory = load_callable(self.spec.reference, [self.base_dir])
+        except ImportProblem as exc:  # a name in the recipe, found wrong once the module is imported
+            raise RecipeError(f"model.source: {exc}") from exc
         model = factory(**self.spec.args)
         if not isinstance(model, nn.Module):
             raise TypeError(f"{self.spec.reference} returned {type(model).__name__}, not a torch.nn.Module")

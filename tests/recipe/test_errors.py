@@ -103,6 +103,32 @@ CASES = [
         _with(("model", "source"), "torch-pickle:model.pkl"),
         ["model.source", "trust_pickle"],
     ),
+    (
+        "training on unlabelled data",
+        _with(("data", "train"), {"source": "python:my_data:build", "labeled": False}),
+        ["stages[0].train", "computes a loss on class labels", "data.train ('python' data) has none"],
+    ),
+    (
+        "distilling on unlabelled data",
+        _with(
+            ("stages",),
+            [{"prune": {"channel_ratio": 0.5}}, {"distill": {"epochs": 1}}, "export"],
+        )
+        | {"data": {"train": {"source": "python:my_data:build", "labeled": False}}},
+        ["stages[1].distill", "data.train ('python' data) has none"],
+    ),
+    (
+        "accuracy gate on unlabelled eval data",
+        _with(("data", "eval"), {"source": "python:my_data:build", "labeled": False})
+        | {"gates": {"min_speedup": None, "per_target": {"x86-cpu-onnxruntime": {"min_accuracy": 0.9}}}},
+        ["gates.per_target.x86-cpu-onnxruntime.min_accuracy", "which data.eval ('python' data) lacks"],
+    ),
+    (
+        "accuracy gate without eval data",
+        {**tiny_recipe_dict(targets=[], stages=[{"train": {"epochs": 1}}]), "gates": {"min_accuracy": 0.9}}
+        | {"data": {"train": {"source": "digits", "split": "train"}}},
+        ["gates.min_accuracy", "data.eval, which the recipe does not define"],
+    ),
 ]
 
 
@@ -142,7 +168,9 @@ def test_relative_paths_resolve_against_the_recipe_folder(write_recipe, tmp_path
     (tmp_path / "weights").mkdir()
     torch.save(tiny_cnn(width=8).state_dict(), tmp_path / "weights" / "tiny.pt")
     recipe = _with(("model", "weights"), "weights/tiny.pt")
-    result = CliRunner().invoke(main, ["validate", str(write_recipe(recipe))])
+    result = CliRunner().invoke(
+        main, ["validate", str(write_recipe(recipe)), "--artifacts", str(tmp_path / "a")]
+    )
     assert result.exit_code == 0, result.output
 
 
