@@ -49,7 +49,7 @@ def markdown() -> str:
         "| --- | --- |",
         *(f"| `{name}:{source.syntax}` | {_doc(source)} |" for name, source in MODEL_SOURCES),
         "",
-        *_section("model.input", InputSpec),
+        *_section("model.input, each of model.inputs", InputSpec),
         "## Data",
         "",
         *_section(
