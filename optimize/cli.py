@@ -8,6 +8,7 @@ import functools
 import logging
 import os
 import sys
+import time
 import traceback
 import warnings
 from pathlib import Path
@@ -31,10 +32,11 @@ def _configure(debug: bool) -> None:
         format="%(levelname)s: %(message)s" if debug else "warning: %(message)s",
         stream=sys.stderr,
     )
+    # Not NNCF's logger: NNCF creates it as its own Logger subclass and sets its level when it is
+    # imported; its INFO tables go with every library's INFO below.
     for noisy in (
         "mlflow",
         "alembic",
-        "nncf",
         "urllib3",
         "urllib3.connectionpool",
         "matplotlib",
@@ -42,9 +44,18 @@ def _configure(debug: bool) -> None:
         "httpx",
     ):
         logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.ERROR)
+    logging.disable(logging.NOTSET if debug else logging.INFO)
     if not debug:
         warnings.filterwarnings("ignore")
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def seconds_since_start() -> float:
+    """Wall time since this process started, start-up and imports included (Linux: the start
+    time the kernel recorded, in clock ticks since boot)."""
+    fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+    started = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: starttime
+    return time.clock_gettime(time.CLOCK_BOOTTIME) - started
 
 
 def handle_errors(command):
@@ -172,7 +183,8 @@ def _print_run(outcome) -> None:
         out.print(f"MLflow: {(outcome.tracking.get('remote') or outcome.tracking)['parent_url']}")
     cached = sum(step.cached for step in result.steps)
     out.print(
-        f"{len(result.steps)} steps ({cached} from cache), {len(result.targets)} targets in {result.seconds:.1f}s"
+        f"{len(result.steps)} steps ({cached} from cache), {len(result.targets)} targets "
+        f"in {seconds_since_start():.1f}s"
     )
     for problem in outcome.problems:
         console.print(f"[red]error:[/] {escape(problem)}")
