@@ -107,6 +107,7 @@ def main() -> None:
 @click.option(
     "--artifacts",
     type=click.Path(path_type=Path),
+    metavar="DIR",
     default=DEFAULT_ARTIFACTS,
     show_default=True,
     envvar="OPTIMIZE_ARTIFACTS",
@@ -195,6 +196,7 @@ def _print_run(outcome) -> None:
 @click.option(
     "--artifacts",
     type=click.Path(path_type=Path),
+    metavar="DIR",
     default=DEFAULT_ARTIFACTS,
     show_default=True,
     envvar="OPTIMIZE_ARTIFACTS",
@@ -264,6 +266,7 @@ def targets(recipe, debug) -> int:
 artifacts_option = click.option(
     "--artifacts",
     type=click.Path(path_type=Path),
+    metavar="DIR",
     default=DEFAULT_ARTIFACTS,
     show_default=True,
     envvar="OPTIMIZE_ARTIFACTS",

@@ -3,6 +3,9 @@ and its Commands table lists every command with every option."""
 
 from __future__ import annotations
 
+import re
+
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -23,30 +26,52 @@ def test_readme_measurement_section_quotes_the_measurement_doc():
     assert claims and all(claim in _paragraphs(section) for claim in claims)
 
 
-def _readme_command_rows() -> dict[str, str]:
+def _commands_section() -> str:
     readme = (REPO / "README.md").read_text()
-    section = readme[readme.index("## Commands") : readme.index("## What a run produces")]
-    rows = [line for line in section.splitlines() if line.startswith("| `optimize ")]
-    return {row.split()[2].rstrip("`"): row.split(" | ")[0] for row in rows}
+    return readme[readme.index("## Commands") : readme.index("## What a run produces")]
+
+
+def _readme_command_rows() -> dict[str, str]:
+    """Each command's usage cell, with the table's escaped `\\|` read back as `|`."""
+    rows = [line for line in _commands_section().splitlines() if line.startswith("| `optimize ")]
+    return {row.split()[2].rstrip("`"): row.split(" | ")[0].replace("\\|", "|") for row in rows}
+
+
+def _usage(name: str) -> list[str]:
+    """Every argument and option of `optimize NAME` as its --help shows them: RECIPE, [RUN],
+    --target NAME, --format [json|markdown], --quiet."""
+    command = main.commands[name]
+    context = click.Context(command, info_name=name, parent=click.Context(main, info_name="optimize"))
+    return [
+        param.make_metavar(context)
+        if isinstance(param, click.Argument)
+        else param.get_help_record(context)[0]
+        for param in command.params
+    ]
 
 
 @pytest.mark.parametrize("name", sorted(main.commands))
 def test_every_command_has_help_and_a_readme_row_naming_its_options(name):
-    """As sqlite-utils checks its docs: a new command or option shows up in the README or fails here."""
+    """As sqlite-utils checks its docs: a new command, argument or option shows up in the README,
+    as --help shows it, or fails here; --help itself is said once below the table."""
     command = main.commands[name]
     result = CliRunner().invoke(main, [name, "--help"])
-    assert result.exit_code == 0 and command.help and command.help.strip() in " ".join(result.output.split())
+    shown = " ".join(result.output.split())
+    assert result.exit_code == 0 and command.help and command.help.strip() in shown
     rows = _readme_command_rows()
     assert name in rows, f"README's Commands table has no row for `optimize {name}`"
-    documented_once = {"--help", "--debug", "-h"}
-    for option in (opt for param in command.params for opt in param.opts if opt.startswith("--")):
-        assert option in documented_once or option in rows[name], (
-            f"{option} of `optimize {name}` is not in its README row"
-        )
+    for usage in _usage(name):
+        assert usage in shown, f"`optimize {name} --help` does not show {usage}"
+        assert usage in rows[name], f"{usage} of `optimize {name}` is not in its README row"
+    options = {opt for param in command.params for opt in param.opts if opt.startswith("--")}
+    stale = set(re.findall(r"--[a-z][a-z-]*", rows[name])) - options
+    assert not stale, f"README's row for `optimize {name}` names options it does not have: {stale}"
 
 
-def test_the_readme_lists_no_command_that_does_not_exist():
+def test_the_readme_lists_no_command_that_does_not_exist_and_names_the_group_options():
     assert set(_readme_command_rows()) <= set(main.commands)
+    for param in main.get_params(click.Context(main, info_name="optimize")):  # --version, --help
+        assert any(f"{opt}`" in _commands_section() for opt in param.opts), param.opts
 
 
 def test_the_architecture_doc_shows_the_real_diff_that_adds_a_quantization_method():
