@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,9 @@ if "PYTEST_XDIST_WORKER" in os.environ:
     # timed with the runtimes' own thread pools, which this does not change.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 REPO = Path(__file__).resolve().parent.parent
+# A command a test runs without --artifacts (`optimize validate recipe.yaml`) writes its store
+# here, never into the checkout's ./artifacts.
+os.environ.setdefault("OPTIMIZE_ARTIFACTS", tempfile.mkdtemp(prefix="optimize-test-artifacts-"))
 
 
 # The modules that take longest, started first: with the suite spread over two processes

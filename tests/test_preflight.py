@@ -37,3 +37,11 @@ def test_a_classifier_outputs_batch_by_classes():
     assert classifier_classes((1, 10)) == 10
     with pytest.raises(RecipeError, match=r"outputs shape \[1, 8, 32\]; use task: embedding"):
         classifier_classes((1, 8, 32))
+
+
+def test_a_negative_label_in_labelled_data_names_how_to_mark_data_unlabelled():
+    from optimize.data.provider import check_outputs_fit_labels
+    from optimize.errors import RecipeError
+
+    with pytest.raises(RecipeError, match=r"data.train: labels must be class indices ≥ 0 \(found -1\); for data without labels set labeled: false"):
+        check_outputs_fit_labels("train", 10, [3, -1, 2])

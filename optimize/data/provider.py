@@ -192,8 +192,11 @@ def check_outputs_fit_labels(role: str, outputs_per_sample: int, labels) -> None
     import numpy as np
 
     labels = np.asarray(labels)
-    if labels.size and labels.min() < -1:
-        raise RecipeError(f"data.{role}: labels must be class indices ≥ 0 (found {int(labels.min())})")
+    if labels.size and labels.min() < 0:
+        raise RecipeError(
+            f"data.{role}: labels must be class indices ≥ 0 (found {int(labels.min())}); "
+            "for data without labels set labeled: false (python) or y_key: null (npz)"
+        )
     highest = int(labels.max()) if labels.size else -1
     if highest >= outputs_per_sample:
         raise RecipeError(
