@@ -41,6 +41,7 @@ def _record_build(artifacts, recipe: str, device_class: str) -> None:
 
 
 def test_report_outside_the_runs_folder_says_to_pass_artifacts(tmp_path, monkeypatch):
+    monkeypatch.delenv("OPTIMIZE_ARTIFACTS", raising=False)  # the default: ./artifacts
     monkeypatch.chdir(tmp_path)
     result = _invoke("report")
     assert result.exit_code == 2
