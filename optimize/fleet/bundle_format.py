@@ -67,6 +67,11 @@ class EngineRecord(StrictModel):
     engine_key: str
     precision: str
     max_batch_size: int = Field(ge=0, description="Triton's max_batch_size (0: no batch axis)")
+    meta: dict[str, Any] = Field(
+        default_factory=dict,
+        description="the engine's artifact.json: what its runtime reads to open it (TensorRT: the "
+        "build plan's DLA core and version compatibility, the identity of the host that built it)",
+    )
 
 
 class Preprocessing(StrictModel):
