@@ -12,6 +12,15 @@ from optimize.registries import RUNTIMES
 
 Precision = Literal["fp32", "fp16", "int8", "int4"]
 
+# The node label the fleet tooling sets on every node of a class: GPU Feature Discovery does not
+# label Jetson nodes, so scheduling cannot rest on NVIDIA's labels alone.
+DEVICE_CLASS_LABEL = "optimize.dev/device-class"
+# Runtimes whose engines run on an NVIDIA GPU: their classes' servers need one by default.
+GPU_RUNTIMES = frozenset({"tensorrt"})
+# Triton Inference Server, the server of every bundle: its ONNX Runtime, OpenVINO and TensorRT
+# backends run all three runtimes' engines. Jetson (JetPack 6) needs the -igpu build of a release.
+TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:25.01-py3"
+
 
 class BatchProfile(StrictModel):
     min: PositiveInt = Field(1, description="smallest batch the engine accepts")
@@ -23,6 +32,43 @@ class BatchProfile(StrictModel):
         if not self.min <= self.opt <= self.max:
             raise ValueError(f"needs min ≤ opt ≤ max, got {self.min}, {self.opt}, {self.max}")
         return self
+
+
+class Deployment(StrictModel):
+    """How a bundle of the class is served on Kubernetes (optimize.fleet.k8s). Nothing here
+    changes the engine or how it is measured, so no cache key reads it."""
+
+    node_labels: dict[str, str] | None = Field(
+        None,
+        description=f"labels every node of the class carries, the server's nodeSelector (kubernetes.io/arch "
+        f"is added from `arch`); null: {{{DEVICE_CLASS_LABEL}: <class name>}}, set by the fleet tooling",
+    )
+    gpu: bool | None = Field(
+        None,
+        description="the server needs an NVIDIA GPU: a nvidia.com/gpu limit of 1 and runtimeClassName nvidia "
+        "(K3s with the NVIDIA container toolkit); null: true for TensorRT classes",
+    )
+    server_image: str = Field(
+        TRITON_IMAGE,
+        min_length=1,
+        description="Triton Inference Server image; for TensorRT its TensorRT must be the one that built the "
+        "engine (a plan loads on no other). Jetson (JetPack 6): the release's -igpu tag",
+    )
+    per_node: bool = Field(
+        False, description="one server on every node of the class (a DaemonSet) instead of `replicas` of them"
+    )
+    replicas: PositiveInt = Field(1, description="servers of the class's Deployment (without per_node)")
+    edge_nodes: bool = Field(
+        False,
+        description="the class's nodes may be KubeEdge edge nodes: tolerate their node-role.kubernetes.io/edge "
+        "taint",
+    )
+    model_root: str = Field(
+        "/opt/optimize/models/current/model_repository",
+        pattern=r"^/",
+        description="absolute host path of the Triton model repository of the node's current release (the "
+        "rollout's `current` link), mounted read-only into the server",
+    )
 
 
 class DeviceClassBase(StrictModel):
@@ -40,6 +86,7 @@ class DeviceClassBase(StrictModel):
     threads: PositiveInt | None = Field(
         None, description="CPU threads for inference (null: the runtime's default)"
     )
+    deployment: Deployment = Field(default_factory=Deployment, description="how its bundles are served")
 
 
 def _device_class_union():

@@ -1,0 +1,239 @@
+"""The Kubernetes manifests of a bundle: a kustomize base that serves the model with Triton
+Inference Server, and an overlay that places it on the nodes of its device class.
+
+The base holds what any node needs (the server, its ports, probes, metrics and the model
+repository from the node's release folder); the overlay holds what the class decides (image, node
+selection, GPU, tolerations, replicas), so an operator adapts a class without touching the server.
+A bundle is built for one class, so its base is already a Deployment or a DaemonSet (`per_node`):
+kustomize cannot change a resource's kind.
+
+Pure functions return plain dicts; `write_manifests` is the only one that touches the disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from optimize.fleet.bundle_format import K8S
+from optimize.store import atomic_write_text
+from optimize.targets.device_class import DEVICE_CLASS_LABEL, GPU_RUNTIMES, TRITON_IMAGE
+
+CONTAINER = "tritonserver"
+MODEL_MOUNT = "/models"
+PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002}
+HEALTH_PATH = "/v2/health/ready"
+ARCH_LABELS = {"x86_64": "amd64", "aarch64": "arm64"}  # `arch` -> kubernetes.io/arch
+EDGE_TAINT = "node-role.kubernetes.io/edge"
+KUSTOMIZATION = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization"}
+
+
+def dns_label(text: str) -> str:
+    """`text` as a DNS-1035 label (a Service name and a label value): model and class names may
+    hold capitals, '.' and '_' and reach 64 characters; a long name keeps a hash of the whole."""
+    label = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
+    label = label if label[:1].isalpha() else f"m-{label}"
+    if len(label) <= 63:
+        return label
+    return f"{label[:54].rstrip('-')}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+
+
+def resource_name(model_name: str, device_class) -> str:
+    """One name for the workload and its Service, distinct per class: overlays of several classes
+    may be applied to one cluster."""
+    return dns_label(f"{model_name}-{device_class.name}")
+
+
+def selector_labels(model_name: str, device_class) -> dict[str, str]:
+    """What the workload and the Service select on: never the version, since a Deployment's
+    selector cannot change when the next version rolls out."""
+    return {
+        "app.kubernetes.io/name": dns_label(model_name),
+        "app.kubernetes.io/instance": resource_name(model_name, device_class),
+    }
+
+
+def labels(model_name: str, device_class, version: int) -> dict[str, str]:
+    return {
+        **selector_labels(model_name, device_class),
+        "app.kubernetes.io/version": str(version),
+        "app.kubernetes.io/component": "inference-server",
+        "app.kubernetes.io/managed-by": "optimize",
+        DEVICE_CLASS_LABEL: device_class.name,
+    }
+
+
+def metadata(model_name: str, device_class, version: int) -> dict[str, Any]:
+    return {
+        "name": resource_name(model_name, device_class),
+        "labels": labels(model_name, device_class, version),
+    }
+
+
+def uses_gpu(device_class) -> bool:
+    """The class's `deployment.gpu`, or whether its runtime runs on an NVIDIA GPU."""
+    gpu = device_class.deployment.gpu
+    return device_class.runtime in GPU_RUNTIMES if gpu is None else gpu
+
+
+def node_selector(device_class) -> dict[str, str]:
+    """The class's node labels (by default the project's device-class label) and the CPU
+    architecture its engine runs on (none for `arch: any`)."""
+    selector = dict(device_class.deployment.node_labels or {DEVICE_CLASS_LABEL: device_class.name})
+    if device_class.arch in ARCH_LABELS:
+        selector["kubernetes.io/arch"] = ARCH_LABELS[device_class.arch]
+    return selector
+
+
+def workload_kind(device_class) -> str:
+    return "DaemonSet" if device_class.deployment.per_node else "Deployment"
+
+
+def _probe(period_s: int, failures: int) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": HEALTH_PATH, "port": "http"},
+        "periodSeconds": period_s,
+        "failureThreshold": failures,
+    }
+
+
+def server_container() -> dict[str, Any]:
+    """Triton on the mounted repository with auto-completion off (`--disable-auto-complete-config`,
+    the current name of `--strict-model-config=true`), so the bundle's config.pbtxt is served as
+    written. All probes ask whether the models are ready: a startup probe waits up to five minutes
+    for a TensorRT engine to load, then liveness restarts a server whose model stopped serving."""
+    return {
+        "name": CONTAINER,
+        "image": TRITON_IMAGE,
+        "command": ["tritonserver"],
+        "args": [f"--model-repository={MODEL_MOUNT}", "--disable-auto-complete-config"],
+        "ports": [{"name": name, "containerPort": port, "protocol": "TCP"} for name, port in PORTS.items()],
+        "startupProbe": _probe(period_s=5, failures=60),
+        "readinessProbe": _probe(period_s=5, failures=3),
+        "livenessProbe": _probe(period_s=10, failures=6),
+        "volumeMounts": [{"name": "model-repository", "mountPath": MODEL_MOUNT, "readOnly": True}],
+    }
+
+
+def pod_template(model_name: str, device_class, version: int) -> dict[str, Any]:
+    """The server's pod: labelled with the model version (a new version changes the template, so
+    the workload restarts onto the node's new release), scraped by Prometheus on the metrics port."""
+    return {
+        "metadata": {
+            "labels": labels(model_name, device_class, version),
+            "annotations": {
+                "prometheus.io/scrape": "true",
+                "prometheus.io/port": str(PORTS["metrics"]),
+                "prometheus.io/path": "/metrics",
+            },
+        },
+        "spec": {
+            "containers": [server_container()],
+            "volumes": [
+                {
+                    "name": "model-repository",
+                    "hostPath": {"path": device_class.deployment.model_root, "type": "Directory"},
+                }
+            ],
+        },
+    }
+
+
+def workload(model_name: str, device_class, version: int) -> dict[str, Any]:
+    """The base's Deployment or DaemonSet. A GPU server holds its node's GPU, so a rollout stops
+    the old pod before starting the new one (a surge pod would wait for a GPU that never frees)."""
+    kind = workload_kind(device_class)
+    spec: dict[str, Any] = {
+        "selector": {"matchLabels": selector_labels(model_name, device_class)},
+        "template": pod_template(model_name, device_class, version),
+    }
+    if kind == "Deployment":
+        spec["replicas"] = 1
+        if uses_gpu(device_class):
+            spec["strategy"] = {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1},
+            }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": kind,
+        "metadata": metadata(model_name, device_class, version),
+        "spec": spec,
+    }
+
+
+def service(model_name: str, device_class, version: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(model_name, device_class, version),
+        "spec": {
+            "selector": selector_labels(model_name, device_class),
+            "ports": [
+                {"name": name, "port": port, "targetPort": name, "protocol": "TCP"}
+                for name, port in PORTS.items()
+            ],
+        },
+    }
+
+
+def class_patch(model_name: str, device_class) -> dict[str, Any]:
+    """The overlay's strategic-merge patch: the class's image, nodes, GPU and tolerations."""
+    deployment = device_class.deployment
+    container: dict[str, Any] = {"name": CONTAINER, "image": deployment.server_image}
+    pod: dict[str, Any] = {"nodeSelector": node_selector(device_class), "containers": [container]}
+    if uses_gpu(device_class):
+        container["resources"] = {"limits": {"nvidia.com/gpu": 1}}  # limits only: a request must equal it
+        pod["runtimeClassName"] = "nvidia"
+    if deployment.edge_nodes:
+        pod["tolerations"] = [{"key": EDGE_TAINT, "operator": "Exists"}]
+    spec: dict[str, Any] = {"template": {"spec": pod}}
+    if not deployment.per_node:
+        spec["replicas"] = deployment.replicas
+    return {
+        "apiVersion": "apps/v1",
+        "kind": workload_kind(device_class),
+        "metadata": {"name": resource_name(model_name, device_class)},
+        "spec": spec,
+    }
+
+
+def base_files(model_name: str, device_class, version: int) -> dict[str, dict[str, Any]]:
+    """{file name: object} of `k8s/base/`."""
+    return {
+        "kustomization.yaml": {**KUSTOMIZATION, "resources": ["workload.yaml", "service.yaml"]},
+        "workload.yaml": workload(model_name, device_class, version),
+        "service.yaml": service(model_name, device_class, version),
+    }
+
+
+def overlay_files(model_name: str, device_class) -> dict[str, dict[str, Any]]:
+    """{file name: object} of `k8s/overlays/<class>/`."""
+    return {
+        "kustomization.yaml": {
+            **KUSTOMIZATION,
+            "resources": ["../../base"],
+            "patches": [{"path": "device-class.yaml"}],
+        },
+        "device-class.yaml": class_patch(model_name, device_class),
+    }
+
+
+def write_manifests(folder: Path, device_class, model_name: str, version: int) -> list[Path]:
+    """Write the base and the class's overlay under `folder/k8s/`; each file appears whole or not
+    at all. Returns the files written."""
+    trees = {
+        folder / K8S / "base": base_files(model_name, device_class, version),
+        folder / K8S / "overlays" / device_class.name: overlay_files(model_name, device_class),
+    }
+    written = []
+    for directory, files in trees.items():
+        for name, document in files.items():
+            path = directory / name
+            atomic_write_text(path, yaml.safe_dump(document, sort_keys=False))
+            written.append(path)
+    return written
