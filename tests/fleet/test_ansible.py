@@ -1,0 +1,289 @@
+"""The Ansible rollout (deploy/ansible) with the real ansible-playbook, against three local hosts
+(`ansible_connection: local`, each its own folder under tmp_path, reload and health check off):
+a bundle rolls out everywhere; a bundle with a flipped byte fails verification on the first batch
+and every host keeps serving the release it had; a good one and then rollback.yml return every host
+to the old release; a failed health check switches the host back; old releases are pruned. The
+bundles are two real tiny runs through `optimize bundle`, checked by the real `optimize verify`.
+ansible-lint passes on the role and the playbooks."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import ASSETS, REPO, run_cli, tiny_recipe_dict
+
+ANSIBLE = REPO / "deploy" / "ansible"
+BIN = Path(sys.executable).parent
+PLAYBOOK = BIN / "ansible-playbook"
+LINT = BIN / "ansible-lint"
+DEVICE_CLASS = "x86-cpu-onnxruntime"
+GROUP = "x86_cpu_onnxruntime"  # Ansible group names hold no '-'
+HOSTS = ("node1", "node2", "node3")
+
+pytestmark = pytest.mark.skipif(
+    not PLAYBOOK.exists(), reason=f"ansible-core is not installed in this environment ({PLAYBOOK} missing)"
+)
+
+
+@dataclass(frozen=True)
+class Bundles:
+    v1: Path
+    v2: Path
+    corrupted_v2: Path  # v2 with one byte of its engine flipped, under the same name
+    version1: int
+    version2: int
+
+
+def tar_folder(folder: Path, archive: Path) -> None:
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folder, arcname=folder.name)
+
+
+def corrupt(archive: Path, out: Path) -> Path:
+    """A copy of the archive (same name) whose engine file has one byte flipped."""
+    unpacked = out / "unpacked"
+    with tarfile.open(archive) as tar:
+        tar.extractall(unpacked, filter="data")
+    (folder,) = unpacked.iterdir()
+    engine = folder / json.loads((folder / "bundle.json").read_text())["engine"]["file"]
+    data = bytearray(engine.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    engine.write_bytes(bytes(data))
+    tar_folder(folder, out / archive.name)
+    shutil.rmtree(unpacked)
+    return out / archive.name
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory) -> Bundles:
+    """Two runs of the tiny recipe, bundled for x86-cpu-onnxruntime: versions v1 < v2 of one
+    model (a version is its run's date and time, so the second run starts a second later)."""
+    root = tmp_path_factory.mktemp("bundles")
+    shutil.copy(ASSETS / "tiny_models.py", root / "tiny_models.py")
+    recipe = root / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump(tiny_recipe_dict(tracking={"enabled": False}), sort_keys=False))
+    artifacts = root / "artifacts"
+    archives = []
+    for index in (1, 2):
+        if index == 2:
+            time.sleep(1.1)
+        result = run_cli("run", str(recipe), "--artifacts", str(artifacts), "--quiet", cwd=root)
+        assert result.returncode == 0, result.stdout + result.stderr
+        out = root / f"bundle{index}"
+        result = run_cli(
+            "bundle", "latest", "--device-class", DEVICE_CLASS, "--recipe", str(recipe),
+            "--artifacts", str(artifacts), "--out", str(out), cwd=root,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stdout + result.stderr
+        (archive,) = out.glob("*.tar.gz")
+        archives.append(archive)
+    versions = [version_of(archive) for archive in archives]
+    assert versions[0] < versions[1], versions
+    bad = root / "corrupted"
+    bad.mkdir()
+    return Bundles(archives[0], archives[1], corrupt(archives[1], bad), *versions)
+
+
+def version_of(archive: Path) -> int:
+    with tarfile.open(archive) as tar:
+        member = next(m for m in tar.getmembers() if m.name.endswith("/bundle.json"))
+        return json.load(tar.extractfile(member))["model"]["version"]
+
+
+@dataclass
+class Fleet:
+    """Three local hosts in the device class's group, each with its own optimize_root."""
+
+    roots: dict[str, Path]
+    inventory: Path
+    env: dict[str, str]
+    cwd: Path
+
+    def play(self, playbook: str, *extra: str, **variables) -> subprocess.CompletedProcess:
+        args = [str(PLAYBOOK), "-i", str(self.inventory), str(ANSIBLE / playbook), *extra]
+        if variables:
+            args += ["-e", json.dumps(variables)]
+        return subprocess.run(args, capture_output=True, text=True, env=self.env, cwd=self.cwd, timeout=300)
+
+    def rollout(self, bundle: Path, **variables) -> subprocess.CompletedProcess:
+        return self.play("rollout.yml", bundle=str(bundle), **variables)
+
+    def link(self, host: str, name: str = "current") -> int | None:
+        path = self.roots[host] / name
+        return int(Path(os.readlink(path)).name) if path.is_symlink() else None
+
+    def releases(self, host: str) -> list[int]:
+        folder = self.roots[host] / "releases"
+        return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if folder.exists() else []
+
+
+def ansible_env(tmp_path: Path) -> dict[str, str]:
+    """Ansible's state, temporary files and configuration under tmp_path, never ~/.ansible, and
+    the venv's `optimize` first on PATH."""
+    config = tmp_path / "ansible.cfg"
+    config.write_text("[defaults]\nretry_files_enabled = False\n")
+    return {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "ANSIBLE_CONFIG": str(config),
+        "ANSIBLE_HOME": str(tmp_path / "ansible-home"),
+        "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-local-tmp"),
+        "ANSIBLE_REMOTE_TEMP": str(tmp_path / "ansible-remote-tmp"),
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_FORCE_COLOR": "0",
+        "ANSIBLE_LOCALHOST_WARNING": "False",
+    }
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Fleet:
+    roots = {host: tmp_path / host for host in HOSTS}
+    inventory = {
+        "all": {
+            "vars": {
+                "ansible_connection": "local",
+                "ansible_python_interpreter": sys.executable,
+                "optimize_verify_command": f"{BIN / 'optimize'} verify",
+                "optimize_reload": "none",
+                "optimize_health_check": "none",
+            },
+            "children": {GROUP: {"hosts": {host: {"optimize_root": str(root)} for host, root in roots.items()}}},
+        }
+    }
+    path = tmp_path / "inventory.yml"
+    path.write_text(yaml.safe_dump(inventory))
+    return Fleet(roots, path, ansible_env(tmp_path), tmp_path)
+
+
+def recap(result: subprocess.CompletedProcess) -> dict[str, dict[str, int]]:
+    """PLAY RECAP's counts by host: {'node1': {'ok': 12, 'changed': 3, 'failed': 0, ...}}."""
+    counts = {}
+    for line in result.stdout.split("PLAY RECAP")[-1].splitlines():
+        match = re.match(r"^(\S+)\s+:\s+(.*)$", line.strip())
+        if match:
+            counts[match[1]] = {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", match[2])}
+    return counts
+
+
+def output(result: subprocess.CompletedProcess) -> str:
+    return result.stdout + result.stderr
+
+
+def test_rollout_serves_v1_and_a_corrupted_v2_stops_at_the_first_batch(fleet: Fleet, bundles: Bundles):
+    good = fleet.rollout(bundles.v1, optimize_serial="100%")
+    assert good.returncode == 0, output(good)
+    for host, root in fleet.roots.items():
+        assert fleet.link(host) == bundles.version1
+        assert fleet.link(host, "previous") is None
+        assert (root / "current" / "bundle.json").is_file()
+        assert fleet.releases(host) == [bundles.version1]
+
+    bad = fleet.rollout(bundles.corrupted_v2)  # the default batches: one host first
+    assert bad.returncode != 0, output(bad)
+    assert "failed verification, current is unchanged" in bad.stdout
+    assert "does not match its SHA-256" in bad.stdout
+    counts = recap(bad)
+    assert counts["node1"]["failed"] == 1
+    assert "node2" not in counts and "node3" not in counts  # the rollout stopped after the first batch
+    for host, root in fleet.roots.items():
+        assert fleet.link(host) == bundles.version1, host
+        assert fleet.releases(host) == [bundles.version1], host  # the failed release is removed
+        assert not (root / "incoming").exists() or not any((root / "incoming").iterdir())
+
+
+def test_good_v2_then_rollback_returns_every_host_to_v1(fleet: Fleet, bundles: Bundles):
+    assert fleet.rollout(bundles.v1, optimize_serial="100%").returncode == 0
+    result = fleet.rollout(bundles.v2, optimize_serial="100%")
+    assert result.returncode == 0, output(result)
+    for host in HOSTS:
+        assert (fleet.link(host), fleet.link(host, "previous")) == (bundles.version2, bundles.version1)
+
+    again = fleet.rollout(bundles.v2, optimize_serial="100%")
+    assert again.returncode == 0, output(again)
+    assert {host: counts["changed"] for host, counts in recap(again).items() if host in HOSTS} == dict.fromkeys(
+        HOSTS, 0
+    ), again.stdout  # a rerun changes nothing
+
+    back = fleet.play("rollback.yml", device_class=DEVICE_CLASS)
+    assert back.returncode == 0, output(back)
+    for host in HOSTS:
+        assert fleet.link(host) == bundles.version1
+        assert fleet.link(host, "previous") is None  # nothing older than v1
+        assert fleet.releases(host) == [bundles.version1, bundles.version2]
+
+    nothing_older = fleet.play("rollback.yml", device_class=DEVICE_CLASS)
+    assert nothing_older.returncode != 0
+    assert "No release to roll back to" in nothing_older.stdout
+    assert all(fleet.link(host) == bundles.version1 for host in HOSTS)
+
+
+def test_a_failed_health_check_switches_the_host_back(fleet: Fleet, bundles: Bundles):
+    assert fleet.rollout(bundles.v1, optimize_serial="100%").returncode == 0
+    result = fleet.rollout(
+        bundles.v2,
+        optimize_health_check="command",
+        optimize_health_command="test -e does-not-exist",
+        optimize_health_retries=0,
+        optimize_health_delay_s=0,
+    )
+    assert result.returncode != 0, output(result)
+    assert f"current is back on {bundles.version1}" in result.stdout
+    assert set(recap(result)) & set(HOSTS) == {"node1"}
+    for host in HOSTS:
+        assert fleet.link(host) == bundles.version1
+        assert fleet.link(host, "previous") is None
+
+
+def test_pruning_keeps_the_newest_releases_and_never_the_served_ones(fleet: Fleet, bundles: Bundles):
+    old = [1, 2, 3]
+    for root in fleet.roots.values():
+        for version in old:
+            (root / "releases" / str(version)).mkdir(parents=True)
+    result = fleet.rollout(bundles.v1, optimize_serial="100%", optimize_keep_releases=2)
+    assert result.returncode == 0, output(result)
+    assert all(fleet.releases(host) == [3, bundles.version1] for host in HOSTS)
+
+    # keep 1: the newest is current; the previous one stays too
+    result = fleet.rollout(bundles.v2, optimize_serial="100%", optimize_keep_releases=1)
+    assert result.returncode == 0, output(result)
+    assert all(fleet.releases(host) == [bundles.version1, bundles.version2] for host in HOSTS)
+
+
+def test_bad_requests_fail_with_one_message(fleet: Fleet, bundles: Bundles, tmp_path: Path):
+    result = fleet.play("rollout.yml")
+    assert result.returncode != 0
+    assert "No bundle given" in result.stdout
+
+    result = fleet.rollout(tmp_path / "nothing.tar.gz")
+    assert result.returncode != 0
+    assert "is not a bundle archive" in result.stdout
+
+    result = fleet.play("rollback.yml", device_class="t4-tensorrt")
+    assert result.returncode != 0
+    assert "Name the device class to roll back" in result.stdout
+    assert all(not root.exists() for root in fleet.roots.values())  # nothing was touched
+
+
+def test_ansible_lint_passes():
+    if not LINT.exists():
+        pytest.skip(f"ansible-lint is not installed in this environment ({LINT} missing)")
+    result = subprocess.run(
+        [str(LINT), "--offline", "--nocolor", str(ANSIBLE)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
+    assert result.returncode == 0, output(result)
