@@ -26,6 +26,7 @@ from optimize.errors import UsageError
 
 if TYPE_CHECKING:
     from optimize.build_history import Tolerances
+    from optimize.fleet.verify import Verification
     from optimize.recipe.loader import LoadedRecipe
     from optimize.results import RunOutcome
     from optimize.runtimes.base import Availability
@@ -186,6 +187,16 @@ def sync(
     if include_all and not uri:
         raise UsageError("include_all needs a server: pass tracking_uri or set MLFLOW_TRACKING_URI")
     return sync_pending(Path(artifacts).resolve(), uri, include_all, on_run)
+
+
+def verify(bundle: PathLike) -> Verification:
+    """Check a deployment bundle (its folder or .tar.gz) on the host that will serve it, before it
+    serves it: bundle.json, every file's SHA-256, the runtime's exact version (and GPU), the engine
+    opening, and its outputs on the canary inputs against the build host's. Raises
+    VerificationError (exit 3) naming the first check that failed. Needs no torch."""
+    from optimize.fleet.verify import verify_bundle
+
+    return verify_bundle(Path(bundle))
 
 
 def _loaded(recipe: LoadedRecipe | PathLike | Mapping[str, Any]) -> LoadedRecipe:

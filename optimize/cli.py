@@ -1,6 +1,6 @@
 """The `optimize` command: parses arguments, calls the Python API (optimize.api) and prints what
 it returns. Exit codes: 0 ok, 1 gate failed or regression, 2 invalid recipe or usage, 3 stage /
-build / evaluation failure, 130 interrupted."""
+build / evaluation failure or a bundle that failed verification, 130 interrupted."""
 
 from __future__ import annotations
 
@@ -430,4 +430,16 @@ def sync(tracking_uri, artifacts, include_all, debug) -> int:
         out.print("nothing to sync: every buffered run is on its server")
     else:
         out.print(f"synced {len(report.uploaded)} run(s), {len(report.already)} were already on the server")
+    return EXIT_OK
+
+
+@main.command()
+@click.argument("bundle", type=click.Path(path_type=Path))
+@debug_option
+@handle_errors
+def verify(bundle: Path, debug) -> int:
+    """Check BUNDLE (a folder or its .tar.gz) where it will serve; exit 3 naming the failed check."""
+    from optimize.api import verify as verify_bundle
+
+    out.print(f"[green]ok[/] {escape(verify_bundle(bundle).summary())}")
     return EXIT_OK

@@ -25,6 +25,16 @@ class Availability:
     reason: str = ""  # why not, when either is False
 
 
+@dataclass(frozen=True)
+class TritonModel:
+    """How Triton Inference Server serves this runtime's engines: `platform` or `backend` as
+    config.pbtxt names it, and each engine file under the name Triton looks for."""
+
+    files: dict[str, str]  # engine file -> file name in the model version folder
+    platform: str | None = None
+    backend: str | None = None
+
+
 class Runner:
     """One loaded engine. `run` takes {input name: array} and returns the outputs in order."""
 
@@ -61,6 +71,7 @@ class Runtime:
     # "integer" (integer MatMul kernels), "dequantize" (weights behind DequantizeLinear, which it
     # compiles into compressed-weight MatMuls) or "nbits" (8-bit MatMulNBits).
     int8_weight_format: ClassVar[str] = "nbits"
+    triton: ClassVar[TritonModel]
 
     def version(self) -> str:
         return library_version(self.distribution)
@@ -107,6 +118,14 @@ class Runtime:
 
     def open(self, engine: Artifact, device_class: DeviceClass) -> Runner:
         raise NotImplementedError
+
+    def open_file(self, file: Path, device_class: DeviceClass, meta: dict[str, Any] | None = None) -> Runner:
+        """Open an engine file outside the store (a deployment bundle's, under Triton's file name),
+        with the artifact.json it was built with (`meta`), as `open` opens a stored one."""
+        from optimize.artifacts import Artifact, ArtifactKind
+
+        engine = Artifact(ArtifactKind.ENGINE, "", file.parent, {**(meta or {}), "file": file.name})
+        return self.open(engine, device_class)
 
     def inexact_rewrite(self, build: dict[str, Any]) -> str | None:
         """What the build changed in the model's arithmetic, when it did (then the engine's
