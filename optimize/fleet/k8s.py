@@ -21,7 +21,7 @@ import yaml
 
 from optimize.fleet.bundle_format import K8S
 from optimize.store import atomic_write_text
-from optimize.targets.device_class import DEVICE_CLASS_LABEL, GPU_RUNTIMES, TRITON_IMAGE
+from optimize.targets.device_class import DEVICE_CLASS_LABEL, TRITON_IMAGE
 
 CONTAINER = "tritonserver"
 MODEL_MOUNT = "/models"
@@ -74,16 +74,9 @@ def metadata(model_name: str, device_class, version: int) -> dict[str, Any]:
     }
 
 
-def uses_gpu(device_class) -> bool:
-    """The class's `deployment.gpu`, or whether its runtime runs on an NVIDIA GPU."""
-    gpu = device_class.deployment.gpu
-    return device_class.runtime in GPU_RUNTIMES if gpu is None else gpu
-
-
 def node_selector(device_class) -> dict[str, str]:
-    """The class's node labels (by default the project's device-class label) and the CPU
-    architecture its engine runs on (none for `arch: any`)."""
-    selector = dict(device_class.deployment.node_labels or {DEVICE_CLASS_LABEL: device_class.name})
+    """The class's node labels and the CPU architecture its engine runs on (none for `arch: any`)."""
+    selector = dict(device_class.deployment.node_labels)
     if device_class.arch in ARCH_LABELS:
         selector["kubernetes.io/arch"] = ARCH_LABELS[device_class.arch]
     return selector
@@ -153,7 +146,7 @@ def workload(model_name: str, device_class, version: int) -> dict[str, Any]:
     }
     if kind == "Deployment":
         spec["replicas"] = 1
-        if uses_gpu(device_class):
+        if device_class.deployment.gpu:
             spec["strategy"] = {
                 "type": "RollingUpdate",
                 "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1},
@@ -186,7 +179,7 @@ def class_patch(model_name: str, device_class) -> dict[str, Any]:
     deployment = device_class.deployment
     container: dict[str, Any] = {"name": CONTAINER, "image": deployment.server_image}
     pod: dict[str, Any] = {"nodeSelector": node_selector(device_class), "containers": [container]}
-    if uses_gpu(device_class):
+    if deployment.gpu:
         container["resources"] = {"limits": {"nvidia.com/gpu": 1}}  # limits only: a request must equal it
         pod["runtimeClassName"] = "nvidia"
     if deployment.edge_nodes:

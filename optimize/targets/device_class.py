@@ -3,7 +3,7 @@ line and hardware generation), with the build and measurement settings for it.""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, PositiveInt, model_validator
 
@@ -87,6 +87,25 @@ class DeviceClassBase(StrictModel):
         None, description="CPU threads for inference (null: the runtime's default)"
     )
     deployment: Deployment = Field(default_factory=Deployment, description="how its bundles are served")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _deployment_defaults_of_the_class(cls, data: Any) -> Any:
+        """`deployment.gpu` and `node_labels` left null default from the class (its runtime, its
+        name) here, so every reader of a validated class (manifests, Triton config, bundle.json,
+        the rollout) sees the values it is served with."""
+        if not isinstance(data, dict):
+            return data
+        given = data.get("deployment", {})
+        given = given.model_dump(exclude_unset=True) if isinstance(given, Deployment) else given
+        if not isinstance(given, dict):
+            return data  # the field's own validation names the problem
+        defaults = {
+            "gpu": data.get("runtime") in GPU_RUNTIMES,
+            "node_labels": {DEVICE_CLASS_LABEL: str(data.get("name", ""))},
+        }
+        resolved = {key: value for key, value in given.items() if not (key in defaults and value is None)}
+        return {**data, "deployment": {**defaults, **resolved}}
 
 
 def _device_class_union():

@@ -62,7 +62,7 @@ def test_every_builtin_class_renders_objects_valid_for_kubernetes(name, tmp_path
     (server,) = pod["containers"]
     assert server["image"] == target.deployment.server_image  # the overlay's patch applied
     assert pod["nodeSelector"] == k8s.node_selector(target)
-    assert ("nvidia.com/gpu" in server.get("resources", {}).get("limits", {})) == k8s.uses_gpu(target)
+    assert ("nvidia.com/gpu" in server.get("resources", {}).get("limits", {})) == target.deployment.gpu
 
 
 def test_gpu_class_requests_a_gpu_through_the_nvidia_runtime_class():
@@ -79,9 +79,14 @@ def test_cpu_class_has_no_gpu_limit_and_no_runtime_class():
     assert pod["nodeSelector"]["kubernetes.io/arch"] == "arm64"
 
 
-def test_gpu_setting_overrides_the_runtime_default():
-    assert k8s.uses_gpu(device_class("intel-cpu-openvino", gpu=True))
-    assert not k8s.uses_gpu(device_class("t4-tensorrt", gpu=False))
+def test_gpu_and_node_labels_default_from_the_class_unless_given():
+    assert (
+        device_class("t4-tensorrt").deployment.gpu and not device_class("intel-cpu-openvino").deployment.gpu
+    )
+    assert device_class("intel-cpu-openvino", gpu=True).deployment.gpu
+    assert not device_class("t4-tensorrt", gpu=False).deployment.gpu
+    assert device_class("t4-tensorrt", gpu=None).deployment.gpu  # null: the runtime's default
+    assert device_class("t4-tensorrt").deployment.node_labels == {"optimize.dev/device-class": "t4-tensorrt"}
 
 
 def test_per_node_gives_a_daemonset_without_replicas():
