@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from optimize.workflows.rebuild import RebuildOutcome
 
 DEFAULT_ARTIFACTS = "artifacts"
+BUNDLES = "bundles"  # the folder under the artifacts folder where bundles go by default
 PathLike = str | os.PathLike
 
 
@@ -151,6 +152,25 @@ def report(
 
     manifest = find_run(Path(artifacts).resolve(), run, recipe)
     return write_report(manifest, Path(output) if output else None)
+
+
+def bundle(
+    run: str = "latest",
+    *,
+    device_class: str,
+    recipe: str | None = None,
+    artifacts: PathLike = DEFAULT_ARTIFACTS,
+    out: PathLike | None = None,
+) -> Path:
+    """Write the deployment bundle of one ok target of a run (default folder: <artifacts>/bundles):
+    a Triton model repository, bundle.json, a canary set and Kubernetes manifests, as a folder
+    and a .tar.gz beside it. Returns the folder."""
+    from optimize.fleet.bundle import write_bundle
+    from optimize.runs import find_run
+
+    artifacts_dir = Path(artifacts).resolve()
+    manifest = find_run(artifacts_dir, run, recipe)
+    return write_bundle(manifest, device_class, Path(out) if out else artifacts_dir / BUNDLES)
 
 
 @dataclass(frozen=True)

@@ -180,6 +180,8 @@ def _print_run(outcome) -> None:
         for record in outcome.target_records:
             out.print(f"  {escape(headline(record))}")
     out.print(f"run folder: {result.run_dir} (report.html, summary.md, junit.xml, manifest.json)")
+    for folder in outcome.bundles:
+        out.print(f"bundle: {folder} (and {folder.name}.tar.gz)")
     if outcome.tracking:
         out.print(f"MLflow: {(outcome.tracking.get('remote') or outcome.tracking)['parent_url']}")
     cached = sum(step.cached for step in result.steps)
@@ -288,6 +290,30 @@ def report(run_id, recipe, artifacts, output, debug) -> int:
     from optimize.api import report as write_report
 
     out.print(f"report: {write_report(run_id, recipe=recipe, artifacts=artifacts, output=output)}")
+    return EXIT_OK
+
+
+@main.command()
+@click.argument("run_id", default="latest", metavar="[RUN]")
+@click.option("--device-class", "device_class", required=True, metavar="NAME", help="the target to bundle")
+@click.option("--recipe", metavar="NAME|PATH", help="the recipe whose latest run is meant")
+@artifacts_option
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    metavar="DIR",
+    help="where to write the bundle (default: bundles/ in the artifacts folder)",
+)
+@debug_option
+@handle_errors
+def bundle(run_id, device_class, recipe, artifacts, out_dir, debug) -> int:
+    """Write the deployment bundle of one target of RUN (a run id, or 'latest'): a Triton model
+    repository, bundle.json, a canary set and Kubernetes manifests, as a folder and a .tar.gz."""
+    from optimize.api import bundle as write_bundle
+
+    folder = write_bundle(run_id, device_class=device_class, recipe=recipe, artifacts=artifacts, out=out_dir)
+    out.print(f"bundle: {folder} (and {folder.name}.tar.gz)")
     return EXIT_OK
 
 

@@ -168,9 +168,11 @@ def evaluation_key(
 
 def engine_build_settings(device_class) -> dict[str, Any]:
     """The parts of a device class that change the built engine (not its name, description,
-    budgets or inference threads, which only matter when the engine runs)."""
+    budgets, inference threads, which only matter when the engine runs, or how a bundle of it is
+    deployed)."""
     return device_class.model_dump(
-        mode="json", exclude={"name", "description", "memory_budget_mb", "accepted_precisions", "threads"}
+        mode="json",
+        exclude={"name", "description", "memory_budget_mb", "accepted_precisions", "threads", "deployment"},
     )
 
 

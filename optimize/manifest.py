@@ -54,6 +54,7 @@ def manifest_dict(result: RunResult, status: str, tracking: dict[str, Any] | Non
         "libraries": all_library_versions(),
         "source": _artifact_record(result.source, root),
         "reference": _artifact_record(result.reference, root),
+        "eval_feeds": _artifact_record(result.eval_feeds, root),
         "steps": [
             {
                 "index": step.index,

@@ -63,7 +63,9 @@ class ModelIO:
 
     def feeds(self, batch) -> dict[str, np.ndarray]:
         """A torch batch as runtime feeds: {input name: NumPy array}."""
-        return {name: tensor.numpy() for name, tensor in zip(self.inputs, self.positional(batch), strict=True)}
+        return {
+            name: tensor.numpy() for name, tensor in zip(self.inputs, self.positional(batch), strict=True)
+        }
 
     def named(self, produced: Sequence) -> dict[str, Any]:
         return dict(zip(self.outputs, self.all_outputs(produced), strict=True))

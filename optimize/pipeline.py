@@ -572,6 +572,7 @@ class Pipeline:
             seconds=time.perf_counter() - started,
             reference=reference,
             original=original,
+            eval_feeds=self.eval_feeds() if reference is not None else None,
         )
 
 

@@ -123,6 +123,7 @@ class RunResult:
     seconds: float
     reference: Artifact | None
     original: OriginalModel | None
+    eval_feeds: Artifact | None = None  # the eval samples every target was scored on
 
     @property
     def artifacts_dir(self) -> Path:
@@ -149,6 +150,7 @@ class RunOutcome:
     warnings: list[str]  # what went wrong without failing the run (tracking, the report)
     tracking: dict[str, Any] | None  # MLflow run ids and URLs, when logged
     files: list[Path]  # gates.json, junit.xml, summary.md, report.html
+    bundles: list[Path] = field(default_factory=list)  # with `bundle: true`, one per ok target
 
     @property
     def run_id(self) -> str:

@@ -98,12 +98,6 @@ def test_threads_change_how_an_engine_runs_not_what_is_built():
     assert keys.engine_run_settings(one) != keys.engine_run_settings(two)
 
 
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="optimize/keys.py engine_build_settings does not exclude 'deployment' yet: "
-    "add it to the excluded fields there, then drop this marker",
-)
 def test_how_a_bundle_is_served_changes_no_engine_or_evaluation_key():
     """Image, nodes, GPU request and replicas change nothing about the engine or its timing: a
     class's deployment settings never rebuild or re-time it, and built-in keys stay as they were."""
@@ -123,6 +117,7 @@ def test_how_a_bundle_is_served_changes_no_engine_or_evaluation_key():
         assert "deployment" not in keys.engine_build_settings(device_class)
         assert keys.engine_build_settings(changed) == keys.engine_build_settings(device_class)
         assert keys.engine_run_settings(changed) == keys.engine_run_settings(device_class)
+
 
 def test_torch_steps_key_on_the_interfaces_shapes_and_task_onnx_steps_on_all_of_it():
     interface = {

@@ -20,7 +20,9 @@ def test_two_inputs_two_outputs_through_both_cpu_runtimes(tmp_path):
     recipe["stages"][0]["train"]["epochs"] = 3
     recipe["stages"][2] = {"quantize": {"precision": "int8", "backend": "nncf"}}
     recipe.update(
-        gates={"min_speedup": None},  # about feeding by name, not speed: a 1 M-MAC model's INT8 is overhead-bound
+        gates={
+            "min_speedup": None
+        },  # about feeding by name, not speed: a 1 M-MAC model's INT8 is overhead-bound
         evaluation=tiny_recipe_dict()["evaluation"],
         tracking={"enabled": False},
     )
@@ -66,5 +68,7 @@ def test_forward_arity_accepts_defaults_and_var_positional():
 
     assert forward_arity_problem(Optional(), ["image"]) is None
     assert forward_arity_problem(Optional(), ["image", "mask"]) is None
-    assert "takes 1 to 2 inputs but the recipe declares 3" in forward_arity_problem(Optional(), ["a", "b", "c"])
+    assert "takes 1 to 2 inputs but the recipe declares 3" in forward_arity_problem(
+        Optional(), ["a", "b", "c"]
+    )
     assert forward_arity_problem(Variadic(), ["a", "b", "c"]) is None

@@ -49,6 +49,11 @@ class DataSourceSpec(StrictModel):
         """What the spec alone does not pin down: the content of files it reads."""
         return None
 
+    def normalisation(self) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+        """(mean, std) per channel the source applies to [0, 1] images, for clients that must
+        prepare raw inputs the same way; None where it is not an image source or not known."""
+        return None
+
 
 class ArrayDataset:
     """Indexable (x, y) pairs over pre-made tensors."""

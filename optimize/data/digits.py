@@ -57,6 +57,9 @@ class DigitsData(DataSourceSpec):
     image_size: int = Field(32, ge=8, le=512, description="side of the square image fed to the model")
     channels: Literal[1, 3] = Field(3, description="3 replicates the grey channel for RGB models")
 
+    def normalisation(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        return (0.5,) * self.channels, (0.5,) * self.channels
+
     def load(self, context: DataContext) -> ArrayDataset:
         import torch
         import torch.nn.functional as F
@@ -67,7 +70,8 @@ class DigitsData(DataSourceSpec):
         images = F.interpolate(
             images, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False
         )
-        images = (images.clamp(0, 1) - 0.5) / 0.5
+        mean, std = self.normalisation()
+        images = (images.clamp(0, 1) - mean[0]) / std[0]
         images = images.expand(-1, self.channels, -1, -1).contiguous()
         labels = torch.tensor(all_labels[index], dtype=torch.int64)
         return ArrayDataset(images, labels)

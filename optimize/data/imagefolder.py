@@ -38,9 +38,11 @@ class ImageFolderData(DataSourceSpec):
         if self.grayscale:
             steps.append(transforms.Grayscale(1))
         steps.append(transforms.ToTensor())
-        mean, std = (self.mean[:1], self.std[:1]) if self.grayscale else (self.mean, self.std)
-        steps.append(transforms.Normalize(mean, std))
+        steps.append(transforms.Normalize(*self.normalisation()))
         return datasets.ImageFolder(str(self.path), transform=transforms.Compose(steps))
+
+    def normalisation(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        return (self.mean[:1], self.std[:1]) if self.grayscale else (self.mean, self.std)
 
     def content_fingerprint(self, context: DataContext) -> Any:
         return hash_tree(self.path)

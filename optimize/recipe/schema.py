@@ -191,6 +191,11 @@ class Recipe(StrictModel):
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     gates: Gates = Field(default_factory=Gates)
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
+    bundle: bool = Field(
+        False,
+        description="write a deployment bundle (optimize bundle) per ok target into <artifacts>/bundles "
+        "when the run passes all its gates",
+    )
 
     def step_ids(self) -> list[str]:
         return [step.id or step.stage for step in self.stages]

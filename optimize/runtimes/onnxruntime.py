@@ -11,7 +11,7 @@ from pydantic import Field
 from optimize.artifacts import Artifact, ArtifactKind, write_artifact_meta
 from optimize.recipe.base import StrictModel
 from optimize.registries import RUNTIMES
-from optimize.runtimes.base import Availability, Runner, Runtime
+from optimize.runtimes.base import Availability, Runner, Runtime, TritonModel
 from optimize.runtimes.onnxruntime_int8 import prepare
 from optimize.versions import cpu_model
 
@@ -60,6 +60,7 @@ class OnnxRuntime(Runtime):
     library = "onnxruntime"
     int8_weight_format = "integer"
     engine_file = "model.ort.onnx"
+    triton = TritonModel(files={"model.ort.onnx": "model.onnx"}, platform="onnxruntime_onnx")
 
     def availability(self, device_class) -> Availability:
         problem = self.version_problem(device_class)

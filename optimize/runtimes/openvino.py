@@ -14,7 +14,7 @@ from pydantic import Field
 from optimize.artifacts import Artifact, ArtifactKind, write_artifact_meta
 from optimize.recipe.base import StrictModel
 from optimize.registries import RUNTIMES
-from optimize.runtimes.base import Availability, Runner, Runtime
+from optimize.runtimes.base import Availability, Runner, Runtime, TritonModel
 
 
 class OpenVINOSettings(StrictModel):
@@ -71,6 +71,7 @@ class OpenVINORuntime(Runtime):
     library = "openvino"
     int8_weight_format = "dequantize"
     engine_file = "model.xml"
+    triton = TritonModel(files={"model.xml": "model.xml", "model.bin": "model.bin"}, backend="openvino")
 
     def availability(self, device_class) -> Availability:
         problem = self.version_problem(device_class)

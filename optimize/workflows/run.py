@@ -91,6 +91,7 @@ def _finish(loaded, result, artifacts_dir, tracking_uri, require_targets, gate_o
         files.append(report)
     if tracking:
         attach_files(artifacts_dir, tracking, files, warnings.append)
+    bundles = _write_bundles(result, manifest_path) if loaded.recipe.bundle and code == EXIT_OK else []
     return RunOutcome(
         result=result,
         manifest_path=manifest_path,
@@ -102,7 +103,20 @@ def _finish(loaded, result, artifacts_dir, tracking_uri, require_targets, gate_o
         warnings=warnings,
         tracking=tracking,
         files=files,
+        bundles=bundles,
     )
+
+
+def _write_bundles(result, manifest_path: Path) -> list[Path]:
+    """A deployment bundle per ok target: only a run that passed its gates ships."""
+    from optimize.api import BUNDLES
+    from optimize.fleet.bundle import write_bundle
+
+    return [
+        write_bundle(manifest_path, target.name, result.artifacts_dir / BUNDLES)
+        for target in result.targets
+        if target.status == "ok"
+    ]
 
 
 def _problems(result, gate_results, code: int, require_targets: bool) -> list[str]:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from optimize.artifacts import ArtifactKind, write_artifact_meta
 from optimize.errors import TargetError
 from optimize.registries import RUNTIMES
-from optimize.runtimes.base import Availability, Runner, Runtime
+from optimize.runtimes.base import Availability, Runner, Runtime, TritonModel
 from optimize.runtimes.tensorrt.builder import build_engine
 from optimize.runtimes.tensorrt.host import availability_for, identity_from, timing_cache_dir
 from optimize.runtimes.tensorrt.plan import PlanError, make_build_plan
@@ -56,6 +56,7 @@ class TensorRTRuntime(Runtime):
     distribution = "tensorrt"
     library = "tensorrt"
     engine_file = ENGINE_FILE
+    triton = TritonModel(files={ENGINE_FILE: "model.plan"}, platform="tensorrt_plan")
     needs_symmetric_int8_activations = True  # explicit quantization takes signed int8 only
 
     def version(self) -> str:
