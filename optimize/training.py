@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from optimize.model_io import ModelIO
+
 
 class TrainingParams(StageParams):
     epochs: PositiveInt = Field(4, le=10_000, description="passes over the training data")

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from optimize.artifacts import ArtifactKind, write_artifact_meta
 from optimize.code_fingerprint import code_fingerprint
+from optimize.errors import RecipeError
 from optimize.file_reads import ReadsMemo
 from optimize.hashing import hash_file, hash_value
-from optimize.errors import RecipeError
 from optimize.recipe.model_spec import InputSpec, ModelSpec, unknown_output
 from optimize.versions import library_versions
 

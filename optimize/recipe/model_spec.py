@@ -10,7 +10,6 @@ from pydantic import Field, PositiveInt, StringConstraints, field_validator, mod
 from optimize.recipe.base import ExistingPath, StrictModel
 from optimize.registry import did_you_mean
 
-
 OUTPUT_NAME = r"^[A-Za-z_][\w.:-]*$"
 
 
