@@ -195,7 +195,10 @@ def output_metrics(
     for name, reference in references.items():
         suffix = agreement_suffix(name)
         metrics.update(
-            {f"{key}{suffix}": value for key, value in agreement(reference[eval_output], scored, task).items()}
+            {
+                f"{key}{suffix}": value
+                for key, value in agreement(reference[eval_output], scored, task).items()
+            }
         )
         for output, values in outputs.items():
             if output != eval_output:

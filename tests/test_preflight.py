@@ -43,5 +43,8 @@ def test_a_negative_label_in_labelled_data_names_how_to_mark_data_unlabelled():
     from optimize.data.provider import check_outputs_fit_labels
     from optimize.errors import RecipeError
 
-    with pytest.raises(RecipeError, match=r"data.train: labels must be class indices ≥ 0 \(found -1\); for data without labels set labeled: false"):
+    with pytest.raises(
+        RecipeError,
+        match=r"data.train: labels must be class indices ≥ 0 \(found -1\); for data without labels set labeled: false",
+    ):
         check_outputs_fit_labels("train", 10, [3, -1, 2])

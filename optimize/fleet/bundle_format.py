@@ -40,7 +40,9 @@ class TensorSpec(StrictModel):
 
 class ModelIdentity(StrictModel):
     name: str = Field(description="the Triton model name: the recipe name")
-    version: int = Field(ge=1, description="Triton version folder: the run id's date and time, YYYYMMDDhhmmss")
+    version: int = Field(
+        ge=1, description="Triton version folder: the run id's date and time, YYYYMMDDhhmmss"
+    )
     run_id: str
     recipe_hash: str
     recipe_sha256: str = Field(description="the recipe file as written")
@@ -78,7 +80,9 @@ class Preprocessing(StrictModel):
     layout: str | None = Field(None, description="NCHW for images, null where the input is not an image")
     mean: list[float] | None = None
     std: list[float] | None = None
-    data: dict[str, Any] = Field(default_factory=dict, description="the eval data source as the recipe gives it")
+    data: dict[str, Any] = Field(
+        default_factory=dict, description="the eval data source as the recipe gives it"
+    )
 
 
 class CanaryRecord(StrictModel):

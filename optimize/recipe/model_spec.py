@@ -28,7 +28,9 @@ class InputSpec(StrictModel):
 
 
 def unknown_output(name: str, outputs: list[str]) -> str:
-    return f"'{name}' is not an output of the model{did_you_mean(name, outputs)}; outputs: {', '.join(outputs)}"
+    return (
+        f"'{name}' is not an output of the model{did_you_mean(name, outputs)}; outputs: {', '.join(outputs)}"
+    )
 
 
 class ModelSpec(StrictModel):

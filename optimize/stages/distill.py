@@ -288,9 +288,7 @@ class DistillStage(Stage):
 
             with torch.no_grad():
                 teacher_logits = io.call(teacher, inputs)
-            loss = kd_loss(
-                io.call(student, inputs), teacher_logits, labels, params.temperature, params.alpha
-            )
+            loss = kd_loss(io.call(student, inputs), teacher_logits, labels, params.temperature, params.alpha)
             return loss + params.feature_weight * features.loss() if features else loss
 
         try:

@@ -180,7 +180,9 @@ def test_ignored_layers_by_glob_and_taylor_importance():
 
     data = DigitsData(source="digits", split="train", image_size=8).load(None)
     batches = [
-        lambda model, i=i: torch.nn.functional.cross_entropy(model(data.inputs[i : i + 32]), data.labels[i : i + 32])
+        lambda model, i=i: torch.nn.functional.cross_entropy(
+            model(data.inputs[i : i + 32]), data.labels[i : i + 32]
+        )
         for i in range(0, 128, 32)
     ]
     model = tiny_cnn(width=32)
