@@ -28,7 +28,7 @@ def markdown() -> str:
     from optimize.recipe.model_spec import InputSpec, ModelSpec
     from optimize.recipe.schema import DataSpec, EvaluationSpec, Recipe, TrackingSpec
     from optimize.registries import DATA_SOURCES, MODEL_SOURCES, RUNTIMES, STAGES
-    from optimize.targets.device_class import BatchProfile, DeviceClassBase
+    from optimize.targets.device_class import BatchProfile, Deployment, DeviceClassBase
 
     lines = [
         "# Recipe reference",
@@ -71,6 +71,7 @@ def markdown() -> str:
     lines += ["## Targets and device classes", ""]
     lines += _section("device class (any runtime)", DeviceClassBase, "`runtime` picks the settings below.")
     lines += _section("device_class.batch", BatchProfile)
+    lines += _section("device_class.deployment", Deployment)
     for name, runtime in RUNTIMES:
         lines += _section(f"settings for runtime `{name}`", runtime.Settings, _doc(runtime.Settings))
     lines += ["## Evaluation, gates, tracking", ""]

@@ -72,6 +72,7 @@ class Runtime:
     # compiles into compressed-weight MatMuls) or "nbits" (8-bit MatMulNBits).
     int8_weight_format: ClassVar[str] = "nbits"
     triton: ClassVar[TritonModel]
+    runs_on_gpu: ClassVar[bool] = False  # its engines need a GPU: its classes' servers ask for one
 
     def version(self) -> str:
         return library_version(self.distribution)

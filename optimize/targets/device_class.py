@@ -15,8 +15,6 @@ Precision = Literal["fp32", "fp16", "int8", "int4"]
 # The node label the fleet tooling sets on every node of a class: GPU Feature Discovery does not
 # label Jetson nodes, so scheduling cannot rest on NVIDIA's labels alone.
 DEVICE_CLASS_LABEL = "optimize.dev/device-class"
-# Runtimes whose engines run on an NVIDIA GPU: their classes' servers need one by default.
-GPU_RUNTIMES = frozenset({"tensorrt"})
 # Triton Inference Server, the server of every bundle: its ONNX Runtime, OpenVINO and TensorRT
 # backends run all three runtimes' engines. Jetson (JetPack 6) needs the -igpu build of a release.
 TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:25.01-py3"
@@ -101,7 +99,7 @@ class DeviceClassBase(StrictModel):
         if not isinstance(given, dict):
             return data  # the field's own validation names the problem
         defaults = {
-            "gpu": data.get("runtime") in GPU_RUNTIMES,
+            "gpu": data.get("runtime") in RUNTIMES and RUNTIMES.get(data["runtime"]).runs_on_gpu,
             "node_labels": {DEVICE_CLASS_LABEL: str(data.get("name", ""))},
         }
         resolved = {key: value for key, value in given.items() if not (key in defaults and value is None)}

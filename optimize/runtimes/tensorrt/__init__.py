@@ -57,6 +57,7 @@ class TensorRTRuntime(Runtime):
     library = "tensorrt"
     engine_file = ENGINE_FILE
     triton = TritonModel(files={ENGINE_FILE: "model.plan"}, platform="tensorrt_plan")
+    runs_on_gpu = True
     needs_symmetric_int8_activations = True  # explicit quantization takes signed int8 only
 
     def version(self) -> str:
