@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from tests.conftest import REPO
-from tests.fleet.test_verify import write_bundle
+from tests.fleet.test_verify import tiny_bundles
 
 BUILD_ONLY = ("torch", "torchvision", "nncf", "mlflow", "transformers", "onnx", "sklearn", "matplotlib")
 # What pip prints when it cannot reach the package index (then the test skips, it does not fail).
@@ -51,7 +51,7 @@ def test_a_node_install_has_no_build_libraries_and_verifies_a_bundle(tmp_path):
     found = _run(python, "-c", probe, *BUILD_ONLY, "onnxruntime", "optimize")
     assert found.stdout.split() == ["onnxruntime", "optimize"], found.stderr
 
-    bundle = write_bundle(tmp_path / "tiny-1-x86-cpu-onnxruntime", "onnxruntime")  # by the build venv
-    verified = _run(str(venv / "bin" / "optimize"), "verify", str(bundle))
+    bundle = tiny_bundles(tmp_path, ("onnxruntime",))["onnxruntime"]  # by the build venv
+    verified = _run(str(venv / "bin" / "optimize"), "verify", f"{bundle}.tar.gz")
     assert verified.returncode == 0, verified.stderr
-    assert verified.stdout.startswith("ok tiny-1-x86-cpu-onnxruntime: 4 files, ")
+    assert verified.stdout.startswith(f"ok {bundle.name}: 9 files, 32 canary samples, ")

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import json
 import shutil
-import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 import optimize
-from optimize.fleet.bundle_format import MANIFEST, CanaryRecord, RuntimeIdentity
+from optimize.fleet.bundle_format import MANIFEST, CanaryRecord, RuntimeIdentity, read_bundle
 from optimize.fleet.verify import (
     VerificationError,
     capability_problem,
@@ -22,100 +22,27 @@ from optimize.fleet.verify import (
     runtime_problem,
 )
 from optimize.hashing import hash_file
-from optimize.targets import builtin_device_classes
 from optimize.versions import library_version
-from tests.conftest import run_cli
+from tests.conftest import ASSETS, run_cli, tiny_recipe_dict
 
 CLASSES = {"onnxruntime": "x86-cpu-onnxruntime", "openvino": "intel-cpu-openvino"}
-ENGINE_FILES = {"onnxruntime": ["model.onnx"], "openvino": ["model.xml", "model.bin"]}
-SAMPLES = 24
+ENGINE_FILES = {"onnxruntime": 1, "openvino": 2}  # model.onnx; model.xml + model.bin
 
 
-def tiny_onnx(path: Path) -> None:
-    """images [N, 6] → logits [N, 4] (MatMul + Add) and their softmax: two outputs, one scored."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(0)
-    weights = numpy_helper.from_array(rng.normal(size=(6, 4)).astype(np.float32), "weights")
-    bias = numpy_helper.from_array(rng.normal(size=4).astype(np.float32), "bias")
-    graph = helper.make_graph(
-        [
-            helper.make_node("MatMul", ["images", "weights"], ["product"]),
-            helper.make_node("Add", ["product", "bias"], ["logits"]),
-            helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
-        ],
-        "tiny",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 6])],
-        [
-            helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 4]),
-            helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", 4]),
-        ],
-        initializer=[weights, bias],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-
-
-def write_bundle(folder: Path, runtime: str) -> Path:
-    """A bundle as bundle_format describes it, around a tiny ONNX model: the engine under Triton's
-    file names, canary inputs and the engine's own outputs on them, every file hashed."""
-    from optimize.registries import RUNTIMES
-
-    version_folder = folder / "model_repository" / "tiny" / "1"
-    version_folder.mkdir(parents=True)
-    tiny_onnx(folder / "tiny.onnx")
-    if runtime == "openvino":
-        import openvino as ov
-
-        ov.save_model(ov.convert_model(str(folder / "tiny.onnx")), str(version_folder / "model.xml"))
-        (folder / "tiny.onnx").unlink()
-    else:
-        (folder / "tiny.onnx").rename(version_folder / "model.onnx")
-    (folder / "model_repository" / "tiny" / "config.pbtxt").write_text('name: "tiny"\n')
-    device_class = builtin_device_classes()[CLASSES[runtime]]
-    inputs = np.random.default_rng(1).normal(size=(SAMPLES, 6)).astype(np.float32)
-    (folder / "canary").mkdir()
-    np.savez(
-        folder / "canary" / "inputs.npz", **{"input:images": inputs, "labels": np.zeros(SAMPLES, np.int64)}
-    )
-    runner = RUNTIMES.get(runtime)().open_file(version_folder / ENGINE_FILES[runtime][0], device_class)
-    logits, probabilities = runner.run({"images": inputs})
-    np.savez(folder / "canary" / "outputs.npz", logits=logits, probabilities=probabilities)
-    manifest = {
-        "model": {
-            "name": "tiny",
-            "version": 1,
-            "run_id": "20250101-000000-tiny",
-            "recipe_hash": "0" * 64,
-            "recipe_sha256": "0" * 64,
-            "task": "classification",
-            "inputs": [{"name": "images", "dtype": "float32", "shape": [-1, 6]}],
-            "outputs": ["logits", "probabilities"],
-            "eval_output": "logits",
-        },
-        "device_class": device_class.model_dump(mode="json"),
-        "runtime": {"name": runtime, "version": library_version(runtime)},
-        "engine": {
-            "file": f"model_repository/tiny/1/{ENGINE_FILES[runtime][0]}",
-            "engine_key": "0" * 64,
-            "precision": "fp32",
-            "max_batch_size": 64,
-        },
-        "files": {},
-        "preprocessing": {},
-        "measured": {"accuracy": 0.9},
-        "canary": {
-            "samples": SAMPLES,
-            "reference": "engine",
-            "min_agreement_top1": 0.99,
-            "max_abs_diff": 1e-4,
-        },
+def tiny_bundles(root: Path, runtimes: tuple[str, ...] = tuple(CLASSES)) -> dict[str, Path]:
+    """`optimize bundle` of a tiny FP32 run for each runtime's CPU class, by runtime name."""
+    shutil.copy(ASSETS / "tiny_models.py", root / "tiny_models.py")
+    targets = [CLASSES[runtime] for runtime in runtimes]
+    recipe = tiny_recipe_dict(targets=targets, tracking={"enabled": False})
+    (root / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+    outcome = optimize.run(root / "recipe.yaml", artifacts=root / "artifacts")
+    assert outcome.exit_code == 0, outcome.problems
+    return {
+        runtime: optimize.bundle(
+            device_class=CLASSES[runtime], artifacts=root / "artifacts", out=root / "bundles"
+        )
+        for runtime in runtimes
     }
-    (folder / MANIFEST).write_text(json.dumps(manifest))
-    rehash(folder)
-    return folder
 
 
 def rehash(folder: Path, **changes) -> None:
@@ -134,8 +61,7 @@ def rehash(folder: Path, **changes) -> None:
 
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("bundles")
-    return {runtime: write_bundle(root / f"tiny-1-{CLASSES[runtime]}", runtime) for runtime in CLASSES}
+    return tiny_bundles(tmp_path_factory.mktemp("bundles"))
 
 
 @pytest.fixture
@@ -151,32 +77,41 @@ def failure(bundle: Path) -> str:
     return str(raised.value)
 
 
+def engine_file(bundle: Path) -> str:
+    return read_bundle(bundle).engine.file
+
+
 @pytest.mark.parametrize("runtime", sorted(CLASSES))
 def test_a_fresh_cpu_bundle_passes_every_check(pristine, runtime):
+    manifest = read_bundle(pristine[runtime])
     result = optimize.verify(pristine[runtime])
     assert result.checks == ("format", "files", "runtime", "engine", "canary")
-    assert result.samples == SAMPLES and result.agreement_top1 == 1.0 and result.max_abs_diff <= 1e-4
+    assert result.samples == manifest.canary.samples == 32
+    assert result.agreement_top1 == 1.0 and result.max_abs_diff <= manifest.canary.max_abs_diff
     assert result.runtime_version == library_version(runtime)
-    assert result.files == len(ENGINE_FILES[runtime]) + 3  # engine, config.pbtxt, two canary files
+    # the engine, config.pbtxt, two canary files, five Kubernetes manifests
+    assert result.files == len(manifest.files) == ENGINE_FILES[runtime] + 8
 
 
 def test_the_command_prints_one_summary_line_and_exits_0_on_the_tar_gz(pristine, tmp_path):
-    archive = tmp_path / "tiny-1-x86-cpu-onnxruntime.tar.gz"
-    with tarfile.open(archive, "w:gz") as packed:
-        packed.add(pristine["onnxruntime"], arcname=pristine["onnxruntime"].name)
+    folder = pristine["onnxruntime"]
+    manifest = read_bundle(folder)
     temporary = tmp_path / "tmp"
     temporary.mkdir()
-    result = run_cli("verify", str(archive), env={"TMPDIR": str(temporary)})
+    result = run_cli("verify", f"{folder}.tar.gz", env={"TMPDIR": str(temporary)})
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == (
-        f"ok tiny-1-x86-cpu-onnxruntime: 4 files, {SAMPLES} canary samples, top-1 agreement 100.0% "
-        f"(≥ 99.0%), max abs diff 0 (≤ 0.0001), onnxruntime {library_version('onnxruntime')}"
+    assert result.stdout.startswith(
+        f"ok {folder.name}: 9 files, 32 canary samples, top-1 agreement 100.0% (≥ 95.0%), max abs diff "
     )
+    assert result.stdout.endswith(
+        f"(≤ {manifest.canary.max_abs_diff:.3g}), onnxruntime {library_version('onnxruntime')}\n"
+    )
+    assert result.stdout.count("\n") == 1
     assert not list(temporary.glob("optimize-verify-*"))  # the unpacked copy is gone
 
 
 def test_a_flipped_byte_in_the_engine_fails_the_files_check_and_the_command_exits_3(bundle):
-    engine = bundle / "model_repository" / "tiny" / "1" / "model.onnx"
+    engine = bundle / engine_file(bundle)
     data = bytearray(engine.read_bytes())
     data[len(data) // 2] ^= 0x01
     engine.write_bytes(bytes(data))
@@ -184,8 +119,7 @@ def test_a_flipped_byte_in_the_engine_fails_the_files_check_and_the_command_exit
     assert result.returncode == 3
     assert result.stdout == ""
     assert result.stderr.strip() == (
-        "error: files: model_repository/tiny/1/model.onnx does not match its SHA-256 in bundle.json "
-        "(damaged or changed)"
+        f"error: files: {engine_file(bundle)} does not match its SHA-256 in bundle.json (damaged or changed)"
     )
 
 
@@ -195,21 +129,21 @@ def test_a_missing_file_fails_the_files_check(bundle):
 
 
 def test_a_file_not_listed_fails_the_files_check(bundle):
-    (bundle / "model_repository" / "tiny" / "1" / "extra.onnx").write_bytes(b"not in bundle.json")
-    assert failure(bundle) == "files: model_repository/tiny/1/extra.onnx is not listed in bundle.json"
+    extra = (bundle / engine_file(bundle)).with_name("extra.onnx")
+    extra.write_bytes(b"not in bundle.json")
+    assert failure(bundle) == f"files: {extra.relative_to(bundle).as_posix()} is not listed in bundle.json"
 
 
 def test_reference_outputs_that_the_engine_does_not_give_fail_the_canary(bundle):
     with np.load(bundle / "canary" / "outputs.npz") as stored:
-        logits, probabilities = stored["logits"], stored["probabilities"]
-    np.savez(bundle / "canary" / "outputs.npz", logits=logits[:, ::-1] + 0.5, probabilities=probabilities)
+        logits = stored["logits"]
+    np.savez(bundle / "canary" / "outputs.npz", logits=np.roll(logits, 1, axis=1) * 3)
     rehash(bundle)
+    allowed = read_bundle(bundle).canary.max_abs_diff
     message = failure(bundle)
-    assert message.startswith(
-        f"canary: {SAMPLES} samples: output 'logits' differs from the reference by up to "
-    )
-    assert "(allowed 0.0001); top-1 of 'logits' agrees with the reference on " in message
-    assert message.endswith("(needs ≥ 99.0%)")
+    assert message.startswith("canary: 32 samples: output 'logits' differs from the reference by up to ")
+    assert f"(allowed {allowed:.3g}); top-1 of 'logits' agrees with the reference on " in message
+    assert message.endswith("(needs ≥ 95.0%)")
 
 
 def test_another_runtime_version_fails_before_the_engine_is_opened(bundle):
@@ -229,10 +163,10 @@ def test_a_placeholder_engine_is_refused_as_not_loadable(bundle):
 
 
 def test_an_engine_the_runtime_cannot_open_fails_the_engine_check(bundle):
-    (bundle / "model_repository" / "tiny" / "1" / "model.onnx").write_bytes(b"\x08\x07garbage")
+    (bundle / engine_file(bundle)).write_bytes(b"\x08\x07garbage")
     rehash(bundle)
     assert failure(bundle).startswith(
-        f"engine: onnxruntime {library_version('onnxruntime')} cannot open model_repository/tiny/1/model.onnx: "
+        f"engine: onnxruntime {library_version('onnxruntime')} cannot open {engine_file(bundle)}: "
     )
 
 
@@ -248,9 +182,8 @@ def test_a_manifest_of_another_format_fails_the_format_check(bundle):
 def test_a_path_that_is_no_bundle_is_a_usage_error_and_an_unreadable_archive_a_format_failure(tmp_path):
     result = run_cli("verify", str(tmp_path / "nothing.tar.gz"))
     assert result.returncode == 2
-    assert (
-        result.stderr.strip()
-        == f"error: no bundle at {tmp_path / 'nothing.tar.gz'} (a bundle folder or its .tar.gz)"
+    assert result.stderr.strip() == (
+        f"error: no bundle at {tmp_path / 'nothing.tar.gz'} (a bundle folder or its .tar.gz)"
     )
     (tmp_path / "broken.tar.gz").write_bytes(b"not gzip")
     assert failure(tmp_path / "broken.tar.gz").startswith(
