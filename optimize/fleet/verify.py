@@ -27,6 +27,7 @@ from optimize.errors import EXIT_STAGE_FAILED, OptimizeError, UsageError
 from optimize.evaluation import agreement, load_outputs, read_feeds, run_batched
 from optimize.fleet.bundle_format import MANIFEST, Bundle, CanaryRecord, RuntimeIdentity, read_bundle
 from optimize.hashing import hash_file
+from optimize.targets.device_class import DeviceClass
 
 if TYPE_CHECKING:
     from optimize.runtimes.base import Runner, Runtime
@@ -76,25 +77,13 @@ def verify_bundle(path: Path) -> Verification:
     if not path.exists():
         raise UsageError(f"no bundle at {path} (a bundle folder or its .tar.gz)")
     with _unpacked(path) as folder:
-        bundle = _read(folder)
-        from optimize.targets.device_class import DeviceClass
-
-        try:
-            device_class = TypeAdapter(DeviceClass).validate_python(bundle.device_class)
-        except ValidationError as exc:
-            raise VerificationError("format", f"{MANIFEST}: device_class: {_first_error(exc)}") from None
-        if device_class.runtime != bundle.runtime.name:
-            raise VerificationError(
-                "format",
-                f"{MANIFEST}: runtime {bundle.runtime.name!r}, but its device class runs {device_class.runtime!r}",
-            )
+        bundle, device_class = _check_format(folder)
         problems = file_problems(folder, bundle.files)
         if problems:
             raise VerificationError("files", "; ".join(problems))
         runtime, version = _check_runtime(bundle, device_class)
-        engine = folder / bundle.engine.file
         try:
-            runner = runtime.open_file(engine, device_class, bundle.engine.meta)
+            runner = runtime.open_file(folder / bundle.engine.file, device_class, bundle.engine.meta)
         except Exception as exc:  # whatever the runtime raises: the engine does not load here
             raise VerificationError(
                 "engine", f"{bundle.runtime.name} {version} cannot open {bundle.engine.file}: {_line(exc)}"
@@ -132,15 +121,26 @@ def _unpacked(path: Path) -> Iterator[Path]:
         yield tops[0] if len(tops) == 1 else root
 
 
-def _read(folder: Path) -> Bundle:
+def _check_format(folder: Path) -> tuple[Bundle, DeviceClass]:
+    """bundle.json as a `Bundle`, with its device class as this version of optimize reads one."""
     if not (folder / MANIFEST).is_file():
         raise VerificationError("format", f"no {MANIFEST} at the bundle's top: not an optimize bundle")
     try:
-        return read_bundle(folder)
+        bundle = read_bundle(folder)
     except ValidationError as exc:
         raise VerificationError("format", f"{MANIFEST}: {_first_error(exc)}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise VerificationError("format", f"{MANIFEST} cannot be read: {_line(exc)}") from None
+    try:
+        device_class = TypeAdapter(DeviceClass).validate_python(bundle.device_class)
+    except ValidationError as exc:
+        raise VerificationError("format", f"{MANIFEST}: device_class: {_first_error(exc)}") from None
+    if device_class.runtime != bundle.runtime.name:
+        raise VerificationError(
+            "format",
+            f"{MANIFEST}: runtime {bundle.runtime.name!r}, but its device class runs {device_class.runtime!r}",
+        )
+    return bundle, device_class
 
 
 def _first_error(exc: ValidationError) -> str:
@@ -193,7 +193,7 @@ def capability_problem(recorded: str, here: str | None, device_class: str) -> st
     )
 
 
-def _check_runtime(bundle: Bundle, device_class) -> tuple[Runtime, str]:
+def _check_runtime(bundle: Bundle, device_class: DeviceClass) -> tuple[Runtime, str]:
     from optimize.registries import RUNTIMES
 
     runtime = RUNTIMES.get(bundle.runtime.name)()
@@ -211,7 +211,7 @@ def _check_runtime(bundle: Bundle, device_class) -> tuple[Runtime, str]:
 
 
 def _run_canary(
-    runner: Runner, folder: Path, bundle: Bundle, device_class
+    runner: Runner, folder: Path, bundle: Bundle, device_class: DeviceClass
 ) -> tuple[dict[str, np.ndarray], int]:
     """The engine's outputs by name over the canary inputs, in batches the engine takes: its fixed
     batch, else the device class's batch profile."""
@@ -221,7 +221,8 @@ def _run_canary(
         raise VerificationError(
             "canary", f"{bundle.canary.inputs} has no input {', '.join(map(repr, missing))} the engine takes"
         )
-    fixed = bundle.model.inputs[0].shape[0] if bundle.model.inputs else -1
+    first = bundle.model.inputs[0].shape if bundle.model.inputs else []
+    fixed = first[0] if first else -1  # -1: a batch axis
     batch, least = (fixed, fixed) if fixed > 0 else (device_class.batch.max, device_class.batch.min)
     feeds = {name: inputs[name] for name in runner.input_names}
     try:
