@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import ASSETS, REPO, run_cli, tiny_recipe_dict
+import optimize
+from tests.conftest import ASSETS, REPO, tiny_recipe_dict
 
 ANSIBLE = REPO / "deploy" / "ansible"
 BIN = Path(sys.executable).parent
@@ -68,27 +69,23 @@ def corrupt(archive: Path, out: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory) -> Bundles:
-    """Two runs of the tiny recipe, bundled for x86-cpu-onnxruntime: versions v1 < v2 of one
-    model (a version is its run's date and time, so the second run starts a second later)."""
+    """Two runs of the tiny recipe, each bundled by `optimize bundle` (the API) for
+    x86-cpu-onnxruntime: versions v1 < v2 of one model. A version is its run's date and time to
+    the second, so the second run starts in a later second."""
     root = tmp_path_factory.mktemp("bundles")
     shutil.copy(ASSETS / "tiny_models.py", root / "tiny_models.py")
     recipe = root / "recipe.yaml"
     recipe.write_text(yaml.safe_dump(tiny_recipe_dict(tracking={"enabled": False}), sort_keys=False))
-    artifacts = root / "artifacts"
     archives = []
     for index in (1, 2):
         if index == 2:
-            time.sleep(1.1)
-        result = run_cli("run", str(recipe), "--artifacts", str(artifacts), "--quiet", cwd=root)
-        assert result.returncode == 0, result.stdout + result.stderr
-        out = root / f"bundle{index}"
-        result = run_cli(
-            "bundle", "latest", "--device-class", DEVICE_CLASS, "--recipe", str(recipe),
-            "--artifacts", str(artifacts), "--out", str(out), cwd=root,
-        )  # fmt: skip
-        assert result.returncode == 0, result.stdout + result.stderr
-        (archive,) = out.glob("*.tar.gz")
-        archives.append(archive)
+            time.sleep(1.05 - time.time() % 1)
+        outcome = optimize.run(recipe, artifacts=root / "artifacts")
+        assert outcome.exit_code == 0, outcome.problems
+        folder = optimize.bundle(
+            device_class=DEVICE_CLASS, artifacts=root / "artifacts", out=root / "bundles"
+        )
+        archives.append(Path(f"{folder}.tar.gz"))
     versions = [version_of(archive) for archive in archives]
     assert versions[0] < versions[1], versions
     bad = root / "corrupted"
@@ -104,7 +101,7 @@ def version_of(archive: Path) -> int:
 
 @dataclass
 class Fleet:
-    """Three local hosts in the device class's group, each with its own optimize_root."""
+    """Three local hosts in the device class's group, each with its own optimize_release_root."""
 
     roots: dict[str, Path]
     inventory: Path
@@ -141,6 +138,7 @@ def ansible_env(tmp_path: Path) -> dict[str, str]:
         "ANSIBLE_HOME": str(tmp_path / "ansible-home"),
         "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-local-tmp"),
         "ANSIBLE_REMOTE_TEMP": str(tmp_path / "ansible-remote-tmp"),
+        "ANSIBLE_PIPELINING": "True",  # one process per task on a node, not four
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_FORCE_COLOR": "0",
         "ANSIBLE_LOCALHOST_WARNING": "False",
@@ -155,11 +153,13 @@ def fleet(tmp_path: Path) -> Fleet:
             "vars": {
                 "ansible_connection": "local",
                 "ansible_python_interpreter": sys.executable,
-                "optimize_verify_command": f"{BIN / 'optimize'} verify",
-                "optimize_reload": "none",
-                "optimize_health_check": "none",
+                "optimize_release_verify_command": f"{BIN / 'optimize'} verify",
+                "optimize_release_reload": "none",
+                "optimize_release_health_check": "none",
             },
-            "children": {GROUP: {"hosts": {host: {"optimize_root": str(root)} for host, root in roots.items()}}},
+            "children": {
+                GROUP: {"hosts": {host: {"optimize_release_root": str(root)} for host, root in roots.items()}}
+            },
         }
     }
     path = tmp_path / "inventory.yml"
@@ -177,113 +177,111 @@ def recap(result: subprocess.CompletedProcess) -> dict[str, dict[str, int]]:
     return counts
 
 
+def rolled_out_to(result: subprocess.CompletedProcess) -> set[str]:
+    """The hosts the rollout play (not the play that picks them) ran any task on."""
+    play = result.stdout.split("PLAY [Roll the bundle out]")[-1].split("PLAY RECAP")[0]
+    return set(re.findall(r"^\w+: \[(\w+)\]", play, flags=re.MULTILINE)) & set(HOSTS)
+
+
 def output(result: subprocess.CompletedProcess) -> str:
     return result.stdout + result.stderr
 
 
-def test_rollout_serves_v1_and_a_corrupted_v2_stops_at_the_first_batch(fleet: Fleet, bundles: Bundles):
-    good = fleet.rollout(bundles.v1, optimize_serial="100%")
-    assert good.returncode == 0, output(good)
+def test_rollout_a_corrupted_bundle_stopping_at_the_first_batch_and_rollback(fleet: Fleet, bundles: Bundles):
+    v1, v2 = bundles.version1, bundles.version2
+    result = fleet.rollout(bundles.v1, optimize_release_serial="100%")
+    assert result.returncode == 0, output(result)
     for host, root in fleet.roots.items():
-        assert fleet.link(host) == bundles.version1
-        assert fleet.link(host, "previous") is None
+        assert (fleet.link(host), fleet.link(host, "previous"), fleet.releases(host)) == (v1, None, [v1])
         assert (root / "current" / "bundle.json").is_file()
-        assert fleet.releases(host) == [bundles.version1]
 
-    bad = fleet.rollout(bundles.corrupted_v2)  # the default batches: one host first
-    assert bad.returncode != 0, output(bad)
-    assert "failed verification, current is unchanged" in bad.stdout
-    assert "does not match its SHA-256" in bad.stdout
-    counts = recap(bad)
-    assert counts["node1"]["failed"] == 1
-    assert "node2" not in counts and "node3" not in counts  # the rollout stopped after the first batch
-    for host, root in fleet.roots.items():
-        assert fleet.link(host) == bundles.version1, host
-        assert fleet.releases(host) == [bundles.version1], host  # the failed release is removed
-        assert not (root / "incoming").exists() or not any((root / "incoming").iterdir())
+    # v2 with a flipped byte in its engine, in the default batches (one host first)
+    result = fleet.rollout(bundles.corrupted_v2)
+    assert result.returncode != 0, output(result)
+    assert f"Release {v2} failed verification, current is unchanged ({v1})" in result.stdout
+    assert "does not match its SHA-256" in result.stdout  # optimize verify's own reason
+    assert recap(result)["node1"]["failed"] == 1
+    assert rolled_out_to(result) == {"node1"}  # stopped after the first batch
+    for host in HOSTS:
+        assert (fleet.link(host), fleet.releases(host)) == (v1, [v1]), host  # the failed release is gone
 
+    result = fleet.rollout(bundles.v2, optimize_release_serial="100%")
+    assert result.returncode == 0, output(result)
+    assert all((fleet.link(host), fleet.link(host, "previous")) == (v2, v1) for host in HOSTS)
 
-def test_good_v2_then_rollback_returns_every_host_to_v1(fleet: Fleet, bundles: Bundles):
-    assert fleet.rollout(bundles.v1, optimize_serial="100%").returncode == 0
-    result = fleet.rollout(bundles.v2, optimize_serial="100%")
+    # the same bundle again: nothing copied, unpacked, switched or pruned
+    result = fleet.rollout(bundles.v2, optimize_release_serial="100%")
+    assert result.returncode == 0, output(result)
+    assert {host: recap(result)[host]["changed"] for host in HOSTS} == dict.fromkeys(HOSTS, 0), result.stdout
+
+    result = fleet.play("rollback.yml", device_class=DEVICE_CLASS)
     assert result.returncode == 0, output(result)
     for host in HOSTS:
-        assert (fleet.link(host), fleet.link(host, "previous")) == (bundles.version2, bundles.version1)
+        assert (fleet.link(host), fleet.link(host, "previous"), fleet.releases(host)) == (v1, None, [v1, v2])
 
-    again = fleet.rollout(bundles.v2, optimize_serial="100%")
-    assert again.returncode == 0, output(again)
-    assert {host: counts["changed"] for host, counts in recap(again).items() if host in HOSTS} == dict.fromkeys(
-        HOSTS, 0
-    ), again.stdout  # a rerun changes nothing
-
-    back = fleet.play("rollback.yml", device_class=DEVICE_CLASS)
-    assert back.returncode == 0, output(back)
-    for host in HOSTS:
-        assert fleet.link(host) == bundles.version1
-        assert fleet.link(host, "previous") is None  # nothing older than v1
-        assert fleet.releases(host) == [bundles.version1, bundles.version2]
-
-    nothing_older = fleet.play("rollback.yml", device_class=DEVICE_CLASS)
-    assert nothing_older.returncode != 0
-    assert "No release to roll back to" in nothing_older.stdout
-    assert all(fleet.link(host) == bundles.version1 for host in HOSTS)
+    result = fleet.play("rollback.yml", device_class=DEVICE_CLASS)  # nothing older than v1
+    assert result.returncode != 0
+    assert f"No release to roll back to on this node: no release older than {v1}" in result.stdout
+    assert all(fleet.link(host) == v1 for host in HOSTS)
 
 
-def test_a_failed_health_check_switches_the_host_back(fleet: Fleet, bundles: Bundles):
-    assert fleet.rollout(bundles.v1, optimize_serial="100%").returncode == 0
+def test_a_failed_health_check_switches_back_and_pruning_keeps_the_newest(fleet: Fleet, bundles: Bundles):
+    v1, v2 = bundles.version1, bundles.version2
+    for root in fleet.roots.values():
+        for old in (1, 2, 3):
+            (root / "releases" / str(old)).mkdir(parents=True)
+    result = fleet.rollout(bundles.v1, optimize_release_serial="100%", optimize_release_keep=2)
+    assert result.returncode == 0, output(result)
+    assert all(fleet.releases(host) == [3, v1] for host in HOSTS)
+
     result = fleet.rollout(
         bundles.v2,
-        optimize_health_check="command",
-        optimize_health_command="test -e does-not-exist",
-        optimize_health_retries=0,
-        optimize_health_delay_s=0,
+        optimize_release_health_check="command",
+        optimize_release_health_command="test -e not-served",
+        optimize_release_health_retries=0,
+        optimize_release_health_delay_s=0,
     )
     assert result.returncode != 0, output(result)
-    assert f"current is back on {bundles.version1}" in result.stdout
-    assert set(recap(result)) & set(HOSTS) == {"node1"}
+    assert f"Release {v2} failed after the switch (Run the health command" in result.stdout
+    assert f"current is back on {v1}" in result.stdout
+    assert rolled_out_to(result) == {"node1"}
     for host in HOSTS:
-        assert fleet.link(host) == bundles.version1
-        assert fleet.link(host, "previous") is None
+        assert (fleet.link(host), fleet.link(host, "previous")) == (v1, None), host
 
-
-def test_pruning_keeps_the_newest_releases_and_never_the_served_ones(fleet: Fleet, bundles: Bundles):
-    old = [1, 2, 3]
-    for root in fleet.roots.values():
-        for version in old:
-            (root / "releases" / str(version)).mkdir(parents=True)
-    result = fleet.rollout(bundles.v1, optimize_serial="100%", optimize_keep_releases=2)
+    # keep 1: the newest release is current, and the previous one stays too
+    result = fleet.rollout(bundles.v2, optimize_release_serial="100%", optimize_release_keep=1)
     assert result.returncode == 0, output(result)
-    assert all(fleet.releases(host) == [3, bundles.version1] for host in HOSTS)
-
-    # keep 1: the newest is current; the previous one stays too
-    result = fleet.rollout(bundles.v2, optimize_serial="100%", optimize_keep_releases=1)
-    assert result.returncode == 0, output(result)
-    assert all(fleet.releases(host) == [bundles.version1, bundles.version2] for host in HOSTS)
+    for host in HOSTS:
+        assert (fleet.link(host), fleet.link(host, "previous"), fleet.releases(host)) == (v2, v1, [v1, v2])
 
 
-def test_bad_requests_fail_with_one_message(fleet: Fleet, bundles: Bundles, tmp_path: Path):
+def test_requests_without_a_bundle_or_device_class_fail_before_any_node_is_touched(
+    fleet: Fleet, tmp_path: Path
+):
     result = fleet.play("rollout.yml")
     assert result.returncode != 0
     assert "No bundle given" in result.stdout
 
     result = fleet.rollout(tmp_path / "nothing.tar.gz")
     assert result.returncode != 0
-    assert "is not a bundle archive" in result.stdout
+    assert "nothing.tar.gz is not a bundle archive" in result.stdout
 
-    result = fleet.play("rollback.yml", device_class="t4-tensorrt")
+    result = fleet.play("rollback.yml", device_class="t4-tensorrt")  # no such group in the inventory
     assert result.returncode != 0
     assert "Name the device class to roll back" in result.stdout
-    assert all(not root.exists() for root in fleet.roots.values())  # nothing was touched
+    assert not any(root.exists() for root in fleet.roots.values())
 
 
-def test_ansible_lint_passes():
+def test_ansible_lint_passes_on_the_role_and_playbooks(tmp_path: Path):
     if not LINT.exists():
         pytest.skip(f"ansible-lint is not installed in this environment ({LINT} missing)")
+    env = {**ansible_env(tmp_path), "XDG_CACHE_HOME": str(tmp_path / "cache")}
     result = subprocess.run(
         [str(LINT), "--offline", "--nocolor", str(ANSIBLE)],
         capture_output=True,
         text=True,
         cwd=REPO,
+        env=env,
         timeout=300,
     )
     assert result.returncode == 0, output(result)
