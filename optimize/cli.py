@@ -308,8 +308,7 @@ def report(run_id, recipe, artifacts, output, debug) -> int:
 @debug_option
 @handle_errors
 def bundle(run_id, device_class, recipe, artifacts, out_dir, debug) -> int:
-    """Write the deployment bundle of one target of RUN (a run id, or 'latest'): a Triton model
-    repository, bundle.json, a canary set and Kubernetes manifests, as a folder and a .tar.gz."""
+    """Write the deployment bundle of one ok target of RUN (a run id, or 'latest')."""
     from optimize.api import bundle as write_bundle
 
     folder = write_bundle(run_id, device_class=device_class, recipe=recipe, artifacts=artifacts, out=out_dir)

@@ -35,6 +35,9 @@ LONGEST_FIRST = (
     "tests/workflows/test_rebuild.py",
     "tests/test_reliability.py",
     "tests/test_cli_run.py",
+    "tests/fleet/test_node_install.py",
+    "tests/fleet/test_bundle.py",
+    "tests/test_multi_input.py",
 )
 
 

@@ -5,7 +5,6 @@ renamed, so a bundle folder or archive that exists is complete."""
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import tarfile
 import tempfile
@@ -27,6 +26,7 @@ from optimize.fleet.bundle_format import (
     TensorSpec,
     folder_name,
 )
+from optimize.hashing import hash_file
 from optimize.registry import did_you_mean
 
 CANARY_SAMPLES = 32
@@ -86,14 +86,6 @@ def graph_tensors(path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
         )
 
     return [spec(v) for v in graph.input if v.name not in initializers], [spec(v) for v in graph.output]
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def canary_tolerance(reference: str, outputs: dict[str, Any], target: dict[str, Any]) -> dict[str, float]:
@@ -178,7 +170,7 @@ def _fill(folder: Path, manifest, artifacts_dir: Path, target, name: str, versio
     write_manifests(folder, device_class, name, version)
 
     files = {
-        path.relative_to(folder).as_posix(): sha256_of(path)
+        path.relative_to(folder).as_posix(): hash_file(path)
         for path in sorted(folder.rglob("*"))
         if path.is_file()
     }

@@ -15,9 +15,10 @@ import pytest
 import yaml
 
 import optimize
-from optimize.fleet.bundle import model_version, sha256_of
+from optimize.fleet.bundle import model_version
 from optimize.fleet.bundle_format import MANIFEST, TensorSpec, read_bundle
 from optimize.fleet.triton import render_config
+from optimize.hashing import hash_file
 from optimize.registries import RUNTIMES
 from tests.conftest import ASSETS, run_cli, tiny_recipe_dict
 
@@ -71,7 +72,7 @@ def test_run_with_bundle_true_writes_one_verified_bundle_per_ok_target(bundled):
         assert bundle.measured["accuracy"] == target["metrics"]["accuracy"]
         listed = {path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file()}
         assert set(bundle.files) == listed - {MANIFEST}
-        assert all(sha256_of(folder / name) == digest for name, digest in bundle.files.items())
+        assert all(hash_file(folder / name) == digest for name, digest in bundle.files.items())
         with tarfile.open(folder.with_name(folder.name + ".tar.gz")) as archive:
             assert {m.name for m in archive.getmembers() if m.isfile()} == {
                 f"{folder.name}/{n}" for n in listed
