@@ -73,6 +73,14 @@ def handle_errors(command):
             for line in str(exc).split("\n"):
                 console.print(f"[red]error:[/] {escape(line)}")
             sys.exit(exc.exit_code)
+        except ModuleNotFoundError as exc:  # a node install (optimize[node]) asked to build
+            if debug:
+                traceback.print_exc()
+            need = f"this install has no {exc.name}, which `optimize {command.__name__}` needs: install the build "
+            console.print(
+                f"[red]error:[/] {escape(need + 'libraries with pip install ' + repr('optimize[build]'))}"
+            )
+            sys.exit(EXIT_STAGE_FAILED)
         except KeyboardInterrupt as exc:
             during = getattr(exc, "during", "start-up")
             console.print(f"[yellow]interrupted[/] during {during}; nothing half-written was kept")

@@ -55,3 +55,9 @@ def test_a_node_install_has_no_build_libraries_and_verifies_a_bundle(tmp_path):
     verified = _run(str(venv / "bin" / "optimize"), "verify", f"{bundle}.tar.gz")
     assert verified.returncode == 0, verified.stderr
     assert verified.stdout.startswith(f"ok {bundle.name}: 9 files, 32 canary samples, ")
+
+    # asked to build, a node install names what to install instead of a traceback
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("name: r\nmodel: {source: 'torchvision:resnet18', input: {shape: [1, 3, 8, 8]}}\n")
+    refused = _run(str(venv / "bin" / "optimize"), "run", str(recipe), "--artifacts", str(tmp_path / "a"))
+    assert refused.returncode == 3 and "pip install 'optimize[build]'" in refused.stderr, refused.stderr
