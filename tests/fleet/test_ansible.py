@@ -8,6 +8,7 @@ ansible-lint passes on the role and the playbooks."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -15,8 +16,11 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -187,27 +191,107 @@ def output(result: subprocess.CompletedProcess) -> str:
     return result.stdout + result.stderr
 
 
-def test_rollout_a_corrupted_bundle_stopping_at_the_first_batch_and_rollback(fleet: Fleet, bundles: Bundles):
+KUBECTL = """#!/bin/sh
+# Stands in for kubectl on a node without a cluster: records the call, and for `apply -k DIR`
+# renders DIR with the real `kubectl kustomize` (or, without kubectl, checks DIR is an overlay).
+echo "$@" >> {record}
+[ "$1" = apply ] && [ "$2" = -k ] || exit 1
+if command -v kubectl >/dev/null; then exec kubectl kustomize "$3" >/dev/null; fi
+test -f "$3/kustomization.yaml"
+"""
+
+
+def kubectl_stand_in(folder: Path) -> tuple[Path, Path]:
+    """(the stand-in's path, the file it records its calls in)."""
+    script, record = folder / "kubectl", folder / "kubectl-calls"
+    script.write_text(KUBECTL.format(record=record))
+    script.chmod(0o755)
+    return script, record
+
+
+@contextlib.contextmanager
+def triton_health() -> Iterator[tuple[str, list[str]]]:
+    """A local HTTP server that answers Triton's readiness path with 200: (its URL, the paths asked)."""
+    asked: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's name)
+            asked.append(self.path)
+            self.send_response(200 if self.path == "/v2/health/ready" else 404)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/v2/health/ready", asked
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_rollout_verification_and_health_failures_pruning_and_rollback(fleet: Fleet, bundles: Bundles):
     v1, v2 = bundles.version1, bundles.version2
-    result = fleet.rollout(bundles.v1, optimize_release_serial="100%")
+    for root in fleet.roots.values():  # three older releases on every node
+        for old in (1, 2, 3):
+            (root / "releases" / str(old)).mkdir(parents=True)
+
+    # v1 everywhere, keeping two releases
+    result = fleet.rollout(bundles.v1, optimize_release_serial="100%", optimize_release_keep=2)
     assert result.returncode == 0, output(result)
     for host, root in fleet.roots.items():
-        assert (fleet.link(host), fleet.link(host, "previous"), fleet.releases(host)) == (v1, None, [v1])
+        assert (fleet.link(host), fleet.link(host, "previous"), fleet.releases(host)) == (v1, None, [3, v1])
         assert (root / "current" / "bundle.json").is_file()
 
-    # v2 with a flipped byte in its engine, in the default batches (one host first)
+    # v2 with a flipped byte in its engine, in the default batches (one node first): it fails
+    # verification on that node, is removed there, and the rollout stops after the first batch
     result = fleet.rollout(bundles.corrupted_v2)
     assert result.returncode != 0, output(result)
     assert f"Release {v2} failed verification, current is unchanged ({v1})" in result.stdout
     assert "does not match its SHA-256" in result.stdout  # optimize verify's own reason
     assert recap(result)["node1"]["failed"] == 1
-    assert rolled_out_to(result) == {"node1"}  # stopped after the first batch
+    assert rolled_out_to(result) == {"node1"}
     for host in HOSTS:
-        assert (fleet.link(host), fleet.releases(host)) == (v1, [v1]), host  # the failed release is gone
+        assert (fleet.link(host), fleet.releases(host)) == (v1, [3, v1]), host
 
-    result = fleet.rollout(bundles.v2, optimize_release_serial="100%")
+    # a good v2 whose health check fails: the first node switches back to v1, and the rollout stops
+    result = fleet.rollout(
+        bundles.v2,
+        optimize_release_health_check="command",
+        optimize_release_health_command="test -e not-served",
+        optimize_release_health_retries=0,
+    )
+    assert result.returncode != 0, output(result)
+    assert f"Release {v2} failed after the switch (Run the health command" in result.stdout
+    assert f"current is back on {v1}" in result.stdout
+    assert rolled_out_to(result) == {"node1"}
+    for host in HOSTS:
+        assert (fleet.link(host), fleet.link(host, "previous")) == (v1, None), host
+
+    # v2 everywhere, reloaded with `kubectl apply -k` of the release's overlay (a stand-in that
+    # renders it) and checked on Triton's readiness URL, keeping one release: the current one,
+    # and the previous one all the same
+    kubectl, calls = kubectl_stand_in(fleet.cwd)
+    with triton_health() as (url, asked):
+        result = fleet.rollout(
+            bundles.v2,
+            optimize_release_serial="100%",
+            optimize_release_keep=1,
+            optimize_release_reload="kubectl",
+            optimize_release_kubectl_command=str(kubectl),
+            optimize_release_health_check="http",
+            optimize_release_health_url=url,
+        )
     assert result.returncode == 0, output(result)
-    assert all((fleet.link(host), fleet.link(host, "previous")) == (v2, v1) for host in HOSTS)
+    for host in HOSTS:
+        assert (fleet.link(host), fleet.link(host, "previous"), fleet.releases(host)) == (v2, v1, [v1, v2])
+    assert sorted(calls.read_text().splitlines()) == sorted(
+        f"apply -k {root}/current/k8s/overlays/{DEVICE_CLASS}" for root in fleet.roots.values()
+    )
+    assert asked == ["/v2/health/ready"] * len(HOSTS)
 
     # the same bundle again: nothing copied, unpacked, switched or pruned
     result = fleet.rollout(bundles.v2, optimize_release_serial="100%")
@@ -219,40 +303,18 @@ def test_rollout_a_corrupted_bundle_stopping_at_the_first_batch_and_rollback(fle
     for host in HOSTS:
         assert (fleet.link(host), fleet.link(host, "previous"), fleet.releases(host)) == (v1, None, [v1, v2])
 
-    result = fleet.play("rollback.yml", device_class=DEVICE_CLASS)  # nothing older than v1
-    assert result.returncode != 0
-    assert f"No release to roll back to on this node: no release older than {v1}" in result.stdout
-    assert all(fleet.link(host) == v1 for host in HOSTS)
 
-
-def test_a_failed_health_check_switches_back_and_pruning_keeps_the_newest(fleet: Fleet, bundles: Bundles):
-    v1, v2 = bundles.version1, bundles.version2
+def test_rollback_with_nothing_older_fails_and_leaves_current(fleet: Fleet):
     for root in fleet.roots.values():
-        for old in (1, 2, 3):
-            (root / "releases" / str(old)).mkdir(parents=True)
-    result = fleet.rollout(bundles.v1, optimize_release_serial="100%", optimize_release_keep=2)
-    assert result.returncode == 0, output(result)
-    assert all(fleet.releases(host) == [3, v1] for host in HOSTS)
-
-    result = fleet.rollout(
-        bundles.v2,
-        optimize_release_health_check="command",
-        optimize_release_health_command="test -e not-served",
-        optimize_release_health_retries=0,
-        optimize_release_health_delay_s=0,
+        (root / "releases" / "5").mkdir(parents=True)
+        (root / "current").symlink_to("releases/5")
+    result = fleet.play("rollback.yml", device_class=DEVICE_CLASS)
+    assert result.returncode != 0
+    assert (
+        "No release to roll back to on this node: no release older than 5 and no previous link"
+        in result.stdout
     )
-    assert result.returncode != 0, output(result)
-    assert f"Release {v2} failed after the switch (Run the health command" in result.stdout
-    assert f"current is back on {v1}" in result.stdout
-    assert rolled_out_to(result) == {"node1"}
-    for host in HOSTS:
-        assert (fleet.link(host), fleet.link(host, "previous")) == (v1, None), host
-
-    # keep 1: the newest release is current, and the previous one stays too
-    result = fleet.rollout(bundles.v2, optimize_release_serial="100%", optimize_release_keep=1)
-    assert result.returncode == 0, output(result)
-    for host in HOSTS:
-        assert (fleet.link(host), fleet.link(host, "previous"), fleet.releases(host)) == (v2, v1, [v1, v2])
+    assert all(fleet.link(host) == 5 for host in HOSTS)
 
 
 def test_requests_without_a_bundle_or_device_class_fail_before_any_node_is_touched(
