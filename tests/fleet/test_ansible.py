@@ -334,6 +334,31 @@ def test_requests_without_a_bundle_or_device_class_fail_before_any_node_is_touch
     assert not any(root.exists() for root in fleet.roots.values())
 
 
+def test_the_example_inventory_has_a_group_per_device_class_and_runs_here(tmp_path: Path):
+    """Its groups are built-in device classes with '-' as '_'; its runnable group is local nodes
+    under the checkout's artifacts/ with the venv's optimize (what the README's flow uses)."""
+    from optimize.targets import builtin_device_classes
+
+    result = subprocess.run(
+        [str(BIN / "ansible-inventory"), "-i", str(ANSIBLE / "inventory.example.yml"), "--list"],
+        capture_output=True,
+        text=True,
+        env=ansible_env(tmp_path),
+        timeout=60,
+    )
+    assert result.returncode == 0, output(result)
+    inventory = json.loads(result.stdout)
+    groups = set(inventory["all"]["children"]) - {"ungrouped"}
+    classes = {name.replace("-", "_") for name in builtin_device_classes()}
+    assert groups and groups <= classes, groups - classes
+    local = inventory["_meta"]["hostvars"]
+    assert set(inventory[GROUP]["hosts"]) == set(local)
+    for variables in local.values():
+        assert variables["ansible_connection"] == "local"
+        assert variables["optimize_release_root"].startswith("{{ playbook_dir }}/../../artifacts/")
+        assert variables["optimize_release_reload"] == variables["optimize_release_health_check"] == "none"
+
+
 def test_ansible_lint_passes_on_the_role_and_playbooks(tmp_path: Path):
     if not LINT.exists():
         pytest.skip(f"ansible-lint is not installed in this environment ({LINT} missing)")

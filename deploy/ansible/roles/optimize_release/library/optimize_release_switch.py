@@ -74,7 +74,7 @@ def point(module, root, name, release):
             os.unlink(link)
         return True
     target = "releases/%d" % release
-    if not os.path.isdir(os.path.join(root, target)):
+    if not os.path.isdir(os.path.join(root, target)) and not module.check_mode:  # check mode: not unpacked
         module.fail_json(msg="no release %d in %s" % (release, os.path.join(root, "releases")))
     if os.path.islink(link) and os.readlink(link) == target:
         return False
