@@ -1,10 +1,12 @@
-"""The Ansible rollout (deploy/ansible) with the real ansible-playbook, against three local hosts
-(`ansible_connection: local`, each its own folder under tmp_path, reload and health check off):
-a bundle rolls out everywhere; a bundle with a flipped byte fails verification on the first batch
-and every host keeps serving the release it had; a good one and then rollback.yml return every host
-to the old release; a failed health check switches the host back; old releases are pruned. The
-bundles are two real tiny runs through `optimize bundle`, checked by the real `optimize verify`.
-ansible-lint passes on the role and the playbooks."""
+"""The Ansible rollout (deploy/ansible) with the real ansible-playbook against three local hosts
+(`ansible_connection: local`, each its own optimize_release_root under tmp_path, no workload to
+reload unless a test says so): a bundle rolls out everywhere; one with a flipped byte fails
+verification on the first batch, which stops the rollout, and every host keeps serving what it
+had; a failed health check switches the host back; a good one reloads through the release's
+kustomize overlay, old releases are pruned (never the current or previous one), a rerun changes
+nothing, and rollback.yml returns every host to the old release. The bundles are two real tiny
+runs through `optimize bundle`, checked on the hosts by the real `optimize verify`. ansible-lint
+passes on the role and the playbooks."""
 
 from __future__ import annotations
 
