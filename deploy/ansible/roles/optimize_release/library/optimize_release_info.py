@@ -1,5 +1,4 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # Copyright: the optimize maintainers. Apache-2.0.
 """Read a node's release folder in one call: its releases, the releases the `current` and
 `previous` links name, and the bundle.json of one release."""
@@ -62,10 +61,11 @@ others:
   elements: str
 """
 
-import json
-import os
+# Ansible's module layout: the documentation comes before the imports
+import json  # noqa: E402
+import os  # noqa: E402
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
 
 def linked_release(path):
@@ -85,7 +85,9 @@ def main():
     root, version = module.params["root"], module.params["version"]
     folder = os.path.join(root, "releases")
     names = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
-    releases = sorted(int(name) for name in names if name.isdigit() and os.path.isdir(os.path.join(folder, name)))
+    releases = sorted(
+        int(name) for name in names if name.isdigit() and os.path.isdir(os.path.join(folder, name))
+    )
     manifest = {}
     if version in releases:
         try:

@@ -1,5 +1,4 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # Copyright: the optimize maintainers. Apache-2.0.
 """Point the `previous` and `current` links of an optimize release folder at releases, each
 atomically: a new link made beside the old one and renamed over it (rename(2)), so a reader sees
@@ -50,9 +49,10 @@ before:
   sample: {current: 20250101120000, previous: 0}
 """
 
-import os
+# Ansible's module layout: the documentation comes before the imports
+import os  # noqa: E402
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
 
 def linked_release(path):
@@ -66,27 +66,27 @@ def point(module, root, name, release):
     """Point link `name` at `release` (0: remove it); returns whether anything changed."""
     link = os.path.join(root, name)
     if os.path.lexists(link) and not os.path.islink(link):
-        module.fail_json(msg="%s exists and is not a link: move it away" % link)
+        module.fail_json(msg=f"{link} exists and is not a link: move it away")
     if release == 0:
         if not os.path.lexists(link):
             return False
         if not module.check_mode:
             os.unlink(link)
         return True
-    target = "releases/%d" % release
+    target = f"releases/{release}"
     if not os.path.isdir(os.path.join(root, target)) and not module.check_mode:  # check mode: not unpacked
-        module.fail_json(msg="no release %d in %s" % (release, os.path.join(root, "releases")))
+        module.fail_json(msg=f"no release {release} in {os.path.join(root, 'releases')}")
     if os.path.islink(link) and os.readlink(link) == target:
         return False
     if not module.check_mode:
-        temporary = os.path.join(root, ".%s.%d.new" % (name, os.getpid()))
+        temporary = os.path.join(root, f".{name}.{os.getpid()}.new")
         try:
             os.symlink(target, temporary)
             os.replace(temporary, link)
         except OSError as error:
             if os.path.lexists(temporary):
                 os.unlink(temporary)
-            module.fail_json(msg="cannot point %s at %s: %s" % (link, target, error))
+            module.fail_json(msg=f"cannot point {link} at {target}: {error}")
     return True
 
 
