@@ -24,7 +24,9 @@ from optimize.store import atomic_write_text
 from optimize.targets.device_class import DEVICE_CLASS_LABEL, TRITON_IMAGE
 
 CONTAINER = "tritonserver"
-MODEL_MOUNT = "/models"
+RELEASES_MOUNT = "/releases"  # the node's release root: releases/<version>/ and the `current` link
+MODEL_REPOSITORY = f"{RELEASES_MOUNT}/current/model_repository"
+REPOSITORY_POLL_S = 15
 PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002}
 HEALTH_PATH = "/v2/health/ready"
 ARCH_LABELS = {"x86_64": "amd64", "aarch64": "arm64"}  # `arch` -> kubernetes.io/arch
@@ -57,13 +59,20 @@ def selector_labels(model_name: str, device_class) -> dict[str, str]:
     }
 
 
-def labels(model_name: str, device_class, version: int) -> dict[str, str]:
+def component_labels(device_class) -> dict[str, str]:
     return {
-        **selector_labels(model_name, device_class),
-        "app.kubernetes.io/version": str(version),
         "app.kubernetes.io/component": "inference-server",
         "app.kubernetes.io/managed-by": "optimize",
         DEVICE_CLASS_LABEL: device_class.name,
+    }
+
+
+def labels(model_name: str, device_class, version: int) -> dict[str, str]:
+    """The workload's labels: the version of the bundle whose manifests were applied last."""
+    return {
+        **selector_labels(model_name, device_class),
+        "app.kubernetes.io/version": str(version),
+        **component_labels(device_class),
     }
 
 
@@ -95,29 +104,40 @@ def _probe(period_s: int, failures: int) -> dict[str, Any]:
 
 
 def server_container() -> dict[str, Any]:
-    """Triton on the mounted repository with auto-completion off (`--disable-auto-complete-config`,
-    the current name of `--strict-model-config=true`), so the bundle's config.pbtxt is served as
-    written. All probes ask whether the models are ready: a startup probe waits up to five minutes
-    for a TensorRT engine to load, then liveness restarts a server whose model stopped serving."""
+    """Triton on the node's current release, read through the `current` link, in poll mode: a
+    rollout switches the link on one node and that node's server loads the new version within
+    `REPOSITORY_POLL_S`, with no restart and without touching the nodes not yet switched (a
+    cluster-wide apply would restart every node's pod at once). Auto-completion is off
+    (`--disable-auto-complete-config`, the current name of `--strict-model-config=true`), so the
+    bundle's config.pbtxt is served as written. All probes ask whether the models are ready: a
+    startup probe waits up to five minutes for a TensorRT engine to load, then liveness restarts a
+    server whose model stopped serving."""
     return {
         "name": CONTAINER,
         "image": TRITON_IMAGE,
         "command": ["tritonserver"],
-        "args": [f"--model-repository={MODEL_MOUNT}", "--disable-auto-complete-config"],
+        "args": [
+            f"--model-repository={MODEL_REPOSITORY}",
+            "--model-control-mode=poll",
+            f"--repository-poll-secs={REPOSITORY_POLL_S}",
+            "--disable-auto-complete-config",
+        ],
         "ports": [{"name": name, "containerPort": port, "protocol": "TCP"} for name, port in PORTS.items()],
         "startupProbe": _probe(period_s=5, failures=60),
         "readinessProbe": _probe(period_s=5, failures=3),
         "livenessProbe": _probe(period_s=10, failures=6),
-        "volumeMounts": [{"name": "model-repository", "mountPath": MODEL_MOUNT, "readOnly": True}],
+        "volumeMounts": [{"name": "releases", "mountPath": RELEASES_MOUNT, "readOnly": True}],
     }
 
 
-def pod_template(model_name: str, device_class, version: int) -> dict[str, Any]:
-    """The server's pod: labelled with the model version (a new version changes the template, so
-    the workload restarts onto the node's new release), scraped by Prometheus on the metrics port."""
+def pod_template(model_name: str, device_class) -> dict[str, Any]:
+    """The server's pod, the same for every version (so applying a new bundle's manifests restarts
+    nothing: each node's server moves to a version when the rollout switches that node), scraped
+    by Prometheus on the metrics port. The version a pod serves is Triton's to say (its metrics'
+    `version` label)."""
     return {
         "metadata": {
-            "labels": labels(model_name, device_class, version),
+            "labels": selector_labels(model_name, device_class) | component_labels(device_class),
             "annotations": {
                 "prometheus.io/scrape": "true",
                 "prometheus.io/port": str(PORTS["metrics"]),
@@ -128,7 +148,7 @@ def pod_template(model_name: str, device_class, version: int) -> dict[str, Any]:
             "containers": [server_container()],
             "volumes": [
                 {
-                    "name": "model-repository",
+                    "name": "releases",
                     "hostPath": {"path": device_class.deployment.model_root, "type": "Directory"},
                 }
             ],
@@ -142,7 +162,7 @@ def workload(model_name: str, device_class, version: int) -> dict[str, Any]:
     kind = workload_kind(device_class)
     spec: dict[str, Any] = {
         "selector": {"matchLabels": selector_labels(model_name, device_class)},
-        "template": pod_template(model_name, device_class, version),
+        "template": pod_template(model_name, device_class),
     }
     if kind == "Deployment":
         spec["replicas"] = 1

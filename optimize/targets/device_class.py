@@ -62,10 +62,11 @@ class Deployment(StrictModel):
         "taint",
     )
     model_root: str = Field(
-        "/opt/optimize/models/current/model_repository",
+        "/opt/optimize/models",
         pattern=r"^/",
-        description="absolute host path of the Triton model repository of the node's current release (the "
-        "rollout's `current` link), mounted read-only into the server",
+        description="absolute host path of the node's release root (the rollout's releases/<version>/ and "
+        "`current` link), mounted read-only; the server polls current/model_repository, so a switched "
+        "link is served without a restart",
     )
 
 
