@@ -100,6 +100,19 @@ def handle_errors(command):
 debug_option = click.option("--debug", is_flag=True, help="show tracebacks and library logs")
 
 
+def artifacts_option(help_text: str):
+    """--artifacts, as every command that reads or writes the artifacts folder takes it."""
+    return click.option(
+        "--artifacts",
+        type=click.Path(path_type=Path),
+        metavar="DIR",
+        default=DEFAULT_ARTIFACTS,
+        show_default=True,
+        envvar="OPTIMIZE_ARTIFACTS",
+        help=help_text,
+    )
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="optimize")
 def main() -> None:
@@ -112,15 +125,7 @@ def main() -> None:
     "--target", "targets", multiple=True, metavar="NAME", help="build only these targets (repeatable)"
 )
 @click.option("--no-cache", is_flag=True, help="redo every step, build and evaluation")
-@click.option(
-    "--artifacts",
-    type=click.Path(path_type=Path),
-    metavar="DIR",
-    default=DEFAULT_ARTIFACTS,
-    show_default=True,
-    envvar="OPTIMIZE_ARTIFACTS",
-    help="folder for the store, run folders and the default MLflow database",
-)
+@artifacts_option("folder for the store, run folders and the default MLflow database")
 @click.option(
     "--tracking-uri",
     metavar="URI",
@@ -203,15 +208,7 @@ def _print_run(outcome) -> None:
 
 @main.command()
 @click.argument("recipe", type=click.Path(path_type=Path))
-@click.option(
-    "--artifacts",
-    type=click.Path(path_type=Path),
-    metavar="DIR",
-    default=DEFAULT_ARTIFACTS,
-    show_default=True,
-    envvar="OPTIMIZE_ARTIFACTS",
-    help="folder for the store, where the start model and the checks' pass are kept for run",
-)
+@artifacts_option("folder for the store, where the start model and the checks' pass are kept for run")
 @debug_option
 @handle_errors
 def validate(recipe: Path, artifacts, debug) -> int:
@@ -273,21 +270,10 @@ def targets(recipe, debug) -> int:
     return EXIT_OK
 
 
-artifacts_option = click.option(
-    "--artifacts",
-    type=click.Path(path_type=Path),
-    metavar="DIR",
-    default=DEFAULT_ARTIFACTS,
-    show_default=True,
-    envvar="OPTIMIZE_ARTIFACTS",
-    help="the artifacts folder the runs were written to",
-)
-
-
 @main.command()
 @click.argument("run_id", default="latest", metavar="[RUN]")
 @click.option("--recipe", metavar="NAME|PATH", help="the recipe whose latest run is meant")
-@artifacts_option
+@artifacts_option("the artifacts folder the runs were written to")
 @click.option(
     "--output", type=click.Path(path_type=Path), help="where to write the HTML (default: the run folder)"
 )
@@ -305,7 +291,7 @@ def report(run_id, recipe, artifacts, output, debug) -> int:
 @click.argument("run_id", default="latest", metavar="[RUN]")
 @click.option("--device-class", "device_class", required=True, metavar="NAME", help="the target to bundle")
 @click.option("--recipe", metavar="NAME|PATH", help="the recipe whose latest run is meant")
-@artifacts_option
+@artifacts_option("the artifacts folder the runs were written to")
 @click.option(
     "--out",
     "out_dir",
@@ -337,7 +323,7 @@ def bundle(run_id, device_class, recipe, artifacts, out_dir, debug) -> int:
     help="the run whose ONNX model to rebuild",
 )
 @click.option("--recipe", metavar="NAME|PATH", help="the recipe whose latest run is meant")
-@artifacts_option
+@artifacts_option("the artifacts folder the runs were written to")
 @click.option("--tracking-uri", metavar="URI", help="MLflow tracking URI")
 @click.option("--require-targets", is_flag=True, help="exit 3 when this host cannot build and run the class")
 @click.option(
@@ -416,7 +402,7 @@ def _print_rebuild(outcome) -> None:
 @main.command()
 @click.option("--device-class", "device_class", metavar="NAME", help="only this device class")
 @click.option("--recipe", metavar="NAME|PATH", help="only this recipe")
-@artifacts_option
+@artifacts_option("the artifacts folder the runs were written to")
 @debug_option
 @handle_errors
 def history(device_class, recipe, artifacts, debug) -> int:
@@ -442,7 +428,7 @@ def history(device_class, recipe, artifacts, debug) -> int:
     metavar="URI",
     help="the server to upload to (default: each run's own target, else MLFLOW_TRACKING_URI)",
 )
-@artifacts_option
+@artifacts_option("the artifacts folder the runs were written to")
 @click.option(
     "--all", "include_all", is_flag=True, help="also upload runs that were logged with no server configured"
 )
