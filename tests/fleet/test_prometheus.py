@@ -383,3 +383,37 @@ def test_grafana_queries_parse(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(rules))
     checked = _run(PROMTOOL, "check", "rules", str(path))
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+@needs_prometheus
+def test_agent_config_runs_with_the_documented_flags(tmp_path: Path) -> None:
+    """The shipped agent config starts a real agent with the flags its header documents, and the
+    node label comes from NODE_NAME (the remote-write URL pointed at a closed loopback port)."""
+    config = yaml.safe_load(AGENT.read_text())
+    config["remote_write"][0]["url"] = f"http://127.0.0.1:{_free_port()}/api/v1/write"
+    text = yaml.safe_dump(config).replace("'${NODE_NAME}'", "${NODE_NAME}")
+    (tmp_path / "agent.yml").write_text(text)
+    port = _free_port()
+    with _servers() as servers, (tmp_path / "agent.log").open("w") as log:
+        process = subprocess.Popen(
+            [
+                PROMETHEUS,
+                "--enable-feature=agent,expand-external-labels",
+                f"--config.file={tmp_path / 'agent.yml'}",
+                f"--storage.agent.path={tmp_path / 'agent-data'}",
+                "--storage.agent.retention.max-time=24h",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+            env={"NODE_NAME": "node-7", "PATH": "/usr/bin:/bin"},
+        )
+        servers.append(process)
+        _wait_ready(port, process)
+        loaded = yaml.safe_load(
+            json.loads(_get(f"http://127.0.0.1:{port}/api/v1/status/config"))["data"]["yaml"]
+        )
+        flags = json.loads(_get(f"http://127.0.0.1:{port}/api/v1/status/flags"))["data"]
+    assert loaded["global"]["external_labels"] == {"node": "node-7"}
+    assert flags["storage.agent.retention.max-time"] == "1d"
