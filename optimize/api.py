@@ -73,11 +73,14 @@ def run(
     progress: bool = False,
     junit: PathLike | None = None,
     summary: PathLike | None = None,
+    pushgateway: str | None = None,
 ) -> RunOutcome:
     """Run a recipe: stages (from the cache when nothing changed), then a build and a side-by-side
     evaluation per target; writes the run folder, history and MLflow run, decides the gates.
 
-    targets: only these of the recipe's targets; junit/summary: extra copies of those files."""
+    targets: only these of the recipe's targets; junit/summary: extra copies of those files;
+    pushgateway: a Prometheus Pushgateway URL to push each target's metrics to (a failed push is
+    a warning)."""
     from optimize.console import Progress
     from optimize.workflows.run import GateOutputs, run_recipe
 
@@ -94,6 +97,7 @@ def run(
         gate_outputs=GateOutputs(
             junit=Path(junit) if junit else None, summary=Path(summary) if summary else None
         ),
+        pushgateway=pushgateway,
     )
 
 
@@ -107,10 +111,11 @@ def rebuild(
     require_targets: bool = False,
     tolerances: Tolerances | None = None,
     progress: bool = False,
+    pushgateway: str | None = None,
 ) -> RebuildOutcome:
     """Rebuild one device class from a run's stored ONNX model (run: a run id or 'latest';
     recipe: its name or file, to pick the latest run of that recipe) and compare with the
-    previous build of that recipe on that class."""
+    previous build of that recipe on that class; pushgateway: as for run."""
     from optimize.build_history import Tolerances
     from optimize.console import Progress
     from optimize.runs import find_run
@@ -125,6 +130,7 @@ def rebuild(
         tolerances=tolerances or Tolerances(),
         tracking_uri=tracking_uri,
         progress=Progress(enabled=progress),
+        pushgateway=pushgateway,
     )
 
 

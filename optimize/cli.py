@@ -113,6 +113,16 @@ def artifacts_option(help_text: str):
     )
 
 
+def pushgateway_option(what: str):
+    """--pushgateway, as run and rebuild take it."""
+    return click.option(
+        "--pushgateway",
+        metavar="URL",
+        envvar="OPTIMIZE_PUSHGATEWAY",
+        help=f"push {what} metrics to this Prometheus Pushgateway (a failed push is a warning)",
+    )
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="optimize")
 def main() -> None:
@@ -142,11 +152,22 @@ def main() -> None:
     type=click.Path(path_type=Path),
     help="also write the Markdown summary (for a PR comment) here",
 )
+@pushgateway_option("each target's")
 @click.option("--quiet", is_flag=True, help="no progress bars")
 @debug_option
 @handle_errors
 def run(
-    recipe: Path, targets, no_cache, artifacts, tracking_uri, require_targets, junit, summary, quiet, debug
+    recipe: Path,
+    targets,
+    no_cache,
+    artifacts,
+    tracking_uri,
+    require_targets,
+    junit,
+    summary,
+    pushgateway,
+    quiet,
+    debug,
 ) -> int:
     """Run RECIPE: stages, then a build and an evaluation per target."""
     from optimize import api
@@ -161,6 +182,7 @@ def run(
         progress=not quiet,
         junit=junit,
         summary=summary,
+        pushgateway=pushgateway,
     )
     _print_run(outcome)
     return outcome.exit_code
@@ -340,6 +362,7 @@ def bundle(run_id, device_class, recipe, artifacts, out_dir, debug) -> int:
     show_default=True,
     help="relative latency increase allowed",
 )
+@pushgateway_option("the rebuilt class's")
 @click.option("--quiet", is_flag=True, help="no progress bars")
 @debug_option
 @handle_errors
@@ -352,6 +375,7 @@ def rebuild(
     require_targets,
     accuracy_tolerance,
     latency_tolerance,
+    pushgateway,
     quiet,
     debug,
 ) -> int:
@@ -370,6 +394,7 @@ def rebuild(
             accuracy=accuracy_tolerance, agreement=accuracy_tolerance, latency=latency_tolerance
         ),
         progress=not quiet,
+        pushgateway=pushgateway,
     )
     _print_rebuild(outcome)
     return outcome.exit_code

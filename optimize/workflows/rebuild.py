@@ -100,6 +100,7 @@ def rebuild(
     tolerances: Tolerances | None = None,
     tracking_uri: str | None = None,
     progress: Progress | None = None,
+    pushgateway: str | None = None,
 ) -> RebuildOutcome:
     from optimize.pipeline import Pipeline, RunOptions
     from optimize.registry import did_you_mean
@@ -138,6 +139,8 @@ def rebuild(
     append(artifacts_dir, record)
     warnings: list[str] = []
     _track(loaded, manifest, target, record, changes, tracking_uri, artifacts_dir, warnings.append)
+    if pushgateway:  # after the history line is written; a failed push is a warning
+        _push(pushgateway, record, target, changes, artifacts_dir, warnings.append)
     return RebuildOutcome(
         rebuild_id=rebuild_id,
         source_run=manifest["run_id"],
@@ -148,6 +151,20 @@ def rebuild(
         changes=changes,
         exit_code=rebuild_exit_code(target.status, changes, previous is not None, require_targets),
         warnings=warnings,
+    )
+
+
+def _push(url, record, target, changes, artifacts_dir, warn) -> None:
+    """The rebuilt class's group; its gate is the regression check (0 on a regression)."""
+    from optimize.tracking.pushgateway import push, target_record
+
+    regressed = any(change.regression for change in changes)
+    history = artifacts_dir / "history" / record["recipe"] / f"{target.name}.jsonl"
+    push(
+        url,
+        [target_record(record["recipe"], record["run_id"], "rebuild", target, not regressed)],
+        history,
+        warn,
     )
 
 

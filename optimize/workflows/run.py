@@ -39,6 +39,7 @@ def run_recipe(
     require_targets: bool = False,
     progress: Progress | None = None,
     gate_outputs: GateOutputs = GateOutputs(),
+    pushgateway: str | None = None,
 ) -> RunOutcome:
     from optimize.pipeline import Pipeline, RunOptions
 
@@ -50,9 +51,29 @@ def run_recipe(
     try:
         with progress.live():
             result = pipeline.run()
-        return _finish(loaded, result, artifacts_dir, tracking_uri, require_targets, gate_outputs)
+        outcome = _finish(loaded, result, artifacts_dir, tracking_uri, require_targets, gate_outputs)
     except KeyboardInterrupt as exc:
         raise Interrupted(pipeline.current) from exc
+    if pushgateway:  # after every record is written; a failed push is a warning
+        _push(pushgateway, outcome)
+    return outcome
+
+
+def _push(url: str, outcome: RunOutcome) -> None:
+    from optimize.tracking.pushgateway import push, target_record
+
+    result = outcome.result
+    records = [
+        target_record(
+            result.recipe.recipe.name,
+            result.run_id,
+            "run",
+            target,
+            all(g.passed for g in outcome.gates if g.target in (target.name, "model")),
+        )
+        for target in result.targets
+    ]
+    push(url, records, outcome.manifest_path.parent, outcome.warnings.append)
 
 
 def _finish(loaded, result, artifacts_dir, tracking_uri, require_targets, gate_outputs) -> RunOutcome:
