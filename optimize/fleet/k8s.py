@@ -24,6 +24,13 @@ from optimize.store import atomic_write_text
 from optimize.targets.device_class import DEVICE_CLASS_LABEL, TRITON_IMAGE
 
 CONTAINER = "tritonserver"
+PROBER_PORT = 9400
+AGENT_CONFIG = "agent.yml"
+AGENT_CONFIG_MAP = "optimize-prometheus-agent"
+AGENT_CONFIG_MOUNT = "/etc/optimize"
+AGENT_WAL_MOUNT = "/wal"
+# the agent's configuration as shipped (deploy/prometheus/agent.yml links here; packaged for nodes)
+AGENT_TEMPLATE = Path(__file__).with_name("prometheus-agent.yml")
 RELEASES_MOUNT = "/releases"  # the node's release root: releases/<version>/ and the `current` link
 MODEL_REPOSITORY = f"{RELEASES_MOUNT}/current/model_repository"
 REPOSITORY_POLL_S = 15
@@ -145,15 +152,69 @@ def pod_template(model_name: str, device_class) -> dict[str, Any]:
             },
         },
         "spec": {
-            "containers": [server_container()],
+            "containers": [server_container(), *monitoring_containers(device_class.deployment.monitoring)],
             "volumes": [
                 {
                     "name": "releases",
                     "hostPath": {"path": device_class.deployment.model_root, "type": "Directory"},
-                }
+                },
+                *monitoring_volumes(device_class.deployment.monitoring),
             ],
         },
     }
+
+
+def monitoring_containers(monitoring) -> list[dict[str, Any]]:
+    """Beside the server, in its pod (so `localhost` reaches Triton's metrics): the canary prober
+    on the node's current release, and a Prometheus agent that scrapes both and remote-writes to
+    the centre, keeping samples in its write-ahead log on the host while the link is down."""
+    if not monitoring.enabled:
+        return []
+    prober = {
+        "name": "prober",
+        "image": monitoring.prober_image,
+        "command": ["optimize", "monitor", f"{RELEASES_MOUNT}/current"],
+        "args": ["--port", str(PROBER_PORT), "--interval", str(monitoring.interval_s)],
+        "ports": [{"name": "prober", "containerPort": PROBER_PORT, "protocol": "TCP"}],
+        "volumeMounts": [{"name": "releases", "mountPath": RELEASES_MOUNT, "readOnly": True}],
+    }
+    agent = {
+        "name": "prometheus-agent",
+        "image": monitoring.agent_image,
+        "args": [
+            "--enable-feature=agent,expand-external-labels",
+            f"--config.file={AGENT_CONFIG_MOUNT}/{AGENT_CONFIG}",
+            f"--storage.agent.path={AGENT_WAL_MOUNT}",
+            f"--storage.agent.retention.max-time={monitoring.outage_budget}",
+        ],
+        "env": [{"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}],
+        "volumeMounts": [
+            {"name": "agent-config", "mountPath": AGENT_CONFIG_MOUNT, "readOnly": True},
+            {"name": "agent-wal", "mountPath": AGENT_WAL_MOUNT},
+        ],
+    }
+    return [prober, agent]
+
+
+def monitoring_volumes(monitoring) -> list[dict[str, Any]]:
+    if not monitoring.enabled:
+        return []
+    return [
+        {"name": "agent-config", "configMap": {"name": AGENT_CONFIG_MAP}},
+        {"name": "agent-wal", "hostPath": {"path": monitoring.wal_path, "type": "DirectoryOrCreate"}},
+    ]
+
+
+def agent_config(monitoring) -> dict[str, Any]:
+    """deploy/prometheus/agent.yml as the pod runs it: the prober and Triton on localhost, the
+    class's remote-write endpoint."""
+    config = yaml.safe_load(AGENT_TEMPLATE.read_text(encoding="utf-8"))
+    config["scrape_configs"] = [
+        job for job in config["scrape_configs"] if job["job_name"] in ("optimize-monitor", "triton")
+    ]
+    for job in config["remote_write"]:
+        job["url"] = monitoring.remote_write_url
+    return config
 
 
 def workload(model_name: str, device_class, version: int) -> dict[str, Any]:
@@ -217,11 +278,21 @@ def class_patch(model_name: str, device_class) -> dict[str, Any]:
 
 def base_files(model_name: str, device_class, version: int) -> dict[str, dict[str, Any]]:
     """{file name: object} of `k8s/base/`."""
-    return {
-        "kustomization.yaml": {**KUSTOMIZATION, "resources": ["workload.yaml", "service.yaml"]},
+    kustomization: dict[str, Any] = {**KUSTOMIZATION, "resources": ["workload.yaml", "service.yaml"]}
+    files = {
         "workload.yaml": workload(model_name, device_class, version),
         "service.yaml": service(model_name, device_class, version),
     }
+    monitoring = device_class.deployment.monitoring
+    if monitoring.enabled:
+        kustomization["configMapGenerator"] = [
+            {
+                "name": AGENT_CONFIG_MAP,
+                "files": [AGENT_CONFIG],
+            }  # named with a content hash: a new config restarts the pod
+        ]
+        files[AGENT_CONFIG] = agent_config(monitoring)
+    return {"kustomization.yaml": kustomization, **files}
 
 
 def overlay_files(model_name: str, device_class) -> dict[str, dict[str, Any]]:

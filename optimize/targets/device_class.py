@@ -18,6 +18,8 @@ DEVICE_CLASS_LABEL = "optimize.dev/device-class"
 # Triton Inference Server, the server of every bundle: its ONNX Runtime, OpenVINO and TensorRT
 # backends run all three runtimes' engines. Jetson (JetPack 6) needs the -igpu build of a release.
 TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:25.01-py3"
+NODE_IMAGE = "ghcr.io/optimize-dev/optimize-node:0.1.0"  # built from deploy/docker/node.Dockerfile
+PROMETHEUS_IMAGE = "quay.io/prometheus/prometheus:v2.53.3"
 
 
 class BatchProfile(StrictModel):
@@ -30,6 +32,37 @@ class BatchProfile(StrictModel):
         if not self.min <= self.opt <= self.max:
             raise ValueError(f"needs min ≤ opt ≤ max, got {self.min}, {self.opt}, {self.max}")
         return self
+
+
+class Monitoring(StrictModel):
+    """The node-local monitoring beside each server (optimize.fleet.k8s): the canary prober and a
+    Prometheus in agent mode that buffers its samples while the link to the centre is down."""
+
+    enabled: bool = Field(True, description="run the prober and the agent beside each server")
+    prober_image: str = Field(
+        NODE_IMAGE,
+        min_length=1,
+        description="an image with `pip install 'optimize[node]'` (deploy/docker/node.Dockerfile builds one)",
+    )
+    interval_s: PositiveInt = Field(60, description="seconds between canary probes")
+    agent_image: str = Field(
+        PROMETHEUS_IMAGE, min_length=1, description="Prometheus 2.x image run in agent mode"
+    )
+    remote_write_url: str = Field(
+        "https://prometheus.example.invalid/api/v1/write",
+        min_length=1,
+        description="the central Prometheus' remote-write endpoint (started with --web.enable-remote-write-receiver)",
+    )
+    outage_budget: str = Field(
+        "24h",
+        pattern=r"^[0-9]+[smhdwy]$",
+        description="how long a node may be cut off without losing samples (--storage.agent.retention.max-time)",
+    )
+    wal_path: str = Field(
+        "/var/lib/optimize/prometheus-agent",
+        pattern=r"^/",
+        description="host path of the agent's write-ahead log: the buffer; give it room for one outage budget",
+    )
 
 
 class Deployment(StrictModel):
@@ -61,6 +94,7 @@ class Deployment(StrictModel):
         description="the class's nodes may be KubeEdge edge nodes: tolerate their node-role.kubernetes.io/edge "
         "taint",
     )
+    monitoring: Monitoring = Field(default_factory=Monitoring)
     model_root: str = Field(
         "/opt/optimize/models",
         pattern=r"^/",

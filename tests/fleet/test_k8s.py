@@ -49,7 +49,7 @@ def test_every_builtin_class_renders_objects_valid_for_kubernetes(name, tmp_path
     target = builtin_device_classes()[name]
     written = k8s.write_manifests(tmp_path, target, MODEL, VERSION)
     assert sorted(path.relative_to(tmp_path).as_posix() for path in written) == sorted(
-        [f"k8s/base/{file}" for file in ("kustomization.yaml", "workload.yaml", "service.yaml")]
+        [f"k8s/base/{file}" for file in ("kustomization.yaml", "workload.yaml", "service.yaml", "agent.yml")]
         + [f"k8s/overlays/{name}/{file}" for file in ("kustomization.yaml", "device-class.yaml")]
     )
     objects = rendered(tmp_path, name)
@@ -57,9 +57,16 @@ def test_every_builtin_class_renders_objects_valid_for_kubernetes(name, tmp_path
         kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
 
     by_kind = {obj["kind"]: obj for obj in objects}
-    assert set(by_kind) == {"Service", k8s.workload_kind(target)}
+    assert set(by_kind) == {"Service", "ConfigMap", k8s.workload_kind(target)}
     pod = by_kind[k8s.workload_kind(target)]["spec"]["template"]["spec"]
-    (server,) = pod["containers"]
+    server, prober, agent = pod["containers"]
+    assert (server["name"], prober["name"], agent["name"]) == ("tritonserver", "prober", "prometheus-agent")
+    agent_config = yaml.safe_load(by_kind["ConfigMap"]["data"]["agent.yml"])
+    assert [job["job_name"] for job in agent_config["scrape_configs"]] == ["optimize-monitor", "triton"]
+    config_volume = next(v for v in pod["volumes"] if v["name"] == "agent-config")
+    assert (
+        config_volume["configMap"]["name"] == by_kind["ConfigMap"]["metadata"]["name"]
+    )  # hashed name followed
     assert server["image"] == target.deployment.server_image  # the overlay's patch applied
     assert pod["nodeSelector"] == k8s.node_selector(target)
     assert ("nvidia.com/gpu" in server.get("resources", {}).get("limits", {})) == target.deployment.gpu
@@ -123,7 +130,7 @@ def test_node_labels_replace_the_project_label_and_any_arch_adds_none():
 def test_server_polls_the_current_release_with_probes_and_metrics():
     target = device_class("x86-cpu-onnxruntime", model_root="/srv/optimize")
     template = k8s.pod_template(MODEL, target)
-    (server,) = template["spec"]["containers"]
+    server, *_monitoring = template["spec"]["containers"]
     assert server["args"] == [
         "--model-repository=/releases/current/model_repository",  # through the link, as switched
         "--model-control-mode=poll",
@@ -169,3 +176,27 @@ def test_files_are_written_whole_with_no_temporary_left(tmp_path):
     files = [path for path in tmp_path.rglob("*") if path.is_file()]
     assert not [path for path in files if path.name.endswith(".tmp")]
     assert yaml.safe_load((tmp_path / "k8s" / "base" / "workload.yaml").read_text())["kind"] == "DaemonSet"
+
+
+def test_the_node_agent_buffers_for_the_outage_budget_and_writes_to_the_centre():
+    """Beside each server: the prober on the current release and a Prometheus agent whose WAL on
+    the host is the buffer, kept for the class's outage budget and sent to its remote-write URL."""
+    target = device_class(
+        "jetson-orin-tensorrt",
+        monitoring={"remote_write_url": "https://central.example.net/api/v1/write", "outage_budget": "72h"},
+    )
+    _, prober, agent = k8s.pod_template(MODEL, target)["spec"]["containers"]
+    assert prober["command"] == ["optimize", "monitor", "/releases/current"]
+    assert prober["args"] == ["--port", "9400", "--interval", "60"]
+    assert "--storage.agent.retention.max-time=72h" in agent["args"]
+    assert agent["env"] == [{"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}]
+    wal = next(v for v in k8s.monitoring_volumes(target.deployment.monitoring) if v["name"] == "agent-wal")
+    assert wal["hostPath"] == {"path": "/var/lib/optimize/prometheus-agent", "type": "DirectoryOrCreate"}
+    config = k8s.agent_config(target.deployment.monitoring)
+    assert [job["url"] for job in config["remote_write"]] == ["https://central.example.net/api/v1/write"]
+
+
+def test_monitoring_can_be_left_out():
+    target = device_class("x86-cpu-onnxruntime", monitoring={"enabled": False})
+    assert [c["name"] for c in k8s.pod_template(MODEL, target)["spec"]["containers"]] == ["tritonserver"]
+    assert "agent.yml" not in k8s.base_files(MODEL, target, VERSION)
