@@ -26,6 +26,7 @@ from optimize.errors import UsageError
 
 if TYPE_CHECKING:
     from optimize.build_history import Tolerances
+    from optimize.fleet.monitor import ProbeResult
     from optimize.fleet.verify import Verification
     from optimize.recipe.loader import LoadedRecipe
     from optimize.results import RunOutcome
@@ -223,6 +224,42 @@ def verify(bundle: PathLike) -> Verification:
     from optimize.fleet.verify import verify_bundle
 
     return verify_bundle(Path(bundle))
+
+
+def monitor(
+    bundle: PathLike,
+    *,
+    port: int = 9400,
+    address: str = "0.0.0.0",
+    interval: float = 60.0,
+    server: str | None = None,
+    on_start: Callable[[str], None] | None = None,
+    on_probe: Callable[[ProbeResult], None] | None = None,
+    probes: int | None = None,
+) -> None:
+    """Probe a deployed bundle (its unpacked folder) for as long as it runs: check it once, serve
+    Prometheus metrics on http://address:port/metrics, and every `interval` seconds run its canary
+    set through the engine (locally, or at a Triton/KServe v2 HTTP `server` URL) and export the
+    agreement with the reference outputs, the latency and failed probes (which never end it).
+    A bundle that does not verify, a port in use or an interval ≤ 0 raise UsageError (exit 2).
+    on_start(metrics URL) once serving; on_probe(result) after each probe; `probes`: stop after
+    that many (default: never)."""
+    from optimize.fleet import monitor as prober
+
+    if not interval > 0:
+        raise UsageError(f"--interval must be a number of seconds above 0, not {interval:g}")
+    node = prober.NodeCollector()
+    state = prober.open_state(
+        Path(bundle), server=server, timeout=max(interval, prober.MIN_TIMEOUT_S), node=node
+    )
+    try:
+        prober.bind(state, port, address)
+        prober.say_missing(node)
+        if on_start is not None:
+            on_start(f"http://{address}:{port}/metrics")
+        prober.serve(state, interval, on_probe, probes)
+    finally:
+        state.close()
 
 
 def _loaded(recipe: LoadedRecipe | PathLike | Mapping[str, Any]) -> LoadedRecipe:

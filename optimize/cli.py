@@ -487,3 +487,54 @@ def verify(bundle: Path, debug) -> int:
 
     out.print(f"[green]ok[/] {escape(verify_bundle(bundle).summary())}")
     return EXIT_OK
+
+
+@main.command()
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.option(
+    "--port", type=int, default=9400, show_default=True, metavar="PORT", help="serve /metrics on this port"
+)
+@click.option(
+    "--address",
+    default="0.0.0.0",
+    show_default=True,
+    metavar="ADDRESS",
+    help="serve on this address (127.0.0.1: this host only)",
+)
+@click.option(
+    "--interval",
+    type=float,
+    default=60.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="seconds between probes",
+)
+@click.option(
+    "--server",
+    metavar="URL",
+    help="probe the model served at this Triton/KServe v2 HTTP URL instead of opening the engine here",
+)
+@debug_option
+@handle_errors
+def monitor(bundle: Path, port, address, interval, server, debug) -> int:
+    """Probe BUNDLE's engine with its canary set every interval and serve Prometheus metrics."""
+    from optimize.api import monitor as probe
+
+    def started(url: str) -> None:
+        where = f"the model at {server}" if server else "the engine"
+        out.print(f"monitoring {escape(str(bundle))} ({where}) every {interval:g} s; metrics on {url}")
+
+    def probed(result) -> None:
+        if not result.ok:
+            console.print(f"[yellow]probe failed ({result.reason}):[/] {escape(result.detail)}")
+
+    probe(
+        bundle,
+        port=port,
+        address=address,
+        interval=interval,
+        server=server,
+        on_start=started,
+        on_probe=probed,
+    )
+    return EXIT_OK

@@ -1,0 +1,562 @@
+"""`optimize monitor`: a node's long-running prober. It checks the bundle once at start, then every
+interval runs the bundle's canary set through the deployed engine (locally through its runtime, or
+against a Triton/KServe v2 HTTP endpoint) and exports what it sees with `prometheus_client`:
+whether the engine still computes what the build host measured, how fast, and why a probe failed.
+
+`probe_once(state)` is one probe, with no thread or HTTP server; `serve` is the thin loop around it.
+A failed probe is counted with its reason and never ends the loop. Like `optimize verify`, this
+module loads none of the build libraries.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from optimize.errors import UsageError
+from optimize.evaluation import agreement, load_outputs, read_feeds
+from optimize.fleet.bundle_format import Bundle
+from optimize.fleet.verify import (
+    VerificationError,
+    _check_format,
+    _line,
+    _read_canary,
+    _run_canary,
+    compare_canary,
+    file_problems,
+    verify_bundle,
+)
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+    from optimize.runtimes.base import Runner, Runtime
+    from optimize.targets.device_class import DeviceClass
+
+REASONS = ("engine_missing", "load_error", "inference_error", "timeout", "server_unreachable")
+LATENCY_MULTIPLES = (0.25, 0.5, 1.0, 1.5, 2.0, 4.0, 8.0)  # of the measured p50
+MIN_TIMEOUT_S = 5.0
+
+METRICS = (
+    "optimize_canary_agreement_ratio",
+    "optimize_canary_max_abs_diff",
+    "optimize_canary_mean_abs_diff",
+    "optimize_canary_accuracy_ratio",
+    "optimize_canary_latency_seconds",
+    "optimize_engine_info",
+    "optimize_probe_failures_total",
+    "optimize_probe_last_success_timestamp_seconds",
+    "optimize_node_temperature_celsius",
+    "optimize_node_memory_pressure_ratio",
+)
+
+
+# ---- KServe v2 / Triton HTTP: request and response JSON as pure functions
+
+DATATYPES = {
+    "bool": "BOOL",
+    "uint8": "UINT8",
+    "uint16": "UINT16",
+    "uint32": "UINT32",
+    "uint64": "UINT64",
+    "int8": "INT8",
+    "int16": "INT16",
+    "int32": "INT32",
+    "int64": "INT64",
+    "float16": "FP16",
+    "float32": "FP32",
+    "float64": "FP64",
+}
+DTYPES = {datatype: dtype for dtype, datatype in DATATYPES.items()}
+
+
+def infer_request(feeds: Mapping[str, np.ndarray], outputs: list[str]) -> dict[str, Any]:
+    """The KServe v2 inference request body for these input arrays, asking for these outputs."""
+    inputs = []
+    for name, value in feeds.items():
+        array = np.asarray(value)
+        if array.dtype.name not in DATATYPES:
+            raise ValueError(
+                f"input '{name}' has dtype {array.dtype.name}, which KServe v2 JSON cannot carry"
+            )
+        inputs.append(
+            {
+                "name": name,
+                "shape": list(array.shape),
+                "datatype": DATATYPES[array.dtype.name],
+                "data": array.reshape(-1).tolist(),
+            }
+        )
+    return {"inputs": inputs, "outputs": [{"name": name} for name in outputs]}
+
+
+def infer_outputs(response: Mapping[str, Any], outputs: list[str]) -> list[np.ndarray]:
+    """The named outputs of a KServe v2 inference response, in the order asked, as arrays."""
+    given = {tensor["name"]: tensor for tensor in response.get("outputs", [])}
+    missing = [name for name in outputs if name not in given]
+    if missing:
+        raise ValueError(f"the server's response has no output {', '.join(map(repr, missing))}")
+    arrays = []
+    for name in outputs:
+        tensor = given[name]
+        dtype = DTYPES.get(tensor["datatype"])
+        if dtype is None:
+            raise ValueError(f"output '{name}' has datatype {tensor['datatype']}, not a numeric tensor")
+        arrays.append(np.asarray(tensor["data"], dtype=dtype).reshape(tensor["shape"]))
+    return arrays
+
+
+class ProbeFailure(Exception):
+    """A probe that could not run the canary: `reason` is one of REASONS."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+class ServerRunner:
+    """The served model as a Runner: each batch is one `POST {url}/v2/models/{name}/infer`."""
+
+    def __init__(self, url: str, model: str, input_names: list[str], outputs: list[str], timeout: float):
+        self.endpoint = f"{url.rstrip('/')}/v2/models/{model}/infer"
+        self.input_names = input_names
+        self.outputs = outputs
+        self.timeout = timeout
+
+    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        body = json.dumps(infer_request(feeds, self.outputs)).encode()
+        request = urllib.request.Request(
+            self.endpoint, data=body, headers={"Content-Type": "application/json"}, method="POST"
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as answer:
+                response = json.loads(answer.read())
+        except urllib.error.HTTPError as exc:  # the server answered, with an error
+            detail = exc.read()[:200].decode(errors="replace").strip()
+            raise ProbeFailure("inference_error", f"{self.endpoint}: HTTP {exc.code} {detail}") from None
+        except TimeoutError as exc:
+            raise ProbeFailure("timeout", f"{self.endpoint}: no answer in {self.timeout:g} s") from exc
+        except (urllib.error.URLError, ConnectionError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            if isinstance(reason, TimeoutError):
+                raise ProbeFailure("timeout", f"{self.endpoint}: no answer in {self.timeout:g} s") from None
+            raise ProbeFailure("server_unreachable", f"{self.endpoint}: {reason}") from None
+        return infer_outputs(response, self.outputs)
+
+    def close(self) -> None:
+        pass
+
+
+class _Timed:
+    """A runner whose every batch's wall time is kept (the canary latency histogram's samples)."""
+
+    def __init__(self, runner: Runner | ServerRunner):
+        self.runner = runner
+        self.input_names = runner.input_names
+        self.seconds: list[float] = []
+
+    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        start = time.perf_counter()
+        produced = self.runner.run(feeds)
+        self.seconds.append(time.perf_counter() - start)
+        return produced
+
+
+# ---- metrics
+
+
+def latency_buckets(measured: Mapping[str, float]) -> tuple[float, ...]:
+    """Histogram buckets (seconds) around the device class's latency: multiples of the build
+    host's measured p50, and its p90; Prometheus's defaults where the bundle measured none."""
+    p50 = measured.get("latency_p50_ms")
+    if not p50 or not math.isfinite(p50) or p50 <= 0:
+        from prometheus_client import Histogram
+
+        return tuple(Histogram.DEFAULT_BUCKETS)
+    bounds = {round(p50 * m / 1000.0, 9) for m in LATENCY_MULTIPLES}
+    p90 = measured.get("latency_p90_ms")
+    if p90 and math.isfinite(p90) and p90 > 0:
+        bounds.add(round(p90 / 1000.0, 9))
+    return (*sorted(bounds), float("inf"))
+
+
+def thermal_zones(root: Path = Path("/sys/class/thermal")) -> dict[str, Path]:
+    """Each thermal zone's temperature file by its type (SoC, GPU, ...; the zone's folder name
+    where it has no type)."""
+    zones = {}
+    for folder in sorted(root.glob("thermal_zone*")):
+        if not (folder / "temp").is_file():
+            continue
+        try:
+            name = (folder / "type").read_text().strip() or folder.name
+        except OSError:
+            name = folder.name
+        zones[name if name not in zones else f"{name}-{folder.name}"] = folder / "temp"
+    return zones
+
+
+def read_temperature(path: Path) -> float | None:
+    """A thermal zone's temperature in °C (the kernel gives millidegrees); None if unreadable."""
+    try:
+        return int(path.read_text().strip()) / 1000.0
+    except (OSError, ValueError):
+        return None
+
+
+def memory_pressure(text: str) -> float | None:
+    """The share of the last 10 s some task stalled on memory, from /proc/pressure/memory's
+    `some avg10=0.12 avg60=...` line (percent there, a 0–1 ratio here)."""
+    for line in text.splitlines():
+        fields = line.split()
+        if fields and fields[0] == "some":
+            values = dict(part.split("=", 1) for part in fields[1:] if "=" in part)
+            try:
+                return float(values["avg10"]) / 100.0
+            except (KeyError, ValueError):
+                return None
+    return None
+
+
+class NodeCollector:
+    """Temperatures and memory pressure read when Prometheus scrapes, for hosts (Jetson) without
+    node_exporter; what a host lacks is left out (`missing` says what)."""
+
+    def __init__(
+        self, thermal: Path = Path("/sys/class/thermal"), pressure: Path = Path("/proc/pressure/memory")
+    ):
+        self.zones = thermal_zones(thermal)
+        self.pressure = pressure if pressure.is_file() else None
+        self.missing = [
+            what
+            for what, present in (
+                (f"temperatures (no {thermal}/thermal_zone*/temp)", self.zones),
+                (f"memory pressure (no {pressure})", self.pressure),
+            )
+            if not present
+        ]
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        if self.zones:
+            family = GaugeMetricFamily(
+                "optimize_node_temperature_celsius", "Thermal zone temperature", labels=["zone"]
+            )
+            for zone, path in self.zones.items():
+                value = read_temperature(path)
+                if value is not None:
+                    family.add_metric([zone], value)
+            yield family
+        if self.pressure is not None:
+            try:
+                value = memory_pressure(self.pressure.read_text())
+            except OSError:
+                value = None
+            if value is not None:
+                family = GaugeMetricFamily(
+                    "optimize_node_memory_pressure_ratio",
+                    "Share of time some task stalled on memory (PSI)",
+                    labels=["window"],
+                )
+                family.add_metric(["avg10"], value)
+                yield family
+
+
+class CanaryGauges:
+    """The last probe's comparison with the reference outputs: each gauge absent until a probe
+    measured it (never a 0 that reads as total disagreement before the first probe)."""
+
+    HELP = {
+        "optimize_canary_agreement_ratio": "Share of canary samples whose top-1 matches the reference outputs",
+        "optimize_canary_max_abs_diff": "Largest difference of any canary output value from the reference",
+        "optimize_canary_mean_abs_diff": "Mean difference of the canary output values from the reference",
+        "optimize_canary_accuracy_ratio": "Share of labelled canary samples classified right",
+    }
+
+    def __init__(self) -> None:
+        self.values: dict[str, float] = {}
+
+    def set(self, name: str, value: float | None) -> None:
+        if value is not None:
+            self.values[name] = float(value)
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        for name, text in self.HELP.items():
+            if name in self.values:
+                yield GaugeMetricFamily(name, text, value=self.values[name])
+
+
+class Metrics:
+    """The prober's metrics on their own registry."""
+
+    def __init__(self, bundle: Bundle, runtime_version: str, node: NodeCollector | None = None):
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+        self.registry: CollectorRegistry = CollectorRegistry()
+        r = self.registry
+        self.canary = CanaryGauges()
+        r.register(self.canary)
+        self.latency = Histogram(
+            "optimize_canary_latency_seconds",
+            "Wall time of one canary batch",
+            buckets=latency_buckets(bundle.measured),
+            registry=r,
+        )
+        self.info = Info("optimize_engine", "The engine this node serves", registry=r)
+        self.info.info(
+            {
+                "model": bundle.model.name,
+                "version": str(bundle.model.version),
+                "device_class": str(bundle.device_class.get("name", "")),
+                "engine_key": bundle.engine.engine_key,
+                "runtime": bundle.runtime.name,
+                "runtime_version": runtime_version,
+            }
+        )
+        self.failures = Counter(
+            "optimize_probe_failures", "Probes that failed, by reason", ["reason"], registry=r
+        )
+        for reason in REASONS:
+            self.failures.labels(reason=reason)  # every reason present, at 0
+        self.last_success = Gauge(
+            "optimize_probe_last_success_timestamp_seconds",
+            "Unix time of the last probe that ran the canary",
+            registry=r,
+        )
+        if node is not None:
+            r.register(node)
+
+
+# ---- the probe
+
+
+@dataclass
+class ProbeState:
+    """What one probe needs and what it keeps between probes (the open engine and its file's
+    identity, so an engine swapped on disk is re-opened)."""
+
+    folder: Path
+    bundle: Bundle
+    device_class: DeviceClass
+    metrics: Metrics
+    runtime: Runtime | None = None  # None with a server
+    server: str | None = None
+    timeout: float = 60.0
+    runner: Any = None
+    engine_stamp: tuple[int, int, int] | None = None
+    references: dict[str, np.ndarray] = field(default_factory=dict)
+    labels: np.ndarray | None = None
+
+    def close(self) -> None:
+        if self.runner is not None:
+            self.runner.close()
+        self.runner, self.engine_stamp = None, None
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    ok: bool
+    reason: str | None = None  # one of REASONS when not ok
+    detail: str = ""
+    agreement_top1: float | None = None
+    max_abs_diff: float | None = None
+    mean_abs_diff: float | None = None
+    accuracy: float | None = None
+    batch_seconds: tuple[float, ...] = ()
+    problems: tuple[str, ...] = ()  # beyond the bundle's canary thresholds (the probe still ran)
+
+
+def open_state(
+    path: Path,
+    *,
+    server: str | None = None,
+    timeout: float = 60.0,
+    node: NodeCollector | None = None,
+) -> ProbeState:
+    """Check the bundle folder once (all of `optimize verify`, or with a server only bundle.json
+    and the files, the engine being the server's) and set up the probe's state. A bundle that
+    does not pass is a UsageError: the prober does not start."""
+    if not path.is_dir():
+        raise UsageError(
+            f"no bundle folder at {path} (monitor an unpacked bundle, e.g. a node's current release)"
+        )
+    try:
+        if server is None:
+            version = verify_bundle(path).runtime_version
+        bundle, device_class = _check_format(path)
+        if server is not None:
+            problems = file_problems(path, bundle.files)
+            if problems:
+                raise VerificationError("files", "; ".join(problems))
+            version = bundle.runtime.version
+    except VerificationError as exc:
+        raise UsageError(f"{path} does not verify: {exc}") from None
+    runtime = None
+    if server is None:
+        from optimize.registries import RUNTIMES
+
+        runtime = RUNTIMES.get(bundle.runtime.name)()
+    _inputs, labels = _read_canary(read_feeds, path / bundle.canary.inputs)
+    references = _read_canary(load_outputs, path / bundle.canary.outputs)
+    return ProbeState(
+        folder=path,
+        bundle=bundle,
+        device_class=device_class,
+        metrics=Metrics(bundle, version, node),
+        runtime=runtime,
+        server=server,
+        timeout=timeout,
+        references=references,
+        labels=labels,
+    )
+
+
+def _stamp(path: Path) -> tuple[int, int, int]:
+    status = path.stat()
+    return (status.st_ino, status.st_size, status.st_mtime_ns)
+
+
+def _engine(state: ProbeState) -> Any:
+    """The runner for this probe: the server, or the local engine, re-opened when its file
+    changed (inode, size or mtime) since it was opened. Raises ProbeFailure."""
+    if state.server is not None:
+        if state.runner is None:
+            state.runner = ServerRunner(
+                state.server,
+                state.bundle.model.name,
+                [tensor.name for tensor in state.bundle.model.inputs],
+                list(state.bundle.model.outputs),
+                state.timeout,
+            )
+        return state.runner
+    engine = state.folder / state.bundle.engine.file
+    try:
+        stamp = _stamp(engine)
+    except FileNotFoundError:
+        state.close()
+        raise ProbeFailure("engine_missing", f"{state.bundle.engine.file} is missing") from None
+    if state.runner is None or stamp != state.engine_stamp:
+        state.close()
+        try:
+            state.runner = state.runtime.open_file(engine, state.device_class, state.bundle.engine.meta)
+        except Exception as exc:  # whatever the runtime raises: the engine does not load
+            raise ProbeFailure(
+                "load_error",
+                f"{state.bundle.runtime.name} cannot open {state.bundle.engine.file}: {_line(exc)}",
+            ) from None
+        state.engine_stamp = stamp
+    return state.runner
+
+
+def probe_once(state: ProbeState, now: Callable[[], float] = time.time) -> ProbeResult:
+    """One probe: the canary set through the engine, compared with the reference outputs; the
+    metrics updated. Never raises for a failed probe: the result names the reason."""
+    metrics = state.metrics
+    try:
+        timed = _Timed(_engine(state))
+        started = time.perf_counter()
+        try:
+            outputs, _samples = _run_canary(timed, state.folder, state.bundle, state.device_class)
+        except VerificationError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, ProbeFailure):
+                raise cause from None
+            raise ProbeFailure("inference_error", str(exc)) from None
+        elapsed = time.perf_counter() - started
+        if elapsed > state.timeout:
+            raise ProbeFailure("timeout", f"the canary took {elapsed:.3g} s (limit {state.timeout:g} s)")
+    except ProbeFailure as failure:
+        metrics.failures.labels(reason=failure.reason).inc()
+        return ProbeResult(False, failure.reason, str(failure))
+
+    bundle = state.bundle
+    compared = compare_canary(outputs, state.references, bundle.model.eval_output, bundle.canary)
+    means = [
+        agreement(state.references[name], values, "")["mean_abs_diff"]
+        for name, values in outputs.items()
+        if name in state.references and state.references[name].shape == values.shape
+    ]
+    mean = float(np.mean(means)) if means else None
+    top1 = compared.agreement_top1
+    if top1 is None and bundle.model.task == "classification":
+        reference = state.references.get(bundle.model.eval_output)
+        produced = outputs.get(bundle.model.eval_output)
+        if reference is not None and produced is not None and reference.shape == produced.shape:
+            top1 = agreement(reference, produced, "classification")["agreement_top1"]
+    accuracy = None
+    scored = outputs.get(bundle.model.eval_output)
+    labels = state.labels
+    if (
+        bundle.model.task == "classification"
+        and scored is not None
+        and labels is not None
+        and labels.ndim == 1
+        and len(labels) == len(scored)
+    ):
+        accuracy = float((scored.reshape(len(scored), -1).argmax(1) == labels).mean())
+
+    metrics.canary.set("optimize_canary_agreement_ratio", top1)
+    metrics.canary.set("optimize_canary_max_abs_diff", compared.max_abs_diff)
+    metrics.canary.set("optimize_canary_mean_abs_diff", mean)
+    metrics.canary.set("optimize_canary_accuracy_ratio", accuracy)
+    for seconds in timed.seconds:
+        metrics.latency.observe(seconds)
+    metrics.last_success.set(now())
+    return ProbeResult(
+        True,
+        agreement_top1=top1,
+        max_abs_diff=compared.max_abs_diff,
+        mean_abs_diff=mean,
+        accuracy=accuracy,
+        batch_seconds=tuple(timed.seconds),
+        problems=tuple(compared.problems),
+    )
+
+
+# ---- the loop
+
+
+def bind(state: ProbeState, port: int, address: str) -> None:
+    """Serve the state's registry on http://address:port/metrics (a thread of prometheus_client)."""
+    from prometheus_client import start_http_server
+
+    try:
+        start_http_server(port, addr=address, registry=state.metrics.registry)
+    except OSError as exc:
+        raise UsageError(f"cannot serve metrics on {address}:{port}: {exc.strerror or exc}") from None
+
+
+def serve(
+    state: ProbeState,
+    interval: float,
+    on_probe: Callable[[ProbeResult], None] | None = None,
+    probes: int | None = None,
+) -> None:
+    """Probe every interval (from the start of one probe to the next) until interrupted, or for
+    `probes` probes."""
+    done = 0
+    while probes is None or done < probes:
+        started = time.monotonic()
+        result = probe_once(state)
+        if on_probe is not None:
+            on_probe(result)
+        done += 1
+        time.sleep(max(0.0, interval - (time.monotonic() - started)))
+
+
+def say_missing(node: NodeCollector) -> None:
+    """Once, on stderr: what this host lacks, so its metrics are absent."""
+    for what in node.missing:
+        print(f"note: {what}: not exported on this host", file=sys.stderr, flush=True)
