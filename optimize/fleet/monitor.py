@@ -25,7 +25,7 @@ import numpy as np
 
 from optimize.errors import UsageError
 from optimize.evaluation import agreement, load_outputs, read_feeds
-from optimize.fleet.bundle_format import Bundle
+from optimize.fleet.bundle_format import MANIFEST, Bundle
 from optimize.fleet.verify import (
     VerificationError,
     _check_format,
@@ -315,16 +315,7 @@ class Metrics:
             registry=r,
         )
         self.info = Info("optimize_engine", "The engine this node serves", registry=r)
-        self.info.info(
-            {
-                "model": bundle.model.name,
-                "version": str(bundle.model.version),
-                "device_class": str(bundle.device_class.get("name", "")),
-                "engine_key": bundle.engine.engine_key,
-                "runtime": bundle.runtime.name,
-                "runtime_version": runtime_version,
-            }
-        )
+        self.identify(bundle, runtime_version)
         self.failures = Counter(
             "optimize_probe_failures", "Probes that failed, by reason", ["reason"], registry=r
         )
@@ -338,14 +329,27 @@ class Metrics:
         if node is not None:
             r.register(node)
 
+    def identify(self, bundle: Bundle, runtime_version: str) -> None:
+        self.info.info(
+            {
+                "model": bundle.model.name,
+                "version": str(bundle.model.version),
+                "device_class": str(bundle.device_class.get("name", "")),
+                "engine_key": bundle.engine.engine_key,
+                "runtime": bundle.runtime.name,
+                "runtime_version": runtime_version,
+            }
+        )
+
 
 # ---- the probe
 
 
 @dataclass
 class ProbeState:
-    """What one probe needs and what it keeps between probes (the open engine and its file's
-    identity, so an engine swapped on disk is re-opened)."""
+    """What one probe needs and what it keeps between probes: the open engine and its file's
+    identity, so an engine swapped on disk is re-opened, and bundle.json's, so a release switched
+    under the folder (a node's `current` link) is followed."""
 
     folder: Path
     bundle: Bundle
@@ -358,6 +362,7 @@ class ProbeState:
     engine_stamp: tuple[int, int, int] | None = None
     references: dict[str, np.ndarray] = field(default_factory=dict)
     labels: np.ndarray | None = None
+    manifest_stamp: tuple[int, int, int] | None = None
 
     def close(self) -> None:
         if self.runner is not None:
@@ -420,7 +425,49 @@ def open_state(
         timeout=timeout,
         references=references,
         labels=labels,
+        manifest_stamp=_stamp(path / MANIFEST),
     )
+
+
+def _follow(state: ProbeState) -> None:
+    """Re-read the bundle when its bundle.json changed since the last probe (the rollout switched
+    the `current` link to another release): the engine, canary and identity are the new
+    release's. A new release that does not check out is a load error until it is fixed."""
+    manifest = state.folder / MANIFEST
+    try:
+        stamp = _stamp(manifest)
+    except FileNotFoundError:
+        state.close()
+        raise ProbeFailure("engine_missing", f"no {MANIFEST} in {state.folder}") from None
+    if stamp == state.manifest_stamp:
+        return
+    state.close()
+    try:
+        bundle, device_class = _check_format(state.folder)
+        problems = file_problems(state.folder, bundle.files)
+        if problems:
+            raise VerificationError("files", "; ".join(problems))
+        _inputs, labels = _read_canary(read_feeds, state.folder / bundle.canary.inputs)
+        references = _read_canary(load_outputs, state.folder / bundle.canary.outputs)
+    except VerificationError as exc:
+        raise ProbeFailure("load_error", f"the bundle changed and does not check out: {exc}") from None
+    version = bundle.runtime.version
+    if state.server is None:
+        from optimize.registries import RUNTIMES
+
+        try:
+            runtime = RUNTIMES.get(bundle.runtime.name)()
+        except Exception as exc:  # a runtime this install does not know
+            raise ProbeFailure("load_error", f"the bundle changed: {_line(exc)}") from None
+        state.runtime, version = runtime, runtime.version()
+    state.bundle, state.device_class, state.references, state.labels = (
+        bundle,
+        device_class,
+        references,
+        labels,
+    )
+    state.metrics.identify(bundle, version)
+    state.manifest_stamp = stamp
 
 
 def _stamp(path: Path) -> tuple[int, int, int]:
@@ -465,6 +512,7 @@ def probe_once(state: ProbeState, now: Callable[[], float] = time.time) -> Probe
     metrics updated. Never raises for a failed probe: the result names the reason."""
     metrics = state.metrics
     try:
+        _follow(state)
         timed = _Timed(_engine(state))
         started = time.perf_counter()
         try:

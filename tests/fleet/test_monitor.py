@@ -37,7 +37,7 @@ from optimize.fleet.monitor import (
     thermal_zones,
 )
 from tests.conftest import REPO, run_cli
-from tests.fleet.test_verify import tiny_bundles
+from tests.fleet.test_verify import rehash, tiny_bundles
 
 # every name but the host's own (temperatures, memory pressure), which depend on the host
 PROBE_METRICS = [name for name in METRICS if not name.startswith("optimize_node_")]
@@ -174,6 +174,49 @@ def test_an_engine_changed_on_disk_is_reopened_and_each_failure_counted_by_reaso
         assert counter.labels(reason="engine_missing")._value.get() == 1
         # the last good numbers stay; the failures say the engine is gone
         assert state.metrics.canary.values["optimize_canary_agreement_ratio"] == swapped.agreement_top1
+    finally:
+        state.close()
+
+
+def test_a_release_switched_under_the_folder_is_followed(pristine, tmp_path):
+    """As on a node: the prober watches `current`, the rollout points it at the next release."""
+    releases = tmp_path / "releases"
+    first = Path(shutil.copytree(pristine, releases / "1"))
+    second = Path(shutil.copytree(pristine, releases / "2"))
+    manifest = read_bundle(second)
+    version = manifest.model.version + 1
+    old_folder = (second / manifest.engine.file).parent
+    old_folder.rename(old_folder.with_name(str(version)))
+    moved = Path(manifest.engine.file).parent.with_name(str(version)) / Path(manifest.engine.file).name
+    rehash(second, model={"version": version}, engine={"file": moved.as_posix()})
+    current = releases / "current"
+    current.symlink_to(first.name)
+    state = open_state(current, node=no_host(tmp_path))
+
+    def switch(to: Path) -> None:
+        link = releases / "next"
+        link.symlink_to(to.name)
+        os.replace(link, current)  # atomic, as the rollout switches it
+
+    try:
+        assert probe_once(state).agreement_top1 == 1.0
+        switch(second)
+        after = probe_once(state)
+        assert after.ok and after.agreement_top1 == 1.0, after.detail
+        info = values(generate_latest(state.metrics.registry).decode())
+        assert [dict(labels)["version"] for name, labels in info if name == "optimize_engine_info"] == [
+            str(version)
+        ]
+        (second / "canary" / "inputs.npz").write_bytes(b"damaged")
+        (second / "bundle.json").touch()
+        os.utime(second / "bundle.json", ns=(1, 1))  # changed, whatever the clock's resolution
+        damaged = probe_once(state)
+        assert damaged.reason == "load_error"
+        assert damaged.detail.startswith(
+            "the bundle changed and does not check out: files: canary/inputs.npz"
+        )
+        switch(first)
+        assert probe_once(state).agreement_top1 == 1.0
     finally:
         state.close()
 
