@@ -9,9 +9,8 @@ The outage test: a real Prometheus in agent mode scrapes a target every second a
 to a second real Prometheus (the receiver, --web.enable-remote-write-receiver); the receiver is
 stopped for ~10 s and restarted on the same data folder; once the agent has caught up, the
 receiver holds a sample for every scrape across the outage. Loopback only, each server a plain
-subprocess on a free port with its own data folder, killed at the end. The scrape target is a
-prometheus_client HTTP server in the test process exporting optimize_canary_agreement_ratio (it
-stands for `optimize monitor`)."""
+subprocess on a free port with its own data folder, killed at the end. The scrape target is the
+real prober, `optimize monitor` on a tiny ONNX Runtime bundle, probing every second."""
 
 from __future__ import annotations
 
@@ -255,6 +254,14 @@ def _servers() -> Iterator[list[subprocess.Popen]]:
             _stop(process)
 
 
+def _scrape_or_empty(scrape, port: int) -> str:
+    """The prober's /metrics, or nothing while it is still starting."""
+    try:
+        return scrape(port)
+    except OSError:
+        return ""
+
+
 def _receiver_samples(port: int, at: float, window_s: int) -> list[float]:
     query = urllib.parse.urlencode(
         {"query": f"optimize_canary_agreement_ratio[{window_s}s]", "time": f"{at:.3f}"}
@@ -268,12 +275,19 @@ def _receiver_samples(port: int, at: float, window_s: int) -> list[float]:
 @pytest.mark.slow
 @needs_prometheus
 def test_agent_buffers_through_a_receiver_outage(tmp_path: Path) -> None:
-    from prometheus_client import CollectorRegistry, Gauge, start_http_server
+    from tests.fleet.test_monitor import monitoring, scrape
+    from tests.fleet.test_verify import tiny_bundles
 
-    registry = CollectorRegistry()
-    Gauge("optimize_canary_agreement_ratio", "canary top-1 agreement", registry=registry).set(1.0)
+    bundle = tiny_bundles(tmp_path, ("onnxruntime",))["onnxruntime"]
     target_port = _free_port()
-    target, target_thread = start_http_server(target_port, addr="127.0.0.1", registry=registry)
+    prober = contextlib.ExitStack()  # the real prober, killed in the finally below
+    prober.enter_context(
+        monitoring(str(bundle), "--port", str(target_port), "--address", "127.0.0.1", "--interval", "1")
+    )
+    deadline = time.monotonic() + 30
+    while "optimize_canary_agreement_ratio " not in _scrape_or_empty(scrape, target_port):
+        assert time.monotonic() < deadline, "the prober measured no canary agreement"
+        time.sleep(0.5)
 
     receiver_port, agent_port = _free_port(), _free_port()
     (tmp_path / "receiver.yml").write_text("global:\n  scrape_interval: 1m\n")
@@ -351,8 +365,7 @@ def test_agent_buffers_through_a_receiver_outage(tmp_path: Path) -> None:
                 assert time.monotonic() < deadline, "the agent did not catch up after the outage"
                 time.sleep(0.5)
     finally:
-        target.shutdown()
-        target_thread.join(timeout=5)
+        prober.close()
         for log in logs.values():
             log.close()
 
