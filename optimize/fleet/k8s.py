@@ -152,6 +152,7 @@ def pod_template(model_name: str, device_class) -> dict[str, Any]:
             },
         },
         "spec": {
+            **host_network(device_class),
             "containers": [server_container(), *monitoring_containers(device_class.deployment.monitoring)],
             "volumes": [
                 {
@@ -162,6 +163,14 @@ def pod_template(model_name: str, device_class) -> dict[str, Any]:
             ],
         },
     }
+
+
+def host_network(device_class) -> dict[str, Any]:
+    """A per-node server shares its node's network: clients and the rollout's health check reach
+    Triton on the node's own ports, and the agent reaches node_exporter on localhost:9100."""
+    if not device_class.deployment.per_node:
+        return {}
+    return {"hostNetwork": True, "dnsPolicy": "ClusterFirstWithHostNet"}
 
 
 def monitoring_containers(monitoring) -> list[dict[str, Any]]:
@@ -205,13 +214,13 @@ def monitoring_volumes(monitoring) -> list[dict[str, Any]]:
     ]
 
 
-def agent_config(monitoring) -> dict[str, Any]:
-    """deploy/prometheus/agent.yml as the pod runs it: the prober and Triton on localhost, the
-    class's remote-write endpoint."""
+def agent_config(monitoring, host_network: bool) -> dict[str, Any]:
+    """deploy/prometheus/agent.yml as the pod runs it: the prober and Triton on localhost, and
+    node_exporter where the pod shares the node's network (a per-node server); the class's
+    remote-write endpoint."""
     config = yaml.safe_load(AGENT_TEMPLATE.read_text(encoding="utf-8"))
-    config["scrape_configs"] = [
-        job for job in config["scrape_configs"] if job["job_name"] in ("optimize-monitor", "triton")
-    ]
+    pod_jobs = ("optimize-monitor", "triton", *(("node",) if host_network else ()))
+    config["scrape_configs"] = [job for job in config["scrape_configs"] if job["job_name"] in pod_jobs]
     for job in config["remote_write"]:
         job["url"] = monitoring.remote_write_url
     return config
@@ -291,7 +300,7 @@ def base_files(model_name: str, device_class, version: int) -> dict[str, dict[st
                 "files": [AGENT_CONFIG],
             }  # named with a content hash: a new config restarts the pod
         ]
-        files[AGENT_CONFIG] = agent_config(monitoring)
+        files[AGENT_CONFIG] = agent_config(monitoring, device_class.deployment.per_node)
     return {"kustomization.yaml": kustomization, **files}
 
 

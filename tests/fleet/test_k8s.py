@@ -62,7 +62,13 @@ def test_every_builtin_class_renders_objects_valid_for_kubernetes(name, tmp_path
     server, prober, agent = pod["containers"]
     assert (server["name"], prober["name"], agent["name"]) == ("tritonserver", "prober", "prometheus-agent")
     agent_config = yaml.safe_load(by_kind["ConfigMap"]["data"]["agent.yml"])
-    assert [job["job_name"] for job in agent_config["scrape_configs"]] == ["optimize-monitor", "triton"]
+    node_jobs = ["node"] if target.deployment.per_node else []  # node_exporter on the node's network
+    assert [job["job_name"] for job in agent_config["scrape_configs"]] == [
+        "optimize-monitor",
+        "triton",
+        *node_jobs,
+    ]
+    assert pod.get("hostNetwork", False) == target.deployment.per_node
     config_volume = next(v for v in pod["volumes"] if v["name"] == "agent-config")
     assert (
         config_volume["configMap"]["name"] == by_kind["ConfigMap"]["metadata"]["name"]
@@ -192,7 +198,7 @@ def test_the_node_agent_buffers_for_the_outage_budget_and_writes_to_the_centre()
     assert agent["env"] == [{"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}]
     wal = next(v for v in k8s.monitoring_volumes(target.deployment.monitoring) if v["name"] == "agent-wal")
     assert wal["hostPath"] == {"path": "/var/lib/optimize/prometheus-agent", "type": "DirectoryOrCreate"}
-    config = k8s.agent_config(target.deployment.monitoring)
+    config = k8s.agent_config(target.deployment.monitoring, host_network=True)
     assert [job["url"] for job in config["remote_write"]] == ["https://central.example.net/api/v1/write"]
 
 
