@@ -10,12 +10,9 @@ module loads none of the build libraries.
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +23,8 @@ import numpy as np
 from optimize.errors import UsageError
 from optimize.evaluation import agreement, load_outputs, read_feeds
 from optimize.fleet.bundle_format import MANIFEST, Bundle
+from optimize.fleet.kserve import ProbeFailure, ServerRunner
+from optimize.fleet.node_readings import NodeCollector
 from optimize.fleet.verify import (
     VerificationError,
     _check_format,
@@ -61,102 +60,6 @@ METRICS = (
 )
 
 
-# ---- KServe v2 / Triton HTTP: request and response JSON as pure functions
-
-DATATYPES = {
-    "bool": "BOOL",
-    "uint8": "UINT8",
-    "uint16": "UINT16",
-    "uint32": "UINT32",
-    "uint64": "UINT64",
-    "int8": "INT8",
-    "int16": "INT16",
-    "int32": "INT32",
-    "int64": "INT64",
-    "float16": "FP16",
-    "float32": "FP32",
-    "float64": "FP64",
-}
-DTYPES = {datatype: dtype for dtype, datatype in DATATYPES.items()}
-
-
-def infer_request(feeds: Mapping[str, np.ndarray], outputs: list[str]) -> dict[str, Any]:
-    """The KServe v2 inference request body for these input arrays, asking for these outputs."""
-    inputs = []
-    for name, value in feeds.items():
-        array = np.asarray(value)
-        if array.dtype.name not in DATATYPES:
-            raise ValueError(
-                f"input '{name}' has dtype {array.dtype.name}, which KServe v2 JSON cannot carry"
-            )
-        inputs.append(
-            {
-                "name": name,
-                "shape": list(array.shape),
-                "datatype": DATATYPES[array.dtype.name],
-                "data": array.reshape(-1).tolist(),
-            }
-        )
-    return {"inputs": inputs, "outputs": [{"name": name} for name in outputs]}
-
-
-def infer_outputs(response: Mapping[str, Any], outputs: list[str]) -> list[np.ndarray]:
-    """The named outputs of a KServe v2 inference response, in the order asked, as arrays."""
-    given = {tensor["name"]: tensor for tensor in response.get("outputs", [])}
-    missing = [name for name in outputs if name not in given]
-    if missing:
-        raise ValueError(f"the server's response has no output {', '.join(map(repr, missing))}")
-    arrays = []
-    for name in outputs:
-        tensor = given[name]
-        dtype = DTYPES.get(tensor["datatype"])
-        if dtype is None:
-            raise ValueError(f"output '{name}' has datatype {tensor['datatype']}, not a numeric tensor")
-        arrays.append(np.asarray(tensor["data"], dtype=dtype).reshape(tensor["shape"]))
-    return arrays
-
-
-class ProbeFailure(Exception):
-    """A probe that could not run the canary: `reason` is one of REASONS."""
-
-    def __init__(self, reason: str, message: str):
-        super().__init__(message)
-        self.reason = reason
-
-
-class ServerRunner:
-    """The served model as a Runner: each batch is one `POST {url}/v2/models/{name}/infer`."""
-
-    def __init__(self, url: str, model: str, input_names: list[str], outputs: list[str], timeout: float):
-        self.endpoint = f"{url.rstrip('/')}/v2/models/{model}/infer"
-        self.input_names = input_names
-        self.outputs = outputs
-        self.timeout = timeout
-
-    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        body = json.dumps(infer_request(feeds, self.outputs)).encode()
-        request = urllib.request.Request(
-            self.endpoint, data=body, headers={"Content-Type": "application/json"}, method="POST"
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as answer:
-                response = json.loads(answer.read())
-        except urllib.error.HTTPError as exc:  # the server answered, with an error
-            detail = exc.read()[:200].decode(errors="replace").strip()
-            raise ProbeFailure("inference_error", f"{self.endpoint}: HTTP {exc.code} {detail}") from None
-        except TimeoutError as exc:
-            raise ProbeFailure("timeout", f"{self.endpoint}: no answer in {self.timeout:g} s") from exc
-        except (urllib.error.URLError, ConnectionError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            if isinstance(reason, TimeoutError):
-                raise ProbeFailure("timeout", f"{self.endpoint}: no answer in {self.timeout:g} s") from None
-            raise ProbeFailure("server_unreachable", f"{self.endpoint}: {reason}") from None
-        return infer_outputs(response, self.outputs)
-
-    def close(self) -> None:
-        pass
-
-
 class _Timed:
     """A runner whose every batch's wall time is kept (the canary latency histogram's samples)."""
 
@@ -188,88 +91,6 @@ def latency_buckets(measured: Mapping[str, float]) -> tuple[float, ...]:
     if p90 and math.isfinite(p90) and p90 > 0:
         bounds.add(round(p90 / 1000.0, 9))
     return (*sorted(bounds), float("inf"))
-
-
-def thermal_zones(root: Path = Path("/sys/class/thermal")) -> dict[str, Path]:
-    """Each thermal zone's temperature file by its type (SoC, GPU, ...; the zone's folder name
-    where it has no type)."""
-    zones = {}
-    for folder in sorted(root.glob("thermal_zone*")):
-        if not (folder / "temp").is_file():
-            continue
-        try:
-            name = (folder / "type").read_text().strip() or folder.name
-        except OSError:
-            name = folder.name
-        zones[name if name not in zones else f"{name}-{folder.name}"] = folder / "temp"
-    return zones
-
-
-def read_temperature(path: Path) -> float | None:
-    """A thermal zone's temperature in °C (the kernel gives millidegrees); None if unreadable."""
-    try:
-        return int(path.read_text().strip()) / 1000.0
-    except (OSError, ValueError):
-        return None
-
-
-def memory_pressure(text: str) -> float | None:
-    """The share of the last 10 s some task stalled on memory, from /proc/pressure/memory's
-    `some avg10=0.12 avg60=...` line (percent there, a 0–1 ratio here)."""
-    for line in text.splitlines():
-        fields = line.split()
-        if fields and fields[0] == "some":
-            values = dict(part.split("=", 1) for part in fields[1:] if "=" in part)
-            try:
-                return float(values["avg10"]) / 100.0
-            except (KeyError, ValueError):
-                return None
-    return None
-
-
-class NodeCollector:
-    """Temperatures and memory pressure read when Prometheus scrapes, for hosts (Jetson) without
-    node_exporter; what a host lacks is left out (`missing` says what)."""
-
-    def __init__(
-        self, thermal: Path = Path("/sys/class/thermal"), pressure: Path = Path("/proc/pressure/memory")
-    ):
-        self.zones = thermal_zones(thermal)
-        self.pressure = pressure if pressure.is_file() else None
-        self.missing = [
-            what
-            for what, present in (
-                (f"temperatures (no {thermal}/thermal_zone*/temp)", self.zones),
-                (f"memory pressure (no {pressure})", self.pressure),
-            )
-            if not present
-        ]
-
-    def collect(self) -> Iterator[Any]:
-        from prometheus_client.core import GaugeMetricFamily
-
-        if self.zones:
-            family = GaugeMetricFamily(
-                "optimize_node_temperature_celsius", "Thermal zone temperature", labels=["zone"]
-            )
-            for zone, path in self.zones.items():
-                value = read_temperature(path)
-                if value is not None:
-                    family.add_metric([zone], value)
-            yield family
-        if self.pressure is not None:
-            try:
-                value = memory_pressure(self.pressure.read_text())
-            except OSError:
-                value = None
-            if value is not None:
-                family = GaugeMetricFamily(
-                    "optimize_node_memory_pressure_ratio",
-                    "Share of time some task stalled on memory (PSI)",
-                    labels=["window"],
-                )
-                family.add_metric(["avg10"], value)
-                yield family
 
 
 class CanaryGauges:

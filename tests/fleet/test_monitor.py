@@ -24,18 +24,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from optimize.errors import UsageError
 from optimize.fleet.bundle_format import read_bundle
-from optimize.fleet.monitor import (
-    METRICS,
-    REASONS,
-    NodeCollector,
-    infer_outputs,
-    infer_request,
-    latency_buckets,
-    memory_pressure,
-    open_state,
-    probe_once,
-    thermal_zones,
-)
+from optimize.fleet.kserve import infer_outputs, infer_request
+from optimize.fleet.monitor import METRICS, REASONS, latency_buckets, open_state, probe_once
+from optimize.fleet.node_readings import NodeCollector, memory_pressure, thermal_zones
 from tests.conftest import REPO, run_cli
 from tests.fleet.test_verify import rehash, tiny_bundles
 

@@ -89,8 +89,8 @@ def test_a_fresh_cpu_bundle_passes_every_check(pristine, runtime):
     assert result.samples == manifest.canary.samples == 32
     assert result.agreement_top1 == 1.0 and result.max_abs_diff <= manifest.canary.max_abs_diff
     assert result.runtime_version == library_version(runtime)
-    # the engine, config.pbtxt, two canary files, five Kubernetes manifests
-    assert result.files == len(manifest.files) == ENGINE_FILES[runtime] + 8
+    # the engine, config.pbtxt, two canary files, five Kubernetes manifests and the agent's config
+    assert result.files == len(manifest.files) == ENGINE_FILES[runtime] + 9
 
 
 def test_the_command_prints_one_summary_line_and_exits_0_on_the_tar_gz(pristine, tmp_path):
@@ -101,7 +101,8 @@ def test_the_command_prints_one_summary_line_and_exits_0_on_the_tar_gz(pristine,
     result = run_cli("verify", f"{folder}.tar.gz", env={"TMPDIR": str(temporary)})
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(
-        f"ok {folder.name}: 9 files, 32 canary samples, top-1 agreement 100.0% (≥ 95.0%), max abs diff "
+        f"ok {folder.name}: {len(manifest.files)} files, 32 canary samples, top-1 agreement 100.0% (≥ 95.0%), "
+        "max abs diff "
     )
     assert result.stdout.endswith(
         f"(≤ {manifest.canary.max_abs_diff:.3g}), onnxruntime {library_version('onnxruntime')}\n"
