@@ -55,7 +55,7 @@ class Change:
     note: str = ""
 
 
-def _history_file(artifacts_dir: Path, recipe: str, device_class: str) -> Path:
+def history_file(artifacts_dir: Path, recipe: str, device_class: str) -> Path:
     return artifacts_dir / "history" / recipe / f"{device_class}.jsonl"
 
 
@@ -90,7 +90,7 @@ def _hardware_text(identity: dict[str, str] | None) -> str:
 
 def append(artifacts_dir: Path, record: dict[str, Any]) -> None:
     """Append one line under an exclusive lock, so concurrent runs never interleave lines."""
-    path = _history_file(artifacts_dir, record["recipe"], record["device_class"])
+    path = history_file(artifacts_dir, record["recipe"], record["device_class"])
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)

@@ -190,11 +190,15 @@ class Pipeline:
         import numpy as np
 
         from optimize.measure import onnx_outputs
+        from optimize.model_io import ModelIO
 
         batch_size = self.recipe.evaluation.batch_size
 
         def compute(workdir: Path) -> dict[str, Any]:
-            outputs, _ = onnx_outputs(model.file, feeds.file, batch_size, self.source.io)
+            # the remembered interface: deriving it again may load a tokenizer
+            outputs, _ = onnx_outputs(
+                model.file, feeds.file, batch_size, ModelIO.from_interface(self.interface)
+            )
             np.savez(workdir / "outputs.npz", **outputs)
             write_artifact_meta(workdir, ArtifactKind.ONNX, "outputs.npz", reference=model.hash)
             return {}

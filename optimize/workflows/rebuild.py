@@ -156,10 +156,11 @@ def rebuild(
 
 def _push(url, record, target, changes, artifacts_dir, warn) -> None:
     """The rebuilt class's group; its gate is the regression check (0 on a regression)."""
+    from optimize.build_history import history_file
     from optimize.tracking.pushgateway import push, target_record
 
     regressed = any(change.regression for change in changes)
-    history = artifacts_dir / "history" / record["recipe"] / f"{target.name}.jsonl"
+    history = history_file(artifacts_dir, record["recipe"], target.name)
     push(
         url,
         [target_record(record["recipe"], record["run_id"], "rebuild", target, not regressed)],
