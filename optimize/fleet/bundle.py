@@ -26,6 +26,7 @@ from optimize.fleet.bundle_format import (
     TensorSpec,
     folder_name,
 )
+from optimize.gates import defaults_for, limits_for
 from optimize.hashing import hash_file
 from optimize.registry import did_you_mean
 
@@ -206,6 +207,7 @@ def _fill(folder: Path, manifest, artifacts_dir: Path, target, name: str, versio
         files=files,
         preprocessing=_preprocessing(recipe, inputs),
         measured={key: float(target["metrics"][key]) for key in MEASURED if key in target["metrics"]},
+        gates={**defaults_for(recipe.gates, target["name"]), **limits_for(recipe.gates, target["name"])},
         canary=CanaryRecord(
             samples=len(next(iter(canary_outputs.values()))),
             reference=reference,

@@ -108,6 +108,11 @@ class Bundle(StrictModel):
     files: dict[str, str] = Field(description="SHA-256 of every file in the bundle but bundle.json")
     preprocessing: Preprocessing
     measured: dict[str, float] = Field(description="the run's numbers for this target (accuracy, latency)")
+    gates: dict[str, float] = Field(
+        default_factory=dict,
+        description="the recipe's gate limits on this target (its own and the defaults it leaves in place), "
+        "so the fleet's alerts hold nodes to the budgets the build was held to",
+    )
     canary: CanaryRecord
 
     @property

@@ -55,6 +55,8 @@ METRICS = (
     "optimize_engine_info",
     "optimize_probe_failures_total",
     "optimize_probe_last_success_timestamp_seconds",
+    "optimize_gate_min_agreement_ratio",
+    "optimize_gate_max_latency_p90_seconds",
     "optimize_node_temperature_celsius",
     "optimize_node_memory_pressure_ratio",
 )
@@ -78,33 +80,35 @@ class _Timed:
 # ---- metrics
 
 
-def latency_buckets(measured: Mapping[str, float]) -> tuple[float, ...]:
+def latency_buckets(measured: Mapping[str, float], gates: Mapping[str, float]) -> tuple[float, ...]:
     """Histogram buckets (seconds) around the device class's latency: multiples of the build
-    host's measured p50, and its p90; Prometheus's defaults where the bundle measured none."""
-    p50 = measured.get("latency_p50_ms")
-    if not p50 or not math.isfinite(p50) or p50 <= 0:
-        from prometheus_client import Histogram
+    host's measured p50, its p90 and the recipe's latency gates, so the p90 alert compares
+    against a bucket edge; Prometheus's defaults where the bundle has none of them."""
+    from prometheus_client import Histogram
 
+    def positive(value: float | None) -> bool:
+        return bool(value) and math.isfinite(value) and value > 0
+
+    p50 = measured.get("latency_p50_ms")
+    bounds = {round(p50 * m / 1000.0, 9) for m in LATENCY_MULTIPLES} if positive(p50) else set()
+    for value in (
+        measured.get("latency_p90_ms"),
+        gates.get("max_latency_p50_ms"),
+        gates.get("max_latency_p90_ms"),
+    ):
+        if positive(value):
+            bounds.add(round(value / 1000.0, 9))
+    if not bounds:
         return tuple(Histogram.DEFAULT_BUCKETS)
-    bounds = {round(p50 * m / 1000.0, 9) for m in LATENCY_MULTIPLES}
-    p90 = measured.get("latency_p90_ms")
-    if p90 and math.isfinite(p90) and p90 > 0:
-        bounds.add(round(p90 / 1000.0, 9))
     return (*sorted(bounds), float("inf"))
 
 
-class CanaryGauges:
-    """The last probe's comparison with the reference outputs: each gauge absent until a probe
-    measured it (never a 0 that reads as total disagreement before the first probe)."""
+class AbsentUntilSet:
+    """Gauges each absent until given a value: never a 0 that reads as total disagreement before
+    the first probe, or as a gate of 0 where the recipe set none."""
 
-    HELP = {
-        "optimize_canary_agreement_ratio": "Share of canary samples whose top-1 matches the reference outputs",
-        "optimize_canary_max_abs_diff": "Largest difference of any canary output value from the reference",
-        "optimize_canary_mean_abs_diff": "Mean difference of the canary output values from the reference",
-        "optimize_canary_accuracy_ratio": "Share of labelled canary samples classified right",
-    }
-
-    def __init__(self) -> None:
+    def __init__(self, help_texts: Mapping[str, str]) -> None:
+        self.help_texts = help_texts
         self.values: dict[str, float] = {}
 
     def set(self, name: str, value: float | None) -> None:
@@ -114,9 +118,37 @@ class CanaryGauges:
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import GaugeMetricFamily
 
-        for name, text in self.HELP.items():
+        for name, text in self.help_texts.items():
             if name in self.values:
                 yield GaugeMetricFamily(name, text, value=self.values[name])
+
+
+CANARY_HELP = {
+    "optimize_canary_agreement_ratio": "Share of canary samples whose top-1 matches the reference outputs",
+    "optimize_canary_max_abs_diff": "Largest difference of any canary output value from the reference",
+    "optimize_canary_mean_abs_diff": "Mean difference of the canary output values from the reference",
+    "optimize_canary_accuracy_ratio": "Share of labelled canary samples classified right",
+}
+
+# recipe gate → (exported gauge, factor to its base unit, help): the limits the build was held to,
+# so the central rules hold each node to its own recipe's budget.
+GATE_GAUGES = {
+    "min_agreement": (
+        "optimize_gate_min_agreement_ratio",
+        1.0,
+        "The recipe's min_agreement gate on this device class",
+    ),
+    "max_latency_p90_ms": (
+        "optimize_gate_max_latency_p90_seconds",
+        0.001,
+        "The recipe's max_latency_p90_ms gate on this device class, in seconds",
+    ),
+}
+
+
+def gate_gauges(gates: Mapping[str, float]) -> dict[str, float]:
+    """The exported gate gauges' values from a bundle's gate limits (only the gates it sets)."""
+    return {name: gates[gate] * factor for gate, (name, factor, _) in GATE_GAUGES.items() if gate in gates}
 
 
 class Metrics:
@@ -127,12 +159,14 @@ class Metrics:
 
         self.registry: CollectorRegistry = CollectorRegistry()
         r = self.registry
-        self.canary = CanaryGauges()
+        self.canary = AbsentUntilSet(CANARY_HELP)
         r.register(self.canary)
+        self.gates = AbsentUntilSet({name: text for name, _, text in GATE_GAUGES.values()})
+        r.register(self.gates)
         self.latency = Histogram(
             "optimize_canary_latency_seconds",
             "Wall time of one canary batch",
-            buckets=latency_buckets(bundle.measured),
+            buckets=latency_buckets(bundle.measured, bundle.gates),
             registry=r,
         )
         self.info = Info("optimize_engine", "The engine this node serves", registry=r)
@@ -151,6 +185,7 @@ class Metrics:
             r.register(node)
 
     def identify(self, bundle: Bundle, runtime_version: str) -> None:
+        self.gates.values = gate_gauges(bundle.gates)
         self.info.info(
             {
                 "model": bundle.model.name,

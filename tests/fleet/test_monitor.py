@@ -25,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from optimize.errors import UsageError
 from optimize.fleet.bundle_format import read_bundle
 from optimize.fleet.kserve import infer_outputs, infer_request
-from optimize.fleet.monitor import METRICS, REASONS, latency_buckets, open_state, probe_once
+from optimize.fleet.monitor import METRICS, REASONS, gate_gauges, latency_buckets, open_state, probe_once
 from optimize.fleet.node_readings import NodeCollector, memory_pressure, thermal_zones
 from tests.conftest import REPO, run_cli
 from tests.fleet.test_verify import rehash, tiny_bundles
@@ -124,6 +124,11 @@ def test_a_probe_of_a_good_engine_agrees_with_the_reference(bundle, tmp_path):
     }
     samples = values(text)
     assert samples[("optimize_canary_agreement_ratio", ())] == 1.0
+    # the recipe's gates on this class (tests/fleet/test_verify.py GATES), for the central rules
+    assert manifest.gates == {"min_agreement": 0.9, "max_latency_p90_ms": 50.0}
+    assert samples[("optimize_gate_min_agreement_ratio", ())] == 0.9
+    assert samples[("optimize_gate_max_latency_p90_seconds", ())] == 0.05
+    assert ("optimize_canary_latency_seconds_bucket", (("le", "0.05"),)) in samples
     assert samples[("optimize_canary_accuracy_ratio", ())] == result.accuracy
     assert samples[("optimize_probe_last_success_timestamp_seconds", ())] == 1234.5
     assert samples[("optimize_canary_latency_seconds_count", ())] == len(result.batch_seconds)
@@ -261,8 +266,9 @@ def test_the_kserve_v2_request_and_response_json():
         infer_request({"s": np.array(["a"])}, [])
 
 
-def test_latency_buckets_surround_the_measured_p50_and_p90_in_seconds():
-    assert latency_buckets({"latency_p50_ms": 2.0, "latency_p90_ms": 3.5}) == (
+def test_latency_buckets_surround_the_measured_p50_p90_and_the_latency_gates_in_seconds():
+    measured = {"latency_p50_ms": 2.0, "latency_p90_ms": 3.5}
+    assert latency_buckets(measured, {}) == (
         0.0005,
         0.001,
         0.002,
@@ -273,7 +279,18 @@ def test_latency_buckets_surround_the_measured_p50_and_p90_in_seconds():
         0.016,
         float("inf"),
     )
-    assert latency_buckets({})[-1] == float("inf") and len(latency_buckets({})) > 5
+    gated = latency_buckets(measured, {"max_latency_p90_ms": 25.0, "min_agreement": 0.9})
+    assert 0.025 in gated and len(gated) == 10
+    assert latency_buckets({}, {"max_latency_p90_ms": 25.0}) == (0.025, float("inf"))
+    assert latency_buckets({}, {})[-1] == float("inf") and len(latency_buckets({}, {})) > 5
+
+
+def test_gate_gauges_carry_the_recipes_limits_in_base_units():
+    assert gate_gauges({"min_agreement": 0.95, "max_latency_p90_ms": 20.0, "min_speedup": 1.0}) == {
+        "optimize_gate_min_agreement_ratio": 0.95,
+        "optimize_gate_max_latency_p90_seconds": 0.02,
+    }
+    assert gate_gauges({}) == {}
 
 
 def test_host_readings_temperatures_by_zone_type_and_memory_pressure(tmp_path):

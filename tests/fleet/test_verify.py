@@ -27,13 +27,19 @@ from tests.conftest import ASSETS, run_cli, tiny_recipe_dict
 
 CLASSES = {"onnxruntime": "x86-cpu-onnxruntime", "openvino": "intel-cpu-openvino"}
 ENGINE_FILES = {"onnxruntime": 1, "openvino": 2}  # model.onnx; model.xml + model.bin
+GATES = {
+    "min_speedup": None,
+    "min_agreement": 0.9,
+    "per_target": {"x86-cpu-onnxruntime": {"max_latency_p90_ms": 50.0}},
+}
 
 
 def tiny_bundles(root: Path, runtimes: tuple[str, ...] = tuple(CLASSES)) -> dict[str, Path]:
     """`optimize bundle` of a tiny FP32 run for each runtime's CPU class, by runtime name."""
     shutil.copy(ASSETS / "tiny_models.py", root / "tiny_models.py")
     targets = [CLASSES[runtime] for runtime in runtimes]
-    recipe = tiny_recipe_dict(targets=targets, tracking={"enabled": False})
+    # a global and a per-class gate, which the bundle carries to the node's prober (GATES)
+    recipe = tiny_recipe_dict(targets=targets, tracking={"enabled": False}, gates=GATES)
     (root / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
     outcome = optimize.run(root / "recipe.yaml", artifacts=root / "artifacts")
     assert outcome.exit_code == 0, outcome.problems
