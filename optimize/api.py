@@ -116,13 +116,29 @@ def rebuild(
 ) -> RebuildOutcome:
     """Rebuild one device class from a run's stored ONNX model (run: a run id or 'latest';
     recipe: its name or file, to pick the latest run of that recipe) and compare with the
-    previous build of that recipe on that class; pushgateway: as for run."""
+    previous build of that recipe on that class; or, with run `models:/NAME@ALIAS` or
+    `models:/NAME/VERSION`, from a registered version on the tracking server, compared with the
+    server's previous build of that class; pushgateway: as for run."""
     from optimize.build_history import Tolerances
     from optimize.console import Progress
     from optimize.runs import find_run
+    from optimize.tracking.model_uri import is_model_uri, parse_model_uri
     from optimize.workflows.rebuild import rebuild as rebuild_class
+    from optimize.workflows.rebuild import rebuild_registered
 
     artifacts_dir = Path(artifacts).resolve()
+    if is_model_uri(run):
+        artifacts_dir.mkdir(parents=True, exist_ok=True)
+        return rebuild_registered(
+            artifacts_dir,
+            parse_model_uri(run),
+            device_class,
+            require_targets=require_targets,
+            tolerances=tolerances or Tolerances(),
+            tracking_uri=tracking_uri,
+            progress=Progress(enabled=progress),
+            pushgateway=pushgateway,
+        )
     return rebuild_class(
         artifacts_dir,
         find_run(artifacts_dir, run, recipe),
@@ -136,14 +152,43 @@ def rebuild(
 
 
 def history(
-    *, artifacts: PathLike = DEFAULT_ARTIFACTS, recipe: str | None = None, device_class: str | None = None
+    *,
+    artifacts: PathLike = DEFAULT_ARTIFACTS,
+    recipe: str | None = None,
+    device_class: str | None = None,
+    tracking_uri: str | None = None,
 ) -> list[dict[str, Any]]:
     """Every recorded build (runs and rebuilds), oldest first, optionally of one recipe (name or
-    file) and one device class."""
+    file) and one device class: this artifacts folder's, or with tracking_uri, every machine's
+    builds as that tracking server records them."""
     from optimize.build_history import read
     from optimize.runs import recipe_name
 
+    if tracking_uri:
+        from optimize.tracking.registry import build_records, client_for
+
+        return build_records(client_for(tracking_uri), recipe_name(recipe), device_class)
     return read(Path(artifacts).resolve(), recipe_name(recipe), device_class)
+
+
+def promote(
+    model: str,
+    *,
+    alias: str = "production",
+    force: bool = False,
+    tracking_uri: str | None = None,
+    artifacts: PathLike = DEFAULT_ARTIFACTS,
+):
+    """Point a registered model's alias (default `production`) at the version `model` names
+    (models:/NAME/VERSION or models:/NAME@ALIAS); a version that failed its gates needs force.
+    Returns the MLflow model version."""
+    from optimize.tracking.client import resolve_tracking_uri
+    from optimize.tracking.model_uri import parse_model_uri
+    from optimize.tracking.registry import client_for
+    from optimize.tracking.registry import promote as move_alias
+
+    uri = resolve_tracking_uri(tracking_uri, Path(artifacts).resolve())
+    return move_alias(client_for(uri), parse_model_uri(model, "MODEL"), uri, alias, force)
 
 
 def report(

@@ -219,6 +219,8 @@ def _print_run(outcome) -> None:
         out.print(f"bundle: {folder} (and {folder.name}.tar.gz)")
     if outcome.tracking:
         out.print(f"MLflow: {(outcome.tracking.get('remote') or outcome.tracking)['parent_url']}")
+        if outcome.tracking.get("registered"):
+            out.print(f"registered: {outcome.tracking['registered']}")
     cached = sum(step.cached for step in result.steps)
     out.print(
         f"{len(result.steps)} steps ({cached} from cache), {len(result.targets)} targets "
@@ -341,8 +343,8 @@ def bundle(run_id, device_class, recipe, artifacts, out_dir, debug) -> int:
     "from_run",
     default="latest",
     show_default=True,
-    metavar="RUN|latest",
-    help="the run whose ONNX model to rebuild",
+    metavar="RUN|latest|models:/NAME@ALIAS|models:/NAME/VERSION",
+    help="the run whose ONNX model to rebuild, or a registered version on the tracking server",
 )
 @click.option("--recipe", metavar="NAME|PATH", help="the recipe whose latest run is meant")
 @artifacts_option("the artifacts folder the runs were written to")
@@ -428,22 +430,42 @@ def _print_rebuild(outcome) -> None:
 @click.option("--device-class", "device_class", metavar="NAME", help="only this device class")
 @click.option("--recipe", metavar="NAME|PATH", help="only this recipe")
 @artifacts_option("the artifacts folder the runs were written to")
+@click.option("--tracking-uri", metavar="URI", help="read every machine's builds from this tracking server")
 @debug_option
 @handle_errors
-def history(device_class, recipe, artifacts, debug) -> int:
+def history(device_class, recipe, artifacts, tracking_uri, debug) -> int:
     """List builds per device class with their headline numbers."""
     from optimize.api import history as read
     from optimize.tables import history_table
 
-    records = read(artifacts=artifacts, recipe=recipe, device_class=device_class)
+    records = read(artifacts=artifacts, recipe=recipe, device_class=device_class, tracking_uri=tracking_uri)
     if not records:
         out.print(
-            f"no builds recorded in {artifacts.resolve() / 'history'}"
+            f"no builds recorded in {tracking_uri or artifacts.resolve() / 'history'}"
             + "".join(f" {what} {name}" for what, name in (("of", recipe), ("on", device_class)) if name)
             + " (runs written elsewhere: pass --artifacts DIR)"
         )
         return EXIT_OK
     out.print(history_table(records))
+    return EXIT_OK
+
+
+@main.command()
+@click.argument("model", metavar="models:/NAME/VERSION|models:/NAME@ALIAS")
+@click.option("--alias", default="production", show_default=True, help="the alias to point at that version")
+@click.option("--force", is_flag=True, help="also promote a version whose run failed its gates")
+@click.option("--tracking-uri", metavar="URI", help="MLflow tracking URI (the registry)")
+@artifacts_option("the artifacts folder (its local MLflow store is the registry without a server)")
+@debug_option
+@handle_errors
+def promote(model, alias, force, tracking_uri, artifacts, debug) -> int:
+    """Point a registered model's alias (production by default) at a version."""
+    from optimize.api import promote as move_alias
+
+    version = move_alias(model, alias=alias, force=force, tracking_uri=tracking_uri, artifacts=artifacts)
+    out.print(
+        f"models:/{version.name}@{alias} → version {version.version} (run {version.tags.get('optimize.run_id')})"
+    )
     return EXIT_OK
 
 

@@ -55,6 +55,14 @@ def manifest_dict(result: RunResult, status: str, tracking: dict[str, Any] | Non
         "source": _artifact_record(result.source, root),
         "reference": _artifact_record(result.reference, root),
         "eval_feeds": _artifact_record(result.eval_feeds, root),
+        "interface": result.interface,
+        "data": {
+            role: {
+                "fingerprint": fingerprint,
+                "source": getattr(loaded.recipe.data, role).model_dump(mode="json"),
+            }
+            for role, fingerprint in result.data_fingerprints.items()
+        },
         "steps": [
             {
                 "index": step.index,

@@ -51,6 +51,18 @@ class RunOptions:
     no_cache: bool = False
     only_targets: list[str] | None = None
     progress: Progress = field(default_factory=lambda: Progress(enabled=False))
+    given_eval: GivenEval | None = None
+
+
+@dataclass(frozen=True)
+class GivenEval:
+    """A registered model's evaluation inputs as the machine that ran the recipe recorded them:
+    the model's interface and the eval samples themselves, so a rebuild on another machine scores
+    exactly those samples and needs neither the model's source nor its data source."""
+
+    interface: dict[str, Any]
+    feeds: Artifact
+    labeled: bool
 
 
 def new_run_id() -> str:
@@ -103,6 +115,8 @@ class Pipeline:
     def interface(self) -> dict[str, Any]:
         """The model's inputs, outputs and task, remembered per source: deriving them can mean
         loading a tokenizer (seconds of imports) that a cached run otherwise never needs."""
+        if self.options.given_eval is not None:
+            return self.options.given_eval.interface
         key = keys.interface_key(self.source.fingerprint(self.reads))
         entry, _ = self._cached(
             key, "model interface", lambda workdir: {"interface": self.source.interface()}
@@ -166,6 +180,8 @@ class Pipeline:
     # -- evaluation data and reference outputs ------------------------------------------------
     def eval_feeds(self) -> Artifact | None:
         """The eval set as arrays in one .npz file, for processes that have no torch."""
+        if self.options.given_eval is not None:
+            return self.options.given_eval.feeds
         if not self.data.has("eval"):
             return None
 
@@ -361,7 +377,7 @@ class Pipeline:
         settings = self.recipe.evaluation
         feeds = self.eval_feeds()
         reference_files = {name: self.reference_outputs(model) for name, model in references.items()}
-        labeled = self.data.labeled("eval")
+        labeled = self.options.given_eval.labeled if self.options.given_eval else self.data.labeled("eval")
         key = keys.evaluation_key(
             engines={role: engine.hash for role, engine in engines.items()},
             feeds_hash=feeds.hash,
@@ -452,7 +468,7 @@ class Pipeline:
                 if not availability.can_run:
                     result.status, result.reason = "built", availability.reason
                     return result
-                if not self.data.has("eval"):
+                if self.eval_feeds() is None:
                     raise TargetError(name, "evaluation needs data.eval")
                 models, result.unmeasured = baseline_models(
                     final, reference, original, "fp32" in device_class.accepted_precisions, name
@@ -577,6 +593,8 @@ class Pipeline:
             reference=reference,
             original=original,
             eval_feeds=self.eval_feeds() if reference is not None else None,
+            interface=self.interface,
+            data_fingerprints={role: self.data.fingerprint(role) for role in ROLES if self.data.has(role)},
         )
 
 

@@ -124,6 +124,8 @@ class RunResult:
     reference: Artifact | None
     original: OriginalModel | None
     eval_feeds: Artifact | None = None  # the eval samples every target was scored on
+    interface: dict[str, Any] | None = None  # the model's inputs, outputs, task (Pipeline.interface)
+    data_fingerprints: dict[str, str] = field(default_factory=dict)  # by role: what the samples were
 
     @property
     def artifacts_dir(self) -> Path:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BeforeValidator, Discriminator, Field, Tag, create_model
+from pydantic import BeforeValidator, Discriminator, Field, PositiveFloat, Tag, create_model
 from pydantic_core import PydanticCustomError
 
 from optimize.recipe.base import Slug, StrictModel, resolve_user_path
@@ -166,6 +166,29 @@ class TrackingSpec(StrictModel):
     )
 
 
+class RegistrySpec(StrictModel):
+    """What a tracked run registers in the MLflow Model Registry, so machines without a shared
+    folder rebuild from `models:/NAME@ALIAS`."""
+
+    enabled: bool = Field(True, description="register the final model as a version (needs tracking)")
+    name: Slug | None = Field(None, description="registered model name; default: the recipe name")
+    alias: str = Field(
+        "candidate",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$",
+        description="alias every new version gets (models:/NAME@ALIAS)",
+    )
+    promote: Literal["on_pass", "never"] = Field(
+        "on_pass",
+        description="on_pass: a run that passes every gate also moves the `production` alias to its "
+        "version; never: only `optimize promote` does",
+    )
+    max_eval_mb: PositiveFloat = Field(
+        512,
+        description="the eval samples (as evaluated, after preprocessing) travel with the version up to "
+        "this size, so a rebuild elsewhere scores exactly the same samples without the data source",
+    )
+
+
 # -- the recipe -----------------------------------------------------------------------------
 
 
@@ -191,6 +214,7 @@ class Recipe(StrictModel):
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     gates: Gates = Field(default_factory=Gates)
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
+    registry: RegistrySpec = Field(default_factory=RegistrySpec)
     bundle: bool = Field(
         False,
         description="write a deployment bundle (optimize bundle) per ok target into <artifacts>/bundles "

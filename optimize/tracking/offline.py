@@ -67,11 +67,14 @@ def track(
         warn(f"could not log to the local MLflow store {local_uri}: {type(exc).__name__}: {exc}")
         return None
     if not extra_tags:
+        _register_locally(artifacts_dir, tracking, warn)
         return tracking
     try:
         with store_lock(artifacts_dir):
             report = sync_run(local_uri, target, tracking["parent_run_id"])
         remote = Tracker.for_experiment_name(target, experiment)
+        if tracking["parent_run_id"] in report.registered:
+            tracking["registered"] = report.registered[tracking["parent_run_id"]]
         tracking["remote"] = {
             "uri": target,
             "parent_run_id": report.remote_ids[tracking["parent_run_id"]],
@@ -83,10 +86,27 @@ def track(
     except Exception as exc:
         tracking["buffered_for"] = target
         warn(
-            f"tracking server {target} unreachable ({type(exc).__name__}); results are buffered in "
+            f"tracking server {target} unreachable ({type(exc).__name__}: {_first_line(exc)}); results are buffered in "
             f"{local_uri} — run `optimize sync` to upload them"
         )
     return tracking
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [""])[0][:200]
+
+
+def _register_locally(artifacts_dir: Path, tracking: dict[str, Any], warn: Callable[[str], None]) -> None:
+    """With no server, the local store's registry holds the versions (as the server's would)."""
+    from optimize.tracking.registry import client_for, register_run
+
+    try:
+        with store_lock(artifacts_dir):
+            version = register_run(client_for(tracking["uri"]), tracking["parent_run_id"])
+        if version is not None:
+            tracking["registered"] = f"models:/{version.name}/{version.version}"
+    except Exception as exc:
+        warn(f"could not register the model in {tracking['uri']}: {type(exc).__name__}: {exc}")
 
 
 def attach_files(

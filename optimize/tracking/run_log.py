@@ -3,12 +3,15 @@ run per target with its numbers, tags and built engine."""
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
 
+from optimize.build_history import target_record
 from optimize.results import RunResult
 from optimize.tracking.client import Tracker, flatten, metric_key
+from optimize.tracking.registry import BUILD_TAG, FOLDER, NAME_TAG, registration_tags, registry_files
 from optimize.versions import all_library_versions, host_identity
 
 log = logging.getLogger(__name__)
@@ -16,6 +19,22 @@ log = logging.getLogger(__name__)
 
 def _library_tags() -> dict[str, str]:
     return {f"lib.{name}": version for name, version in all_library_versions().items()}
+
+
+def asks_name(asks: dict[str, str]) -> dict[str, str]:
+    """The registered model's name on each build run, so the server's builds of it are found."""
+    return {NAME_TAG: asks[NAME_TAG]} if NAME_TAG in asks else {}
+
+
+def _log_registry_folder(
+    tracker: Tracker, run_id: str, manifest_path: Path, artifacts_dir: Path, max_eval_mb
+):
+    import tempfile
+
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = registry_files(manifest, artifacts_dir, max_eval_mb, Path(scratch))
+        tracker.log_artifact(run_id, folder, FOLDER)
 
 
 def recipe_params(recipe) -> dict[str, Any]:
@@ -56,6 +75,13 @@ def log_run(
             tracker.log_series(parent, metric_key("stage", prefix, series), values)
     tracker.log_artifact(parent, result.run_dir / "recipe.yaml", "recipe")
     tracker.log_artifact(parent, manifest_path)
+    gates_passed = all(g.passed for g in gate_results)
+    asks = registration_tags(recipe.registry, recipe.name, gates_passed)
+    if asks and result.reference is not None:  # a registered version is an ONNX model to rebuild
+        _log_registry_folder(
+            tracker, parent, manifest_path, result.artifacts_dir, recipe.registry.max_eval_mb
+        )
+        tracker.set_tags(parent, asks)
 
     children = {}
     for target in result.targets:
@@ -75,6 +101,10 @@ def log_run(
         )
         if target.reason:
             tracker.set_tags(child, {"target_reason": target.reason})
+        if target.engine_key:
+            tracker.set_tags(child, {"engine_key": target.engine_key})
+        record = target_record(recipe.name, result.run_id, "run", target, result.final.hash)
+        tracker.set_tags(child, {BUILD_TAG: json.dumps(record, sort_keys=True), **asks_name(asks)})
         tracker.log_metrics(child, target.metrics)
         for name, baseline in target.baselines.items():  # "original.*" and "fp32.*", same session
             tracker.log_metrics(child, {metric_key(name, k): v for k, v in baseline.metrics.items()})

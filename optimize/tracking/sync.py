@@ -1,4 +1,5 @@
-"""Replicating runs from the local SQLite store to a tracking server, exactly once.
+"""Replicating runs from the local SQLite store to a tracking server, exactly once; a run that
+asks for registration (optimize.tracking.registry) is registered there once it is complete.
 
 Each replicated run carries the tag optimize.buffered_run_id (the local run id) and, once every
 param, metric step, tag and artifact is across, optimize.sync_complete=true. A sync that finds a
@@ -31,6 +32,7 @@ class SyncReport:
     already: list[str] = field(default_factory=list)  # local parent run ids found complete
     remote_ids: dict[str, str] = field(default_factory=dict)  # local run id → remote run id
     local_store: Path | None = None  # None when there is no local store to sync from
+    registered: dict[str, str] = field(default_factory=dict)  # local parent run id → models:/NAME/VERSION
 
 
 def _chunks(items: list, size: int):
@@ -42,6 +44,7 @@ def _copy_run(local, remote, run, experiment_id: str, parent_remote_id: str | No
     """Copy one run (params, full metric histories, tags, artifacts, status); returns its remote id."""
     from mlflow.entities import Metric, Param, RunTag
 
+    # (a version number from a local registration is overwritten when the server registers the run)
     tags = {k: v for k, v in run.data.tags.items() if not k.startswith("optimize.synced.")}
     tags[BUFFERED_ID] = run.info.run_id
     if parent_remote_id is not None:
@@ -88,6 +91,7 @@ def sync_run(
     from mlflow.tracking import MlflowClient
 
     from optimize.tracking.client import _quiet_mlflow
+    from optimize.tracking.registry import register_run
 
     _quiet_mlflow()
     report = report or SyncReport()
@@ -111,6 +115,9 @@ def sync_run(
             remote_child = _copy_run(local, remote, child, experiment_id, remote_parent)
             copied_any = True
         report.remote_ids[child.info.run_id] = remote_child
+    version = register_run(remote, remote_parent)  # a run that asks for it; registered once
+    if version is not None:
+        report.registered[parent_run_id] = f"models:/{version.name}/{version.version}"
     local.set_tag(parent_run_id, synced_tag(remote_uri), remote_parent)
     (report.uploaded if copied_any else report.already).append(parent_run_id)
     return report

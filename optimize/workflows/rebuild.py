@@ -4,6 +4,8 @@ torch stages, and compare with the previous build of that recipe on that class. 
 from __future__ import annotations
 
 import contextlib
+import json
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from optimize.manifest import read_manifest
 from optimize.pipeline import new_run_id
 from optimize.recipe.loader import LoadedRecipe
 from optimize.results import TargetResult
+from optimize.tracking.model_uri import ModelRef
 
 
 class MissingArtifact(OptimizeError):
@@ -86,7 +89,7 @@ def _stored(pipeline, record: dict | None, what: str) -> Artifact | None:
         return None
     if not pipeline.store.verify_object(record["hash"]):
         raise MissingArtifact(
-            f"the run's {what} ({record['hash'][:12]}) is no longer in the store at "
+            f"the run's {what} model ({record['hash'][:12]}) is no longer in the store at "
             f"{pipeline.store.root}; re-run the recipe to recreate it"
         )
     return Artifact.open(pipeline.store.object_path(record["hash"]), record["hash"])
@@ -102,43 +105,190 @@ def rebuild(
     progress: Progress | None = None,
     pushgateway: str | None = None,
 ) -> RebuildOutcome:
+    """Rebuild from a run in this artifacts folder; compared with this folder's history."""
     from optimize.pipeline import Pipeline, RunOptions
-    from optimize.registry import did_you_mean
-    from optimize.targets import device_classes_for
 
     progress = progress or Progress(enabled=False)
     manifest = read_manifest(manifest_path)
     loaded = recipe_of(manifest)
-    classes = device_classes_for(loaded.recipe.device_classes)
-    if device_class_name not in classes:
-        raise UsageError(
-            f"--device-class {device_class_name}: unknown{did_you_mean(device_class_name, classes)}; "
-            f"valid: {', '.join(classes)}"
-        )
+    device_class = _device_class(loaded, device_class_name)
     pipeline = Pipeline(loaded, RunOptions(artifacts_dir=artifacts_dir, no_cache=True, progress=progress))
-    final = _stored(
-        pipeline, manifest["steps"][-1]["output"] if manifest["steps"] else manifest["source"], "final model"
-    )
-    reference = _stored(pipeline, manifest["reference"], "FP32 reference model")
-    original_record = manifest.get("original")
-    original = _stored(pipeline, original_record and original_record["artifact"], "original model")
+    models = {role: _stored(pipeline, record, role) for role, record in model_records(manifest).items()}
     previous = previous_build(artifacts_dir, loaded.recipe.name, device_class_name)
+    return _rebuild(
+        pipeline,
+        manifest,
+        device_class,
+        models,
+        previous,
+        {},
+        require_targets,
+        tolerances,
+        tracking_uri,
+        pushgateway,
+    )
 
+
+def rebuild_registered(
+    artifacts_dir: Path,
+    ref: ModelRef,
+    device_class_name: str,
+    require_targets: bool = False,
+    tolerances: Tolerances | None = None,
+    tracking_uri: str | None = None,
+    progress: Progress | None = None,
+    pushgateway: str | None = None,
+) -> RebuildOutcome:
+    """Rebuild a registered model version on this machine (no shared folder): its models and
+    eval samples come from the tracking server, and it is compared with the previous build of
+    that class for that version or its predecessor, as the server records it."""
+    from optimize.pipeline import GivenEval, Pipeline, RunOptions
+    from optimize.tracking.client import resolve_tracking_uri
+    from optimize.tracking.registry import (
+        EVAL,
+        MANIFEST,
+        NAME_TAG,
+        VERSION_TAG,
+        build_records,
+        client_for,
+        download,
+        previous_registered_build,
+        resolve_version,
+    )
+
+    progress = progress or Progress(enabled=False)
+    uri = resolve_tracking_uri(tracking_uri, artifacts_dir)
+    client = client_for(uri)
     try:
-        with progress.live():
+        version = resolve_version(client, ref, uri)
+    except OptimizeError:
+        raise
+    except Exception as exc:
+        raise UsageError(f"--from {ref}: cannot reach the registry at {uri}: {_first_line(exc)}") from None
+    with tempfile.TemporaryDirectory(dir=artifacts_dir, prefix=".download-") as scratch:
+        folder = download(client, version, Path(scratch))
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+        loaded = recipe_of(manifest)
+        device_class = _device_class(loaded, device_class_name)
+        pipeline_options = RunOptions(artifacts_dir=artifacts_dir, no_cache=True, progress=progress)
+        pipeline = Pipeline(loaded, pipeline_options)
+        records = {**model_records(manifest), EVAL: manifest.get("eval_feeds")}
+        models = {
+            role: _imported(pipeline, folder / role, record, f"{ref} (version {version.version}) {role}")
+            for role, record in records.items()
+            if record is not None and (folder / role).is_dir()
+        }
+    feeds = models.pop(EVAL, None)
+    if feeds is None:
+        _check_eval_data(pipeline, manifest, ref)
+    pipeline_options.given_eval = GivenEval(manifest["interface"], feeds, pipeline.data.labeled("eval"))
+    previous = previous_registered_build(
+        build_records(client, model=ref.name, device_class=device_class_name), int(version.version)
+    )
+    tags = {NAME_TAG: ref.name, VERSION_TAG: str(version.version)}
+    return _rebuild(
+        pipeline,
+        manifest,
+        device_class,
+        models,
+        previous,
+        tags,
+        require_targets,
+        tolerances,
+        uri,
+        pushgateway,
+    )
+
+
+def model_records(manifest: dict) -> dict[str, dict | None]:
+    """The run's models a rebuild starts from, by role: the final model, the FP32 reference and
+    the original model (before compression)."""
+    original = manifest.get("original") or {}
+    return {
+        "final": manifest["steps"][-1]["output"] if manifest["steps"] else manifest["source"],
+        "reference": manifest.get("reference"),
+        "original": original.get("artifact"),
+    }
+
+
+def _device_class(loaded: LoadedRecipe, name: str):
+    from optimize.registry import did_you_mean
+    from optimize.targets import device_classes_for
+
+    classes = device_classes_for(loaded.recipe.device_classes)
+    if name not in classes:
+        raise UsageError(
+            f"--device-class {name}: unknown{did_you_mean(name, classes)}; valid: {', '.join(classes)}"
+        )
+    return classes[name]
+
+
+def _imported(pipeline, folder: Path, record: dict, what: str) -> Artifact:
+    """A downloaded artifact tree, moved into this machine's store; its content must hash to
+    what the run recorded."""
+    digest = pipeline.store.put_tree(folder)
+    if digest != record["hash"]:
+        raise MissingArtifact(
+            f"{what}: the downloaded files hash to {digest[:12]}, the run recorded {record['hash'][:12]}"
+        )
+    return Artifact.open(pipeline.store.object_path(digest), digest)
+
+
+def _check_eval_data(pipeline, manifest: dict, ref: ModelRef) -> None:
+    """Without the registered eval samples (over registry.max_eval_mb), this machine must read
+    exactly the samples the run read: same data source, same fingerprint."""
+    recorded = (manifest.get("data") or {}).get("eval")
+    if recorded is None:
+        raise UsageError(f"{ref}: the run recorded no eval data; a rebuild evaluates on data.eval")
+    source = recorded["source"].get("source")
+    try:
+        fingerprint = pipeline.data.fingerprint("eval")
+    except Exception as exc:
+        raise UsageError(
+            f"{ref}: its eval samples were not registered (over registry.max_eval_mb) and data.eval "
+            f"({source}) cannot be read here: {_first_line(exc)}"
+        ) from None
+    if fingerprint != recorded["fingerprint"]:
+        raise UsageError(
+            f"{ref}: data.eval ({source}) here is not the data the run evaluated on (fingerprint "
+            f"{fingerprint[:12]}, the run's {recorded['fingerprint'][:12]})"
+        )
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+
+
+def _rebuild(
+    pipeline,
+    manifest,
+    device_class,
+    models,
+    previous,
+    tags,
+    require_targets,
+    tolerances,
+    tracking_uri,
+    pushgateway,
+) -> RebuildOutcome:
+    loaded = pipeline.loaded
+    final = models["final"]
+    try:
+        with pipeline.progress.live():
             target = pipeline.run_target(
-                device_class_name, classes[device_class_name], final, reference, original
+                device_class.name, device_class, final, models.get("reference"), models.get("original")
             )
     except KeyboardInterrupt as exc:
         raise Interrupted(pipeline.current) from exc
     rebuild_id = new_run_id()
+    artifacts_dir = pipeline.options.artifacts_dir
     record = target_record(
         loaded.recipe.name, rebuild_id, "rebuild", target, final.hash, source_run=manifest["run_id"]
     )
     changes = compare(previous, record, tolerances or Tolerances()) if previous else []
     append(artifacts_dir, record)
     warnings: list[str] = []
-    _track(loaded, manifest, target, record, changes, tracking_uri, artifacts_dir, warnings.append)
+    _track(loaded, manifest, target, record, changes, tags, tracking_uri, artifacts_dir, warnings.append)
     if pushgateway:  # after the history line is written; a failed push is a warning
         _push(pushgateway, record, target, changes, artifacts_dir, warnings.append)
     return RebuildOutcome(
@@ -169,11 +319,14 @@ def _push(url, record, target, changes, artifacts_dir, warn) -> None:
     )
 
 
-def _track(loaded, manifest, target, record, changes, tracking_uri, artifacts_dir, warn) -> None:
+def _track(loaded, manifest, target, record, changes, tags, tracking_uri, artifacts_dir, warn) -> None:
+    """The rebuild as a run of the recipe's experiment, with its history record and engine, so
+    any machine reads it back (optimize history --tracking-uri)."""
     if not loaded.recipe.tracking.enabled:
         return
     from optimize.tracking.client import metric_key
     from optimize.tracking.offline import track
+    from optimize.tracking.registry import BUILD_TAG
 
     source = manifest.get("tracking") or {}
     source_run = (source.get("remote") or source).get("parent_run_id", "")
@@ -192,9 +345,14 @@ def _track(loaded, manifest, target, record, changes, tracking_uri, artifacts_di
                 "runtime_version": target.runtime_version,
                 "target_status": target.status,
                 "regression": str(any(c.regression for c in changes)).lower(),
+                "engine_key": target.engine_key,
+                BUILD_TAG: json.dumps(record, sort_keys=True),
+                **tags,
                 **extra_tags,
             },
         )
+        if target.engine is not None:
+            tracker.log_artifact(run_id, target.engine.path, "engine")
         tracker.log_metrics(run_id, target.metrics)
         tracker.log_metrics(
             run_id, {metric_key("regression", c.metric): float(c.regression) for c in changes}
