@@ -77,7 +77,7 @@ def _enum(trt, enum_name: str, member: str):
 
 def _parser_error(error) -> dict[str, Any]:
     return {
-        "code": str(error.code()).rsplit(".", 1)[-1],
+        "code": error.code().name,
         "node": error.node(),
         "node_name": error.node_name(),
         "operator": error.node_operator(),
@@ -168,7 +168,7 @@ def _network_placement(trt, network, config) -> list[dict[str, str]]:
         [
             (
                 layer.name,
-                str(layer.type).rsplit(".", 1)[-1],
+                layer.type.name,
                 config.get_device_type(layer) == trt.DeviceType.DLA,
                 bool(config.can_run_on_DLA(layer)),
             )

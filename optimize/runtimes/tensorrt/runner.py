@@ -266,7 +266,9 @@ class TensorRTRunner(Runner):
                 continue
             value = arrays[tensor.name]
             if tensor.on_host:
-                problem = shape_problem(tensor.name, tuple(value.reshape(-1)), tensor.low, tensor.high)
+                problem = shape_problem(
+                    tensor.name, tuple(int(v) for v in value.reshape(-1)), tensor.low, tensor.high
+                )
                 if problem or value.shape != tensor.shape:
                     raise ValueError(
                         (problem or f"shape tensor '{tensor.name}' takes {len(tensor.low)} values").replace(
