@@ -77,6 +77,11 @@ class TensorRTRuntime(Runtime):
             device_class, trt_version, trt_problem, facts, gpu_problem, platform.machine()
         )
 
+    def host_report(self) -> list[str]:
+        from optimize.runtimes.tensorrt.report import host_report
+
+        return host_report()
+
     def device_identity(self, device_class) -> dict[str, Any]:
         facts, problem = detect_gpu()
         if facts is None:

@@ -22,9 +22,7 @@ from optimize.runtimes.tensorrt.plan import InputShape
 if TYPE_CHECKING:
     from optimize.artifacts import Artifact
 
-INSTALL_HINT = (
-    "install optimize's tensorrt extra on a host with an NVIDIA GPU; on Jetson it comes with JetPack"
-)
+INSTALL_HINT = "`optimize targets` says what this host needs; on a Jetson: make setup-jetson"
 
 
 @dataclass(frozen=True)
