@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from pydantic import ValidationError
 
 from optimize.runtimes.tensorrt.host import parse_version, timing_cache_name
 from optimize.runtimes.tensorrt.plan import (
@@ -138,29 +139,38 @@ def test_dla_with_and_without_gpu_fallback():
 
 
 def test_dla_plans_are_static():
-    """The DLA runs one shape: min = opt = max from the class, or the plan says what to set."""
+    """The DLA runs one shape: min = opt = max from the class. A class that says otherwise is
+    refused when it loads; a plan built around that check still refuses, naming what to set."""
     plan = plan_for("10.3.0", precision="int8", dla_core=0, batch=STATIC)
     (profile,) = plan.profiles
     assert profile.min == profile.opt == profile.max == (4, 3, 8, 8)
     with pytest.raises(
-        PlanError,
-        match=r"one static shape .* axis 0 ranges 1/4/16: set the class's batch to "
+        ValidationError,
+        match=r"dla_core 0 needs a static batch .* got 1/4/16; e.g. batch: "
         r"\{min: 4, opt: 4, max: 4\}",
     ):
-        plan_for("10.3.0", precision="int8", dla_core=0)
+        trt_class(batch={"min": 1, "opt": 4, "max": 16}, dla_core=0)
+    with pytest.raises(ValidationError, match=r"shape_ranges 'ids:1' is 16/64/128; set it to \[64, 64, 64\]"):
+        trt_class(batch=STATIC, dla_core=0, shape_ranges={"ids:1": (16, 64, 128)})
+    dynamic = trt_class(dla_core=0).model_copy(update={"batch": trt_class().batch})  # past validation
+    with pytest.raises(
+        PlanError,
+        match=r"one static shape .* axis 0 ranges 1/4/16: set the class's batch to \{min: 4, opt: 4, max: 4\}",
+    ):
+        make_build_plan(dynamic, "10.3.0", IMAGES, IDENTITY, "int8")
     text = [InputShape("ids", (None, None), (4, 128))]
+    loose = trt_class(dla_core=0).model_copy(
+        update={
+            "settings": trt_class(shape_ranges={"ids:1": (16, 64, 128)}, dla_core=None).settings.model_copy(
+                update={"dla_core": 0}
+            )
+        }
+    )
     with pytest.raises(
         PlanError,
         match=r"'ids' axis 1 ranges 16/64/128: set settings.shape_ranges\['ids:1'\] to \[64, 64, 64\]",
     ):
-        plan_for(
-            "10.3.0",
-            inputs=text,
-            precision="int8",
-            dla_core=0,
-            batch=STATIC,
-            shape_ranges={"ids:1": (16, 64, 128)},
-        )
+        make_build_plan(loose, "10.3.0", text, IDENTITY, "int8")
     fixed = plan_for(
         "10.3.0",
         inputs=text,
