@@ -70,16 +70,15 @@ def batch_chunks(total: int, fixed: int) -> list[tuple[int, int]]:
 
 
 def shape_problem(
-    name: str, shape: tuple[int, ...], low: tuple[int, ...], high: tuple[int, ...]
+    name: str, shape: tuple[int, ...], low: tuple[int, ...], high: tuple[int, ...], what: str = "shape"
 ) -> str | None:
-    """Why a feed's shape is outside the engine's optimisation profile, or None."""
+    """Why a feed's shape (or a shape tensor's values) is outside the engine's optimisation
+    profile, or None."""
     if len(shape) != len(low) or any(
         not lo <= dim <= hi for dim, lo, hi in zip(shape, low, high, strict=True)
     ):
-        return (
-            f"input '{name}' has shape {list(shape)}; the engine accepts {list(low)} to {list(high)} "
-            "(the device class's batch profile and shape_ranges)"
-        )
+        where = "the device class's batch profile and shape_ranges" if what == "shape" else "its profile"
+        return f"input '{name}' has {what} {list(shape)}; the engine accepts {list(low)} to {list(high)} ({where})"
     return None
 
 
@@ -133,7 +132,7 @@ class TensorRTRunner(Runner):
     A failure anywhere in start-up frees what was allocated before it is raised."""
 
     def __init__(self, engine: Artifact, class_name: str, here: Mapping[str, Any]):
-        trt = import_tensorrt()
+        trt = self._trt = import_tensorrt()
         plan = engine.meta.get("build_plan", {}) or {}
         built = engine.meta.get("device", {}) or {}
         problem = identity_mismatch(built, here, plan)
@@ -266,14 +265,11 @@ class TensorRTRunner(Runner):
                 continue
             value = arrays[tensor.name]
             if tensor.on_host:
-                problem = shape_problem(
-                    tensor.name, tuple(int(v) for v in value.reshape(-1)), tensor.low, tensor.high
-                )
+                values = tuple(int(v) for v in value.reshape(-1))
+                problem = shape_problem(tensor.name, values, tensor.low, tensor.high, what="values")
                 if problem or value.shape != tensor.shape:
                     raise ValueError(
-                        (problem or f"shape tensor '{tensor.name}' takes {len(tensor.low)} values").replace(
-                            "has shape", "has values"
-                        )
+                        problem or f"shape tensor '{tensor.name}' takes shape {list(tensor.shape)}"
                     )
             else:
                 problem = shape_problem(tensor.name, value.shape, tensor.low, tensor.high)
@@ -289,8 +285,9 @@ class TensorRTRunner(Runner):
             if tensor.is_input and not tensor.on_host:
                 size = tensor.kind.nbytes(tuple(self._context.get_tensor_shape(tensor.name)))
                 self._cuda.copy_to_device(tensor.pointer, tensor.host_pointer, size, self._stream)
-        if not self._context.execute_async_v3(int(self._stream)):
-            raise RuntimeError(f"execute_async_v3 failed on stream {int(self._stream)}")
+        with collecting(self._trt) as said:
+            if not self._context.execute_async_v3(int(self._stream)):
+                raise RuntimeError(f"execute_async_v3 failed; TensorRT said: {said.errors()[-1:]}")
         for tensor in self._tensors:
             if not tensor.is_input:
                 size = tensor.kind.nbytes(tuple(self._context.get_tensor_shape(tensor.name)))

@@ -118,6 +118,7 @@ def make_tensorrt(
     unsupported_ops: frozenset[str] = frozenset(),
     engine: EngineSpec | None = None,
     build_log: tuple[tuple[int, str], ...] = (),
+    execute_fails: bool = False,
 ):
     """A `tensorrt` module stand-in. `engine` is what every build produces and every deserialize
     returns; `identity` is the device the caches and engines belong to."""
@@ -347,13 +348,13 @@ def make_tensorrt(
                     Severity.ERROR, "IRuntime::deserializeCudaEngine: engine plan file is not compatible"
                 )
                 return None
-            return Engine(module.engine)
+            return Engine(module.engine, self.logger)
 
     module.Runtime = Runtime
 
     class Engine:
-        def __init__(self, spec: EngineSpec):
-            self.spec = spec
+        def __init__(self, spec: EngineSpec, logger):
+            self.spec, self.logger = spec, logger
             self.tensors = {t.name: (t, True) for t in spec.inputs} | {
                 t.name: (t, False) for t in spec.outputs
             }
@@ -441,6 +442,12 @@ def make_tensorrt(
 
         def execute_async_v3(self, stream) -> bool:
             record("Context.execute_async_v3", stream)
+            if execute_fails:
+                shared = self.engine.logger
+                shared.log(
+                    Severity.ERROR, "IExecutionContext::enqueueV3: Error Code 1: Cuda Runtime (out of memory)"
+                )
+                return False
             arrays = self._values()
             for spec in self.engine.spec.inputs:
                 if not spec.on_host:

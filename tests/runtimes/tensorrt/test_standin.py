@@ -265,8 +265,8 @@ def _engine(tmp_path, device=HERE, outputs=("total", "bf")):
 
 @pytest.fixture
 def standins(monkeypatch):
-    def install(fail_on=None, engine=None):
-        trt = make_tensorrt("10.3.0", engine=engine or _engine_spec())
+    def install(fail_on=None, engine=None, execute_fails=False):
+        trt = make_tensorrt("10.3.0", engine=engine or _engine_spec(), execute_fails=execute_fails)
         cudart = FakeCudart(fail_on)
         trt.attach(cudart)
         monkeypatch.setattr(runner_module, "import_tensorrt", lambda: trt)
@@ -341,3 +341,14 @@ def test_outputs_the_metadata_names_must_exist(standins, tmp_path):
         RuntimeError, match=r"the engine has no output \['logits'\]; its outputs are \['bf', 'total'\]"
     ):
         TensorRTRunner(_engine(tmp_path, outputs=("logits",)), "orin", HERE)
+
+
+def test_a_failed_execution_quotes_tensorrt(standins, tmp_path):
+    _, cudart = standins(execute_fails=True)
+    runner = TensorRTRunner(_engine(tmp_path), "orin", HERE)
+    with pytest.raises(
+        RuntimeError, match=r"execute_async_v3 failed; TensorRT said: .*enqueueV3: Error Code 1"
+    ):
+        runner.run({"x": np.zeros((2, 4), np.float32), "repeat": np.array([1], np.int32)})
+    runner.close()
+    assert cudart.live() == {"device": 0, "pinned": 0, "streams": 0, "events": 0}
