@@ -32,6 +32,7 @@ class InstallPlan:
     tensorrt_from: str = ""  # where TensorRT comes from
     problem: str | None = None
     notes: tuple[str, ...] = field(default=())
+    with_build: bool = False  # the line's pins agree with constraints.txt: one environment for all
 
     @property
     def command(self) -> str | None:
@@ -39,6 +40,8 @@ class InstallPlan:
             return None
         if self.extra == "jetson":
             return "make setup-jetson"
+        if self.with_build:
+            return f"pip install -c constraints.txt -c {self.constraints} -e '.[build,dev,{self.extra}]'"
         return f"pip install -c {self.constraints} -e '.[{self.extra}]'"
 
 
@@ -138,6 +141,7 @@ def install_plan(system: str, machine: str, driver: str | None, l4t: str | None)
             extra="tensorrt",
             constraints="constraints/tensorrt-cu13.txt",
             tensorrt_from="PyPI (tensorrt-cu13 wheels)",
+            with_build=True,
         )
     if major >= CUDA12_DRIVER:
         return InstallPlan(
