@@ -32,7 +32,12 @@ def test_supported_hosts(machine, driver, l4t, cuda, extra, constraints):
     plan = install_plan("Linux", machine, driver, l4t)
     assert plan.problem is None
     assert (plan.cuda_major, plan.extra, plan.constraints) == (cuda, extra, constraints)
-    assert plan.command == ("make setup-jetson" if l4t else f"pip install -c {constraints} -e '.[{extra}]'")
+    expected = {
+        "jetson": "make setup-jetson",
+        "tensorrt": f"pip install -c constraints.txt -c {constraints} -e '.[build,dev,tensorrt]'",
+        "tensorrt-cu12": f"pip install -c {constraints} -e '.[tensorrt-cu12]'",
+    }
+    assert plan.command == expected[extra]
     if l4t:
         assert "JetPack" in plan.tensorrt_from and "PyPI" not in plan.tensorrt_from
     else:
