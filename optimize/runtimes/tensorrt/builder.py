@@ -177,9 +177,13 @@ def _network_placement(trt, network, config) -> list[dict[str, str]]:
     )
 
 
-def _engine_placement(trt, serialized, said) -> list[dict[str, str]]:
-    """Per engine layer, from the engine inspector of the engine just built (on this host)."""
+def _engine_placement(trt, serialized, plan: BuildPlan, said) -> list[dict[str, str]]:
+    """Per engine layer, from the engine inspector of the engine just built (on this host),
+    loaded as the runner loads it (DLA core, host code of a version-compatible engine)."""
     runtime = trt.Runtime(shared_logger(trt))
+    runtime.DLA_core = plan.dla_core
+    if plan.version_compatible:
+        runtime.engine_host_code_allowed = True
     engine = runtime.deserialize_cuda_engine(serialized)
     if engine is None:
         return []
@@ -218,7 +222,7 @@ def build_engine(trt, model_path: Path, plan: BuildPlan, class_name: str, cache_
             _save_timing_cache(config, cache_path)
         del parser  # only now: the network used its weights until the build finished
         placement = (
-            placement_summary(network_placement, _engine_placement(trt, serialized, said))
+            placement_summary(network_placement, _engine_placement(trt, serialized, plan, said))
             if network_placement is not None
             else None
         )

@@ -342,7 +342,7 @@ def make_tensorrt(
             self.engine_host_code_allowed = False
 
         def deserialize_cuda_engine(self, data: bytes):
-            record("Runtime.deserialize_cuda_engine", len(data))
+            record("Runtime.deserialize_cuda_engine", len(data), self.DLA_core)
             if data != f"FAKEENGINE:{identity}".encode() or module.engine is None:
                 self.logger.log(
                     Severity.ERROR, "IRuntime::deserializeCudaEngine: engine plan file is not compatible"

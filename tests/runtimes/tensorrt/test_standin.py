@@ -194,6 +194,8 @@ def test_a_dla_build_records_where_each_layer_runs(onnx_file):
     ]
     assert [layer["device"] for layer in placement["engine"]] == ["DLA", "GPU"]
     assert placement["dla_layers"] == 2 and placement["dla_share"] == pytest.approx(2 / 3)
+    (deserialized,) = trt.record.args("Runtime.deserialize_cuda_engine")
+    assert deserialized[1] == 0  # inspected on the DLA core it was built for
 
 
 def test_the_registered_runtime_puts_the_dla_placement_and_its_note_into_the_build(
