@@ -73,13 +73,9 @@ def driver_major(driver: str | None) -> int | None:
 def jetpack_of(l4t: str) -> str | None:
     """The JetPack release of an L4T release (NVIDIA's JetPack archive); None when unknown."""
     parts = tuple(int(p) for p in re.findall(r"\d+", l4t)[:2])
-    table = {
-        (35,): "5",
-        (36, 2): "6.0 DP",
-        (36, 3): "6.0",
-        (36, 4): "6.1/6.2",
-        (38,): "7",
-    }
+    if parts[:1] == (36,) and parts[1:] and parts[1] >= 4:
+        return "6.1+"  # 36.4: JetPack 6.1 and 6.2; later 36.x releases keep TensorRT 10.x and CUDA 12
+    table = {(35,): "5", (36, 2): "6.0 DP", (36, 3): "6.0", (38,): "7"}
     return table.get(parts) or table.get(parts[:1])
 
 
@@ -87,7 +83,7 @@ def _jetson(l4t: str) -> InstallPlan:
     jetpack = jetpack_of(l4t)
     platform = f"Jetson, L4T {l4t}" + (f" (JetPack {jetpack})" if jetpack else "")
     major = int(re.findall(r"\d+", l4t)[0])
-    if major == 36 and jetpack in ("6.1/6.2",):
+    if jetpack == "6.1+":
         return InstallPlan(
             platform,
             cuda_major=12,
@@ -112,7 +108,7 @@ def _jetson(l4t: str) -> InstallPlan:
         )
     return InstallPlan(
         platform,
-        problem=f"L4T {l4t} is no JetPack release this runtime knows (JetPack 6.1/6.2 is L4T 36.4, 7 is 38)",
+        problem=f"L4T {l4t} is no JetPack release this runtime knows (JetPack 6.1+ is L4T 36.4+, 7 is 38)",
     )
 
 

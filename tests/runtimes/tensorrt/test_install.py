@@ -68,10 +68,11 @@ def test_unsupported_hosts_say_why(system, machine, driver, l4t, message):
 
 
 def test_jetpack_releases():
-    assert [jetpack_of(v) for v in ("35.6.0", "36.3.0", "36.4.3", "38.2.1", "37.0")] == [
+    assert [jetpack_of(v) for v in ("35.6.0", "36.3.0", "36.4.3", "36.5.0", "38.2.1", "37.0")] == [
         "5",
         "6.0",
-        "6.1/6.2",
+        "6.1+",
+        "6.1+",
         "7",
         None,
     ]
