@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 ARTIFACTS ?= artifacts
 
-.PHONY: setup demo test test-fast bench lint format lock docs clean
+.PHONY: setup setup-jetson demo test test-fast bench lint format lock docs clean
 
 setup: $(STAMP)
 
@@ -15,6 +15,17 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[build,dev]'
 	touch $(STAMP)
+
+# A Jetson: TensorRT comes with JetPack (its Python bindings live in the system site-packages,
+# which the venv sees); cuda-python is pinned to JetPack's CUDA line by the constraints file that
+# optimize/runtimes/tensorrt/install.py names for this L4T release (or it says why none fits).
+# The Python that JetPack's TensorRT bindings are built for.
+JETSON_PYTHON ?= /usr/bin/python3
+setup-jetson:
+	CONSTRAINTS=$$($(JETSON_PYTHON) optimize/runtimes/tensorrt/install.py) || exit 2; \
+	test -x $(BIN)/python || $(JETSON_PYTHON) -m venv --system-site-packages $(VENV); \
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c $$CONSTRAINTS -e '.[jetson]'; \
+	$(BIN)/python -c 'import tensorrt' || { echo "JetPack's TensorRT does not import: sudo apt-get install python3-libnvinfer"; exit 2; }
 
 demo: setup
 	$(BIN)/optimize run recipes/resnet18-digits-edge.yaml --artifacts $(ARTIFACTS)

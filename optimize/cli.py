@@ -282,6 +282,7 @@ def schema(format_, debug) -> int:
 def targets(recipe, debug) -> int:
     """List device classes, their runtime, and whether this host can build and run them."""
     from optimize.api import device_classes
+    from optimize.registries import RUNTIMES
     from optimize.tables import device_classes_table
 
     statuses = device_classes(recipe)
@@ -291,6 +292,9 @@ def targets(recipe, debug) -> int:
             {name: s.availability for name, s in statuses.items()},
         )
     )
+    for runtime in sorted({s.device_class.runtime for s in statuses.values()}):
+        for line in RUNTIMES.get(runtime)().host_report():
+            out.print(line, markup=False, highlight=False)
     return EXIT_OK
 
 

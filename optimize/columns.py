@@ -120,9 +120,13 @@ def execution(build: Mapping[str, Any] | None) -> str | None:
     MACs in INT8 kernels, then the precision of the float layers), or 'bf16'."""
     build = build or {}
     share, rest = build.get("int8_mac_share"), build.get("float_precision")
-    if not share:
-        return rest
-    return f"int8 {100 * share:.0f}%" + (f" · {rest}" if rest and share < 0.9995 else "")
+    text = (
+        rest if not share else f"int8 {100 * share:.0f}%" + (f" · {rest}" if rest and share < 0.9995 else "")
+    )
+    if build.get("dla_share") is None:
+        return text
+    dla = f"DLA {100 * build['dla_share']:.0f}% of layers"  # the rest fell back to the GPU
+    return f"{dla} · {text}" if text else dla
 
 
 def _target_status(target: Mapping[str, Any]) -> str:
@@ -149,10 +153,13 @@ TARGET_COLUMNS: tuple[Column, ...] = (
 
 
 def target_notes(targets: Iterable[Mapping[str, Any]]) -> list[str]:
-    """Why a target did not run, and what its build changed that was measured."""
+    """Why a target did not run, what its build changed that was measured, and what its build
+    reported (e.g. a DLA class whose layers mostly fell back to the GPU)."""
     targets = list(targets)
     lines = [f"{t['name']}: {t['status']} — {t['reason']}" for t in targets if t.get("reason")]
-    return lines + [f"{t['name']}: {note}" for t in targets for note in t.get("notes") or []]
+    notes = [(t["name"], note) for t in targets for note in (t.get("build") or {}).get("notes") or []]
+    notes += [(t["name"], note) for t in targets for note in t.get("notes") or []]
+    return lines + [f"{name}: {note}" for name, note in notes]
 
 
 # The "against the baselines" table: a record per target that ran and baseline, with the

@@ -17,6 +17,7 @@ from optimize.columns import (
     execution,
     format_value,
     rows,
+    target_notes,
 )
 from optimize.gates import GateResult, summary_markdown
 from optimize.html_report import render
@@ -190,6 +191,22 @@ def test_an_engine_says_what_it_computes_in():
     assert execution({"int8_mac_share": 1.0, "float_precision": "bf16"}) == "int8 100%"
     assert execution({"int8_mac_share": 0.0, "float_precision": "bf16"}) == "bf16"
     assert execution({}) is None and execution(None) is None
+    assert execution({"dla_share": 0.25}) == "DLA 25% of layers"  # a TensorRT DLA build
+    assert execution({"dla_share": 0.9, "int8_mac_share": 1.0}) == "DLA 90% of layers · int8 100%"
+
+
+def test_a_build_note_reaches_the_notes_under_the_table():
+    note = "DLA: only 1 of 4 layers run on the DLA; the rest fell back to the GPU"
+    targets = [
+        {
+            "name": "orin-dla",
+            "status": "ok",
+            "build": {"notes": [note]},
+            "notes": ["precision auto shipped int8"],
+        },
+        {"name": "cpu", "status": "ok", "build": None},
+    ]
+    assert target_notes(targets) == [f"orin-dla: {note}", "orin-dla: precision auto shipped int8"]
 
 
 def test_one_formatter_per_kind_and_every_column_uses_one():

@@ -128,6 +128,11 @@ class Runtime:
         engine = Artifact(ArtifactKind.ENGINE, "", file.parent, {**(meta or {}), "file": file.name})
         return self.open(engine, device_class)
 
+    def host_report(self) -> list[str]:
+        """Lines `optimize targets` prints about this host's stack for the runtime (what it found
+        and what to install), where there is more to say than each class's availability."""
+        return []
+
     def inexact_rewrite(self, build: dict[str, Any]) -> str | None:
         """What the build changed in the model's arithmetic, when it did (then the engine's
         outputs are measured against the model file's), else None."""

@@ -140,6 +140,15 @@ class DeviceClassBase(StrictModel):
         resolved = {key: value for key, value in given.items() if not (key in defaults and value is None)}
         return {**data, "deployment": {**defaults, **resolved}}
 
+    @model_validator(mode="after")
+    def _settings_fit_the_batch(self) -> DeviceClassBase:
+        """A runtime's settings may constrain the batch profile (TensorRT's DLA: one static shape)."""
+        check = getattr(getattr(self, "settings", None), "batch_problem", None)
+        problem = check(self.batch) if check else None
+        if problem:
+            raise ValueError(problem)
+        return self
+
 
 def _device_class_union():
     members = []

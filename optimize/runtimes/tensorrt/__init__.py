@@ -8,9 +8,13 @@ This package holds only the registered runtime, which delegates to one module pe
   * `host`: availability, engine identity and timing cache names from host facts (pure);
   * `probe`: TensorRT version, GPU facts (through cuda-python, without TensorRT), ONNX inputs;
   * `cuda`: the CUDA runtime calls through cuda-python;
-  * `logger`: the TensorRT logger that keeps messages for error reports;
+  * `install`: which TensorRT and cuda-python a host needs (platform, driver, JetPack; pure);
+  * `dtypes`: every TensorRT tensor type as host memory, with conversions (pure);
+  * `placement`: which layers of a DLA build run on the DLA and which fell back (pure);
+  * `logger`: the process's one TensorRT logger, with per-call scopes of what it said;
   * `builder`: applies a `BuildPlan` with the real `tensorrt` module;
-  * `runner`: the engine session used by evaluation.
+  * `runner`: the engine session used by evaluation;
+  * `report`: what `optimize targets` says about this host's CUDA, driver and TensorRT.
 The submodules never import this package, so importing it has no cycle; `tensorrt` and
 cuda-python are imported inside functions only, so importing `optimize.runtimes` never needs them.
 """
@@ -27,6 +31,7 @@ from optimize.registries import RUNTIMES
 from optimize.runtimes.base import Availability, Runner, Runtime, TritonModel
 from optimize.runtimes.tensorrt.builder import build_engine
 from optimize.runtimes.tensorrt.host import availability_for, identity_from, timing_cache_dir
+from optimize.runtimes.tensorrt.placement import fallback_note
 from optimize.runtimes.tensorrt.plan import PlanError, make_build_plan
 from optimize.runtimes.tensorrt.probe import (
     detect_gpu,
@@ -72,6 +77,11 @@ class TensorRTRuntime(Runtime):
             device_class, trt_version, trt_problem, facts, gpu_problem, platform.machine()
         )
 
+    def host_report(self) -> list[str]:
+        from optimize.runtimes.tensorrt.report import host_report
+
+        return host_report()
+
     def device_identity(self, device_class) -> dict[str, Any]:
         facts, problem = detect_gpu()
         if facts is None:
@@ -88,7 +98,9 @@ class TensorRTRuntime(Runtime):
             cache_path = (
                 timing_cache_dir(workdir) / plan.timing_cache_file if plan.timing_cache_file else None
             )
-            serialized, cache_loaded = build_engine(trt, model.file, plan, device_class.name, cache_path)
+            serialized, cache_loaded, placement = build_engine(
+                trt, model.file, plan, device_class.name, cache_path
+            )
         except PlanError as exc:
             raise TargetError(device_class.name, str(exc)) from exc
         (workdir / ENGINE_FILE).write_bytes(serialized)
@@ -107,12 +119,18 @@ class TensorRTRuntime(Runtime):
         )
         for note in plan.notes:
             log.warning("%s: %s", device_class.name, note)
-        return {
+        info = {
             "plan": plan.to_dict(),
             "device": identity,
             "timing_cache": {"path": str(cache_path), "loaded": cache_loaded} if cache_path else None,
             "engine_mb": (workdir / ENGINE_FILE).stat().st_size / 2**20,
         }
+        if placement is not None:  # a DLA class: which layers run on the DLA, which fell back
+            note = fallback_note(placement)
+            info.update(
+                dla_placement=placement, dla_share=placement["dla_share"], notes=[note] if note else []
+            )
+        return info
 
     def open(self, engine: Artifact, device_class) -> Runner:
         return TensorRTRunner(engine, device_class.name, self.device_identity(device_class))

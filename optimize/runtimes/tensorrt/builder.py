@@ -14,7 +14,13 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from optimize.runtimes.tensorrt.logger import collecting_logger
+from optimize.runtimes.tensorrt.logger import INFO, collecting, shared_logger
+from optimize.runtimes.tensorrt.placement import (
+    engine_layer_devices,
+    network_layer_devices,
+    placement_summary,
+    reported_dla_layers,
+)
 from optimize.runtimes.tensorrt.plan import PlanError, describe_plan
 
 if TYPE_CHECKING:
@@ -71,7 +77,7 @@ def _enum(trt, enum_name: str, member: str):
 
 def _parser_error(error) -> dict[str, Any]:
     return {
-        "code": str(error.code()).rsplit(".", 1)[-1],
+        "code": error.code().name,
         "node": error.node(),
         "node_name": error.node_name(),
         "operator": error.node_operator(),
@@ -155,26 +161,69 @@ def _save_timing_cache(config, path: Path) -> None:
     _atomic_write_bytes(path, cache.serialize())
 
 
+def _network_placement(trt, network, config) -> list[dict[str, str]]:
+    """Per network layer: assigned to the DLA by the config, and can the DLA run it."""
+    layers = [network.get_layer(index) for index in range(network.num_layers)]
+    return network_layer_devices(
+        [
+            (
+                layer.name,
+                layer.type.name,
+                config.get_device_type(layer) == trt.DeviceType.DLA,
+                bool(config.can_run_on_DLA(layer)),
+            )
+            for layer in layers
+        ]
+    )
+
+
+def _engine_placement(trt, serialized, plan: BuildPlan, said) -> list[dict[str, str]]:
+    """Per engine layer, from the engine inspector of the engine just built (on this host),
+    loaded as the runner loads it (DLA core, host code of a version-compatible engine)."""
+    runtime = trt.Runtime(shared_logger(trt))
+    runtime.DLA_core = plan.dla_core
+    if plan.version_compatible:
+        runtime.engine_host_code_allowed = True
+    engine = runtime.deserialize_cuda_engine(serialized)
+    if engine is None:
+        return []
+    inspector = engine.create_engine_inspector()
+    text = inspector.get_engine_information(trt.LayerInformationFormat.JSON)
+    del inspector, engine  # the inspector goes before its engine, the engine before its runtime
+    return engine_layer_devices(text, reported_dla_layers(said.at(INFO)))
+
+
 def build_engine(trt, model_path: Path, plan: BuildPlan, class_name: str, cache_path: Path | None):
-    """Parse, configure and build; returns (serialized engine, timing cache loaded?)."""
-    logger = collecting_logger(trt)
-    builder = trt.Builder(logger)
-    flags = 0
-    for name in plan.network_flags:
-        flags |= 1 << int(_enum(trt, "NetworkDefinitionCreationFlag", name))
-    network = builder.create_network(flags)
-    parser = _parse(trt, network, logger, model_path)
-    config = builder.create_builder_config()
-    apply_plan(trt, builder, network, config, plan)
-    cache, loaded = _attach_timing_cache(config, cache_path) if cache_path else (None, False)
-    serialized = builder.build_serialized_network(network, config)
-    if serialized is None:
-        said = logger.errors()[-3:]
-        raise PlanError(
-            f"TensorRT could not build an engine for '{class_name}' (build_serialized_network returned None); tried: "
-            f"{describe_plan(plan)}" + (f"; TensorRT said: {' | '.join(said)}" if said else "")
+    """Parse, configure and build; returns (serialized engine, timing cache loaded?, DLA placement
+    or None). Every TensorRT object shares the process's logger; what it said during this build
+    is quoted when the build fails."""
+    with collecting(trt) as said:
+        logger = shared_logger(trt)
+        builder = trt.Builder(logger)
+        flags = 0
+        for name in plan.network_flags:
+            flags |= 1 << int(_enum(trt, "NetworkDefinitionCreationFlag", name))
+        network = builder.create_network(flags)
+        parser = _parse(trt, network, logger, model_path)
+        config = builder.create_builder_config()
+        apply_plan(trt, builder, network, config, plan)
+        network_placement = (
+            _network_placement(trt, network, config) if plan.default_device_type == "DLA" else None
         )
-    if cache_path and cache is not None:
-        _save_timing_cache(config, cache_path)
-    del parser  # only now: the network used its weights until the build finished
-    return serialized, loaded
+        cache, loaded = _attach_timing_cache(config, cache_path) if cache_path else (None, False)
+        serialized = builder.build_serialized_network(network, config)
+        if serialized is None:
+            errors = said.errors()[-3:]
+            raise PlanError(
+                f"TensorRT could not build an engine for '{class_name}' (build_serialized_network returned None); "
+                f"tried: {describe_plan(plan)}" + (f"; TensorRT said: {' | '.join(errors)}" if errors else "")
+            )
+        if cache_path and cache is not None:
+            _save_timing_cache(config, cache_path)
+        del parser  # only now: the network used its weights until the build finished
+        placement = (
+            placement_summary(network_placement, _engine_placement(trt, serialized, plan, said))
+            if network_placement is not None
+            else None
+        )
+    return serialized, loaded, placement

@@ -61,6 +61,11 @@ def hardware_mismatch(device_class, facts: GpuFacts, host_arch: str) -> str | No
         return f"the class needs an integrated (Jetson) GPU; this host has a discrete {gpu}"
     if settings.integrated_gpu is False and facts.integrated:
         return f"the class needs a discrete GPU; this host has an integrated {gpu}"
+    if settings.hardware_compatibility == "ampere_plus" and facts.integrated:
+        return (
+            f"hardware_compatibility ampere_plus is not supported on integrated GPUs (TensorRT's engine "
+            f"compatibility docs); this host has an integrated {gpu}: use 'none' and build on the device"
+        )
     if settings.hardware_compatibility == "ampere_plus" and parse_version(facts.compute_capability) < (8, 0):
         return f"ampere_plus engines must be built on an Ampere or newer GPU (compute capability ≥ 8.0); this host has {gpu}"
     if settings.hardware_compatibility == "same_compute_capability" and parse_version(
@@ -161,3 +166,45 @@ def timing_cache_dir(workdir: Path, environ: Mapping[str, str] = os.environ) -> 
         return tmp.parent.parent / TIMING_CACHE_FOLDER
     cache_home = environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(cache_home) / "optimize" / TIMING_CACHE_FOLDER
+
+
+def _describe(identity: Mapping[str, Any]) -> str:
+    text = (
+        f"TensorRT {identity.get('version', '?')} on {identity.get('gpu', '?')} ({identity.get('sm_count', '?')} SMs, "
+        f"compute capability {identity.get('compute_capability', '?')}"
+    )
+    return text + (f", L4T {identity['l4t']})" if identity.get("l4t") else ")")
+
+
+def identity_mismatch(
+    built: Mapping[str, Any], here: Mapping[str, Any], plan: Mapping[str, Any] | None = None
+) -> str | None:
+    """Why an engine built on `built` must not run on `here`, in one line, or None. TensorRT
+    itself may load an engine from another GPU of the same compute capability with only a warning
+    (AGX Orin and Orin Nano are both 8.7), so the identities are compared first: TensorRT version,
+    GPU name, SM count, compute capability and JetPack (L4T) release, relaxed only as far as the
+    plan's compatibility modes promise. Fields either side lacks are not compared."""
+    plan = plan or {}
+    level = plan.get("hardware_compatibility_level", "NONE")
+    ignored: set[str] = set()
+    if level in ("AMPERE_PLUS", "SAME_COMPUTE_CAPABILITY"):
+        ignored |= {"gpu", "sm_count"}
+    if level == "AMPERE_PLUS" and parse_version(str(here.get("compute_capability", "0"))) >= (8, 0):
+        ignored.add("compute_capability")
+    if plan.get("version_compatible"):
+        built_major = parse_version(str(built.get("version", "")))[:1]
+        if built_major == parse_version(str(here.get("version", "")))[:1] and parse_version(
+            str(here.get("version", ""))
+        ) >= parse_version(str(built.get("version", ""))):
+            ignored.add("version")
+    differing = [
+        f"{name} {built[name]!r} vs {here[name]!r}"
+        for name in ("version", "gpu", "sm_count", "compute_capability", "l4t")
+        if name not in ignored and name in built and name in here and built[name] != here[name]
+    ]
+    if not differing:
+        return None
+    return (
+        f"the engine was built with {_describe(built)}, this host has {_describe(here)} (differs: "
+        f"{', '.join(differing)}): rebuild it on this host"
+    )

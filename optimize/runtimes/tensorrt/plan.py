@@ -69,11 +69,29 @@ class BuildPlan:
         return dataclasses.asdict(self)
 
 
+def _static_problem(name: str, axis: int, triple: tuple[int, int, int], key: str) -> str:
+    """Why a DLA plan cannot take this axis: the DLA runs one shape only (min = opt = max)."""
+    low, opt, high = triple
+    fix = (
+        f"set the class's batch to {{min: {opt}, opt: {opt}, max: {opt}}}"
+        if axis == 0
+        else f"set settings.shape_ranges['{key}'] to [{opt}, {opt}, {opt}]"
+    )
+    return (
+        f"a DLA engine takes one static shape (min = opt = max) and input '{name}' axis {axis} ranges "
+        f"{low}/{opt}/{high}: {fix}, or drop dla_core to run it on the GPU"
+    )
+
+
 def optimization_profile(
-    inputs: list[InputShape], batch, shape_ranges: Mapping[str, tuple[int, int, int]]
+    inputs: list[InputShape],
+    batch,
+    shape_ranges: Mapping[str, tuple[int, int, int]],
+    static: bool = False,
 ) -> tuple[tuple[ProfileShape, ...], list[str]]:
     """min/opt/max shapes of every input with a dynamic axis: axis 0 from the class's batch
-    profile, other dynamic axes from settings.shape_ranges (else fixed to the example shape)."""
+    profile, other dynamic axes from settings.shape_ranges (else fixed to the example shape).
+    `static` (DLA): every range must be a single shape, else PlanError says which to fix."""
     profiles, notes, used = [], [], set()
     for spec in inputs:
         if all(dim is not None for dim in spec.dims):
@@ -104,6 +122,8 @@ def optimization_profile(
                     f"input '{spec.name}' axis {axis} is dynamic: set settings.shape_ranges['{key}'] = "
                     "[min, opt, max] in the device class"
                 )
+            if static and not triple[0] == triple[1] == triple[2]:
+                raise PlanError(_static_problem(spec.name, axis, triple, key))
             low.append(triple[0])
             opt.append(triple[1])
             high.append(triple[2])
@@ -205,7 +225,13 @@ def make_build_plan(
         builder_flags.append("SPARSE_WEIGHTS")
     if settings.version_compatible:
         builder_flags.append("VERSION_COMPATIBLE")
-    profiles, profile_notes = optimization_profile(inputs, device_class.batch, settings.shape_ranges)
+    profiles, profile_notes = optimization_profile(
+        inputs, device_class.batch, settings.shape_ranges, static=device_type == "DLA"
+    )
+    verbosity = settings.profiling_verbosity.upper()
+    if device_type == "DLA" and verbosity != "DETAILED":
+        verbosity = "DETAILED"  # the engine inspector names each layer's device only in detailed mode
+        notes.append("profiling_verbosity raised to detailed: the build records which layers run on the DLA")
     if settings.timing_cache and settings.builder_optimization_level == 0:
         notes.append("builder optimisation level 0 does not use the timing cache")
     return BuildPlan(
@@ -222,7 +248,7 @@ def make_build_plan(
         dla_core=settings.dla_core,
         profiles=profiles,
         max_aux_streams=settings.max_aux_streams,
-        profiling_verbosity=settings.profiling_verbosity.upper(),
+        profiling_verbosity=verbosity,
         version_compatible=settings.version_compatible,
         timing_cache_file=timing_cache_name(device_class.name, identity) if settings.timing_cache else None,
         notes=tuple(notes + dla_notes + profile_notes),

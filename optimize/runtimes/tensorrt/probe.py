@@ -12,20 +12,17 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import importlib.util
-import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from optimize.runtimes.tensorrt.cuda import load_cudart
+from optimize.runtimes.tensorrt.install import parse_driver_version, parse_tegra_release, read_text
 from optimize.runtimes.tensorrt.plan import InputShape
 
 if TYPE_CHECKING:
     from optimize.artifacts import Artifact
 
-INSTALL_HINT = (
-    "install optimize's tensorrt extra on a host with an NVIDIA GPU; on Jetson it comes with JetPack"
-)
+INSTALL_HINT = "`optimize targets` says what this host needs; on a Jetson: make setup-jetson"
 
 
 @dataclass(frozen=True)
@@ -43,18 +40,6 @@ class GpuFacts:
 def cuda_version_text(encoded: int) -> str:
     """CUDA's 1000*major + 10*minor encoding (12060) as '12.6'."""
     return f"{encoded // 1000}.{(encoded % 1000) // 10}" if encoded else "none"
-
-
-def parse_tegra_release(text: str) -> str | None:
-    """The L4T release in /etc/nv_tegra_release ('# R36 (release), REVISION: 4.3, ...' -> '36.4.3')."""
-    found = re.search(r"R(\d+)\s*\(release\),\s*REVISION:\s*([\d.]+)", text)
-    return f"{found.group(1)}.{found.group(2)}" if found else None
-
-
-def parse_driver_version(text: str) -> str | None:
-    """The NVIDIA kernel module version in /proc/driver/nvidia/version."""
-    found = re.search(r"Kernel Module(?: for \S+)?\s+(\d+(?:\.\d+)+)", text)
-    return found.group(1) if found else None
 
 
 def no_gpu_reason(error_name: str, runtime_version: int, driver_version: int) -> str:
@@ -103,16 +88,9 @@ def tensorrt_cuda_line() -> str:
     return "system"
 
 
-def _read(path: str) -> str:
-    try:
-        return Path(path).read_text(errors="replace")
-    except OSError:
-        return ""
-
-
 def l4t_release() -> str | None:
     """The Jetson L4T release of this host, None elsewhere."""
-    return parse_tegra_release(_read("/etc/nv_tegra_release"))
+    return parse_tegra_release(read_text("/etc/nv_tegra_release"))
 
 
 @functools.cache
@@ -150,7 +128,7 @@ def detect_gpu() -> tuple[GpuFacts | None, str]:
         total_memory_mb=int(props.totalGlobalMem) // 2**20,
         cuda_runtime=cuda_version_text(runtime_version),
         cuda_driver=cuda_version_text(driver_version),
-        driver=parse_driver_version(_read("/proc/driver/nvidia/version")) or "",
+        driver=parse_driver_version(read_text("/proc/driver/nvidia/version")) or "",
     ), ""
 
 

@@ -2,18 +2,21 @@
 device and pinned host buffers allocated once, and time it with CUDA events.
 
 The messages and arithmetic it relies on (why an engine from elsewhere is refused, fixed-batch
-slicing, profile bounds, memory held) are plain functions, tested without TensorRT or a GPU.
+slicing, profile bounds, memory held, output order) are plain functions, tested without TensorRT
+or a GPU; the TensorRT and CUDA calls are exercised against a recording stand-in in the tests.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from optimize.runtimes.base import Runner
 from optimize.runtimes.tensorrt.cuda import CudaRuntime
-from optimize.runtimes.tensorrt.host import IDENTITY_FIELDS
-from optimize.runtimes.tensorrt.logger import collecting_logger
+from optimize.runtimes.tensorrt.dtypes import tensor_type
+from optimize.runtimes.tensorrt.host import IDENTITY_FIELDS, identity_mismatch
+from optimize.runtimes.tensorrt.logger import collecting, shared_logger
 from optimize.runtimes.tensorrt.probe import import_tensorrt
 
 if TYPE_CHECKING:
@@ -67,16 +70,15 @@ def batch_chunks(total: int, fixed: int) -> list[tuple[int, int]]:
 
 
 def shape_problem(
-    name: str, shape: tuple[int, ...], low: tuple[int, ...], high: tuple[int, ...]
+    name: str, shape: tuple[int, ...], low: tuple[int, ...], high: tuple[int, ...], what: str = "shape"
 ) -> str | None:
-    """Why a feed's shape is outside the engine's optimisation profile, or None."""
+    """Why a feed's shape (or a shape tensor's values) is outside the engine's optimisation
+    profile, or None."""
     if len(shape) != len(low) or any(
         not lo <= dim <= hi for dim, lo, hi in zip(shape, low, high, strict=True)
     ):
-        return (
-            f"input '{name}' has shape {list(shape)}; the engine accepts {list(low)} to {list(high)} "
-            "(the device class's batch profile and shape_ranges)"
-        )
+        where = "the device class's batch profile and shape_ranges" if what == "shape" else "its profile"
+        return f"input '{name}' has {what} {list(shape)}; the engine accepts {list(low)} to {list(high)} ({where})"
     return None
 
 
@@ -87,112 +89,165 @@ def device_memory_mb(measured_bytes: int, activation_bytes: int, buffer_bytes: i
     return max(measured_bytes, activation_bytes + buffer_bytes) / 2**20
 
 
+def output_order(engine_outputs: list[str], recorded: list[Any] | None) -> list[str]:
+    """The engine's outputs in the order the model's metadata records them (what `run` returns),
+    engine order where nothing is recorded; a recorded name the engine lacks is an error."""
+    names = [item.get("name") if isinstance(item, dict) else str(item) for item in recorded or []]
+    if not names:
+        return list(engine_outputs)
+    missing = [name for name in names if name not in engine_outputs]
+    if missing:
+        raise RuntimeError(f"the engine has no output {missing}; its outputs are {engine_outputs}")
+    return names + [name for name in engine_outputs if name not in names]
+
+
 @dataclass
 class _Tensor:
     name: str
     is_input: bool
-    dtype: Any  # numpy dtype
+    kind: Any  # dtypes.TensorType: host dtype, storage and conversion
     shape: tuple[int, ...]  # -1 for dynamic axes
-    low: tuple[int, ...] = ()  # profile 0 min / max, inputs only
+    on_host: bool = False  # a shape tensor: TensorRT reads its values from host memory
+    low: tuple[int, ...] = ()  # profile 0 min / max: shapes, or values for a shape tensor
     high: tuple[int, ...] = ()
     pointer: int = 0  # device buffer
     capacity: int = 0  # its size in bytes
     host_pointer: int = 0  # pinned staging buffer of the same size
     host: Any = None  # NumPy bytes over it
 
-    def staging(self, shape: tuple[int, ...]):
-        import numpy as np
+    def store(self, values) -> int:
+        """Write values into the pinned buffer in TensorRT's encoding; returns the bytes written."""
+        units = self.kind.to_storage(values).view("uint8")
+        self.host[: units.nbytes] = units
+        return units.nbytes
 
-        size = int(np.prod(shape, dtype=np.int64)) * self.dtype.itemsize
-        return self.host[:size].view(self.dtype).reshape(shape)
+    def read(self, shape: tuple[int, ...]):
+        size = self.kind.nbytes(shape)
+        return self.kind.from_storage(self.host[:size].view(self.kind.storage), shape).copy()
 
 
 class TensorRTRunner(Runner):
     """One deserialized engine with one execution context, its own stream, and device plus pinned
-    host buffers sized for the profile's largest shapes (allocated once, addresses set once)."""
+    host buffers sized for the profile's largest shapes (allocated once, addresses set once).
+    A failure anywhere in start-up frees what was allocated before it is raised."""
 
     def __init__(self, engine: Artifact, class_name: str, here: Mapping[str, Any]):
-        import numpy as np
-
-        trt = import_tensorrt()
+        trt = self._trt = import_tensorrt()
+        plan = engine.meta.get("build_plan", {}) or {}
+        built = engine.meta.get("device", {}) or {}
+        problem = identity_mismatch(built, here, plan)
+        if problem:
+            raise RuntimeError(
+                f"TensorRT engine of '{class_name}': {problem} (optimize run RECIPE --target {class_name})"
+            )
         self._cuda = CudaRuntime()
+        self._tensors: list[_Tensor] = []
+        self._stream = self._start = self._end = None
+        self._context = self._engine = None
+        try:
+            self._open(trt, engine, class_name, here, plan)
+        except BaseException:
+            with contextlib.suppress(Exception):  # the start-up error is the one to report
+                self.close()
+            raise
+
+    def _open(self, trt, engine: Artifact, class_name: str, here, plan) -> None:
         self._cuda.init_context()
         free_before = self._cuda.free_bytes()
-        self._logger = collecting_logger(trt)
-        self._runtime = trt.Runtime(self._logger)
-        plan = engine.meta.get("build_plan", {})
-        if plan.get("version_compatible"):
-            self._runtime.engine_host_code_allowed = True  # the embedded lean runtime is host code
-        if plan.get("dla_core") is not None:
-            self._runtime.DLA_core = int(plan["dla_core"])
-        try:
-            self._engine = self._runtime.deserialize_cuda_engine(engine.file.read_bytes())
-        except Exception as exc:  # some versions raise instead of returning None
-            self._logger.messages.append((1, str(exc)))
-            self._engine = None
-        if self._engine is None:
-            raise RuntimeError(
-                engine_mismatch_message(
-                    class_name, engine.meta.get("device", {}), here, self._logger.errors()
+        with collecting(trt) as said:
+            self._runtime = trt.Runtime(shared_logger(trt))
+            if plan.get("version_compatible"):
+                self._runtime.engine_host_code_allowed = True  # the embedded lean runtime is host code
+            if plan.get("dla_core") is not None:
+                self._runtime.DLA_core = int(plan["dla_core"])
+            try:
+                self._engine = self._runtime.deserialize_cuda_engine(engine.file.read_bytes())
+            except Exception as exc:  # some versions raise instead of returning None
+                said.lines.append((1, str(exc)))
+                self._engine = None
+            if self._engine is None:
+                raise RuntimeError(
+                    engine_mismatch_message(class_name, engine.meta.get("device", {}), here, said.errors())
                 )
-            )
-        self._context = self._engine.create_execution_context()
-        if self._context is None:
-            raise RuntimeError(
-                f"TensorRT could not create an execution context (GPU memory?): {self._logger.errors()[-1:]}"
-            )
-        self._tensors = self._describe(trt, np)
+            self._context = self._engine.create_execution_context()
+            if self._context is None:
+                raise RuntimeError(
+                    f"TensorRT could not create an execution context (GPU memory?): {said.errors()[-1:]}"
+                )
+        self._tensors = self._describe(trt)
         self.input_names = [t.name for t in self._tensors if t.is_input]
+        outputs = [t.name for t in self._tensors if not t.is_input]
+        self.output_names = output_order(outputs, engine.meta.get("outputs"))
         self._stream = self._cuda.stream()
-        self._start, self._end = self._cuda.event(), self._cuda.event()
-        buffers = self._allocate(np)
+        self._start = self._cuda.event()
+        self._end = self._cuda.event()
+        buffers = self._allocate()
         v2 = hasattr(self._engine, "device_memory_size_v2")  # 10.1+; 11.x removed device_memory_size
         activations = int(self._engine.device_memory_size_v2 if v2 else self._engine.device_memory_size)
         self._memory_mb = device_memory_mb(free_before - self._cuda.free_bytes(), activations, buffers)
 
-    def _describe(self, trt, np) -> list[_Tensor]:
+    def _describe(self, trt) -> list[_Tensor]:
         tensors = []
         for index in range(self._engine.num_io_tensors):
             name = self._engine.get_tensor_name(index)
             is_input = self._engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
+            on_host = self._engine.get_tensor_location(name) == trt.TensorLocation.HOST
+            if on_host and not is_input:
+                raise RuntimeError(
+                    f"output '{name}' is a shape tensor (computed on the host); this runner does not support it"
+                )
             tensor = _Tensor(
                 name,
                 is_input,
-                np.dtype(trt.nptype(self._engine.get_tensor_dtype(name))),
+                tensor_type(self._engine.get_tensor_dtype(name)),
                 tuple(self._engine.get_tensor_shape(name)),
+                on_host,
             )
-            if is_input:
-                if -1 in tensor.shape:
-                    low, _opt, high = self._engine.get_tensor_profile_shape(name, 0)
-                    tensor.low, tensor.high = tuple(low), tuple(high)
-                else:
-                    tensor.low = tensor.high = tensor.shape
+            if on_host:  # a shape tensor input: its profile bounds its values, not its shape
+                low, _opt, high = self._engine.get_tensor_profile_values(0, name)
+                tensor.low, tensor.high = tuple(low), tuple(high)
+            elif is_input and -1 in tensor.shape:
+                low, _opt, high = self._engine.get_tensor_profile_shape(name, 0)
+                tensor.low, tensor.high = tuple(low), tuple(high)
+            elif is_input:
+                tensor.low = tensor.high = tensor.shape
             tensors.append(tensor)
         return tensors
 
-    def _allocate(self, np) -> int:
-        """Device and pinned host buffers for the largest shapes; returns the device bytes."""
+    def _allocate(self) -> int:
+        """Device and pinned host buffers for the largest shapes (a shape tensor: host only, where
+        TensorRT reads it); returns the device bytes. Each pointer is kept as soon as it exists,
+        so close() frees it whatever fails next."""
         for tensor in self._tensors:
-            if tensor.is_input:
+            if tensor.is_input and tensor.on_host:
+                tensor.capacity = tensor.kind.nbytes(tensor.shape)
+                tensor.host_pointer, tensor.host = self._cuda.pinned(tensor.capacity)
+                tensor.store(tensor.high)  # the largest values, so the outputs get their largest shapes
+                self._context.set_tensor_address(tensor.name, tensor.host_pointer)
+        for tensor in self._tensors:
+            if tensor.is_input and not tensor.on_host:
                 self._context.set_input_shape(tensor.name, tensor.high)
         total = 0
         for tensor in self._tensors:
+            if tensor.on_host:
+                continue
             shape = tensor.high if tensor.is_input else tuple(self._context.get_tensor_shape(tensor.name))
             if any(dim < 0 for dim in shape):
                 raise RuntimeError(
                     f"output '{tensor.name}' has a data-dependent shape; this runner does not support it"
                 )
-            tensor.capacity = int(np.prod(shape, dtype=np.int64)) * tensor.dtype.itemsize
+            tensor.capacity = tensor.kind.nbytes(shape)
             tensor.pointer = self._cuda.malloc(tensor.capacity)
             tensor.host_pointer, tensor.host = self._cuda.pinned(tensor.capacity)
-            self._context.set_tensor_address(tensor.name, tensor.pointer)
+            if not self._context.set_tensor_address(tensor.name, tensor.pointer):
+                raise RuntimeError(f"TensorRT refused the address of tensor '{tensor.name}'")
             total += tensor.capacity
         return total
 
     @property
     def _fixed_batch(self) -> int | None:
-        first = next(t for t in self._tensors if t.is_input)
-        return first.shape[0] if first.shape and first.shape[0] > 0 else None
+        first = next((t for t in self._tensors if t.is_input and not t.on_host), None)
+        return first.shape[0] if first and first.shape and first.shape[0] > 0 else None
 
     def _arrays(self, feeds) -> dict[str, np.ndarray]:
         import numpy as np
@@ -200,51 +255,62 @@ class TensorRTRunner(Runner):
         missing = [name for name in self.input_names if name not in feeds]
         if missing:
             raise ValueError(f"missing inputs {missing}; the engine takes {self.input_names}")
-        return {t.name: np.asarray(feeds[t.name], dtype=t.dtype) for t in self._tensors if t.is_input}
+        return {t.name: np.asarray(feeds[t.name], dtype=t.kind.host) for t in self._tensors if t.is_input}
 
     def _stage(self, arrays) -> None:
-        """Set the input shapes and copy the inputs into the pinned buffers (host work only)."""
-        import numpy as np
-
+        """Set the input shapes (and shape tensors' values) and write the inputs into the pinned
+        buffers in TensorRT's encoding (host work only)."""
         for tensor in self._tensors:
-            if tensor.is_input:
-                shape = arrays[tensor.name].shape
-                problem = shape_problem(tensor.name, shape, tensor.low, tensor.high)
-                if problem or not self._context.set_input_shape(tensor.name, shape):
-                    raise ValueError(problem or f"TensorRT refused shape {list(shape)} for '{tensor.name}'")
-                np.copyto(tensor.staging(shape), arrays[tensor.name])
+            if not tensor.is_input:
+                continue
+            value = arrays[tensor.name]
+            if tensor.on_host:
+                values = tuple(int(v) for v in value.reshape(-1))
+                problem = shape_problem(tensor.name, values, tensor.low, tensor.high, what="values")
+                if problem or value.shape != tensor.shape:
+                    raise ValueError(
+                        problem or f"shape tensor '{tensor.name}' takes shape {list(tensor.shape)}"
+                    )
+            else:
+                problem = shape_problem(tensor.name, value.shape, tensor.low, tensor.high)
+                if problem or not self._context.set_input_shape(tensor.name, value.shape):
+                    raise ValueError(
+                        problem or f"TensorRT refused shape {list(value.shape)} for '{tensor.name}'"
+                    )
+            tensor.store(value)
 
     def _launch(self) -> None:
         """Copies in, execute_async_v3, copies out: all queued on the runner's stream."""
         for tensor in self._tensors:
-            if tensor.is_input:
-                size = tensor.staging(tuple(self._context.get_tensor_shape(tensor.name))).nbytes
+            if tensor.is_input and not tensor.on_host:
+                size = tensor.kind.nbytes(tuple(self._context.get_tensor_shape(tensor.name)))
                 self._cuda.copy_to_device(tensor.pointer, tensor.host_pointer, size, self._stream)
-        if not self._context.execute_async_v3(int(self._stream)):
-            raise RuntimeError(f"execute_async_v3 failed: {self._logger.errors()[-1:]}")
+        with collecting(self._trt) as said:
+            if not self._context.execute_async_v3(int(self._stream)):
+                raise RuntimeError(f"execute_async_v3 failed; TensorRT said: {said.errors()[-1:]}")
         for tensor in self._tensors:
             if not tensor.is_input:
-                size = tensor.staging(tuple(self._context.get_tensor_shape(tensor.name))).nbytes
+                size = tensor.kind.nbytes(tuple(self._context.get_tensor_shape(tensor.name)))
                 self._cuda.copy_to_host(tensor.host_pointer, tensor.pointer, size, self._stream)
 
     def _collect(self) -> list[np.ndarray]:
-        return [
-            tensor.staging(tuple(self._context.get_tensor_shape(tensor.name))).copy()
-            for tensor in self._tensors
-            if not tensor.is_input
-        ]
+        by_name = {tensor.name: tensor for tensor in self._tensors}
+        return [by_name[name].read(tuple(self._context.get_tensor_shape(name))) for name in self.output_names]
 
     def _run(self, arrays, timed: bool) -> tuple[list[np.ndarray], float]:
         """Outputs, and the CUDA-event milliseconds of copies + execution summed over the slices
         (one slice unless the engine has a fixed batch smaller than the feeds)."""
         import numpy as np
 
-        total = len(next(iter(arrays.values())))
+        batched = {t.name for t in self._tensors if t.is_input and not t.on_host}
+        total = len(arrays[next(iter(batched))]) if batched else 0
         fixed = self._fixed_batch
         slices = [(0, total)] if fixed is None or total == fixed else batch_chunks(total, fixed)
         parts, elapsed = [], 0.0
         for start, stop in slices:
-            self._stage({name: value[start:stop] for name, value in arrays.items()})
+            self._stage(
+                {name: value[start:stop] if name in batched else value for name, value in arrays.items()}
+            )
             if timed:
                 self._cuda.record(self._start, self._stream)
             self._launch()
@@ -271,21 +337,32 @@ class TensorRTRunner(Runner):
         return self._memory_mb
 
     def close(self) -> None:
-        for tensor in getattr(self, "_tensors", []):
+        """Free buffers, events and the stream; safe on a half-opened runner and when called twice.
+        Every release is attempted even if one fails; the first failure is raised at the end."""
+        failures = []
+
+        def release(call, *args):
+            try:
+                call(*args)
+            except Exception as exc:  # keep freeing the rest
+                failures.append(exc)
+
+        for tensor in self._tensors:
             if tensor.pointer:
-                self._cuda.free(tensor.pointer)
+                release(self._cuda.free, tensor.pointer)
                 tensor.pointer = 0
             if tensor.host_pointer:
                 tensor.host = None
-                self._cuda.free_pinned(tensor.host_pointer)
+                release(self._cuda.free_pinned, tensor.host_pointer)
                 tensor.host_pointer = 0
         for name in ("_start", "_end"):
-            if getattr(self, name, None) is not None:
-                self._cuda.call("cudaEventDestroy", getattr(self, name))
+            if getattr(self, name) is not None:
+                release(self._cuda.call, "cudaEventDestroy", getattr(self, name))
                 setattr(self, name, None)
-        if getattr(self, "_stream", None) is not None:
-            self._cuda.call("cudaStreamDestroy", self._stream)
+        if self._stream is not None:
+            release(self._cuda.call, "cudaStreamDestroy", self._stream)
             self._stream = None
-        self._context = self._engine = (
-            None  # the context goes before the engine, the engine before the runtime
-        )
+        self._context = None  # the context goes before the engine, the engine before the runtime
+        self._engine = None
+        if failures:
+            raise failures[0]

@@ -97,6 +97,27 @@ class TensorRTSettings(StrictModel):
                 raise ValueError(f"'{key}' needs min ≤ opt ≤ max, got {low}, {opt}, {high}")
         return ranges
 
+    def batch_problem(self, batch) -> str | None:
+        """Why the class's batch profile cannot go with these settings: a DLA runs one static
+        shape, so a DLA class needs min = opt = max (checked when the class loads)."""
+        if self.dla_core is not None and not batch.min == batch.opt == batch.max:
+            return (
+                f"dla_core {self.dla_core} needs a static batch (the DLA runs one shape: min = opt = max), got "
+                f"{batch.min}/{batch.opt}/{batch.max}; e.g. batch: {{min: {batch.opt}, opt: {batch.opt}, max: {batch.opt}}}"
+            )
+        return None
+
+    @model_validator(mode="after")
+    def _static_dla_ranges(self) -> TensorRTSettings:
+        if self.dla_core is not None:
+            for key, (low, opt, high) in self.shape_ranges.items():
+                if not low == opt == high:
+                    raise ValueError(
+                        f"dla_core {self.dla_core} needs static shapes: shape_ranges '{key}' is {low}/{opt}/{high}; "
+                        f"set it to [{opt}, {opt}, {opt}]"
+                    )
+        return self
+
     @model_validator(mode="after")
     def _weak_typing(self) -> TensorRTSettings:
         if self.allow_fp16 and self.strongly_typed:

@@ -27,7 +27,13 @@ def trt_class(batch=None, arch="any", runtime_version=None, name="test-tensorrt"
             "runtime": "tensorrt",
             "arch": arch,
             "runtime_version": runtime_version,
-            "batch": batch or {"min": 1, "opt": 4, "max": 16},
+            # a DLA class takes one static shape; others a dynamic batch
+            "batch": batch
+            or (
+                {"min": 4, "opt": 4, "max": 4}
+                if settings.get("dla_core") is not None
+                else {"min": 1, "opt": 4, "max": 16}
+            ),
             "settings": settings,
         }
     )

@@ -15,6 +15,7 @@ from optimize.runtimes.tensorrt.host import (
     availability_for,
     hardware_mismatch,
     identity_from,
+    identity_mismatch,
     timing_cache_dir,
     timing_cache_name,
 )
@@ -169,6 +170,13 @@ def test_hardware_checks_without_a_class_requirement():
         "x86_64",
     )
     assert "a DLA exists only next to Jetson Orin" in hardware_mismatch(trt_class(dla_core=0), A100, "x86_64")
+    assert "ampere_plus is not supported on integrated GPUs" in hardware_mismatch(
+        trt_class(hardware_compatibility="ampere_plus"), ORIN, "aarch64"
+    )
+    assert (
+        "not supported on integrated GPUs"
+        in _available(builtin_device_classes()["ampere-plus-tensorrt"], ORIN, host="aarch64").reason
+    )
     assert hardware_mismatch(trt_class(dla_core=0), ORIN, "aarch64") is None
 
 
@@ -179,9 +187,46 @@ def test_hardware_checks_without_a_class_requirement():
         ("jetson-orin-tensorrt", ORIN, "aarch64", "10.3.0"),
         ("jetson-orin-nano-tensorrt", dataclasses.replace(ORIN, sm_count=8), "aarch64", "10.3.0"),
         ("ampere-plus-tensorrt", A100, "x86_64", "11.1.0"),
-        ("ampere-plus-tensorrt", ORIN, "aarch64", "10.3.0"),
     ],
 )
 def test_classes_available_on_their_devices(name, facts, host, version):
     availability = _available(builtin_device_classes()[name], facts, trt=version, host=host)
     assert availability.can_build and availability.can_run and availability.reason == ""
+
+
+# -- the identity an engine was built with against this host's ---------------------------------------
+AGX = identity_from("10.3.0", "system", ORIN, "36.4.3", "aarch64")
+NANO = identity_from("10.3.0", "system", dataclasses.replace(ORIN, sm_count=8), "36.4.3", "aarch64")
+
+
+def test_identity_mismatch_catches_what_tensorrt_may_only_warn_about():
+    assert identity_mismatch(AGX, AGX) is None
+    reason = identity_mismatch(AGX, NANO)  # both compute capability 8.7
+    assert reason == (
+        "the engine was built with TensorRT 10.3.0 on Orin (16 SMs, compute capability 8.7, L4T 36.4.3), this "
+        "host has TensorRT 10.3.0 on Orin (8 SMs, compute capability 8.7, L4T 36.4.3) (differs: sm_count 16 vs 8): "
+        "rebuild it on this host"
+    )
+    assert "\n" not in reason
+    assert "l4t '36.4.3' vs '36.4.4'" in identity_mismatch(AGX, {**AGX, "l4t": "36.4.4"})  # another JetPack
+    assert "version '10.3.0' vs '10.7.0'" in identity_mismatch(AGX, {**AGX, "version": "10.7.0"})
+    assert (
+        identity_mismatch({"gpu": "Orin"}, AGX) is None
+    )  # fields the engine did not record are not compared
+
+
+def test_compatibility_modes_relax_the_identity_check():
+    a100 = identity_from("10.3.0", "cu12", A100, None, "x86_64")
+    h100 = {**a100, "gpu": "NVIDIA H100", "compute_capability": "9.0", "sm_count": 132}
+    ampere_plus = {"hardware_compatibility_level": "AMPERE_PLUS"}
+    assert identity_mismatch(a100, h100, ampere_plus) is None
+    assert "compute_capability" in identity_mismatch(
+        a100, {**h100, "compute_capability": "7.5"}, ampere_plus
+    )  # a Turing GPU is outside ampere_plus
+    same_cc = {"hardware_compatibility_level": "SAME_COMPUTE_CAPABILITY"}
+    assert identity_mismatch(AGX, NANO, same_cc) is None
+    assert "compute_capability" in identity_mismatch(a100, h100, same_cc)
+    compatible = {"version_compatible": True}
+    assert identity_mismatch(a100, {**a100, "version": "10.9.0"}, compatible) is None
+    assert "version" in identity_mismatch(a100, {**a100, "version": "10.2.0"}, compatible)  # older runtime
+    assert "version" in identity_mismatch(a100, {**a100, "version": "11.1.0"}, compatible)  # other major

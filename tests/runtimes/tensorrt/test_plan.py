@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from pydantic import ValidationError
 
 from optimize.runtimes.tensorrt.host import parse_version, timing_cache_name
 from optimize.runtimes.tensorrt.plan import (
@@ -118,31 +119,86 @@ def test_compatibility_modes(version):
             plan_for(version, hardware_compatibility="same_compute_capability")
 
 
+STATIC = {"min": 4, "opt": 4, "max": 4}  # what a DLA class's batch must be
+DETAILED_NOTE = "profiling_verbosity raised to detailed: the build records which layers run on the DLA"
+
+
 def test_dla_with_and_without_gpu_fallback():
-    plan = plan_for("10.3.0", precision="int8", dla_core=1)
+    plan = plan_for("10.3.0", precision="int8", dla_core=1, batch=STATIC)
     assert (
         plan.default_device_type == "DLA" and plan.dla_core == 1 and plan.builder_flags == ("GPU_FALLBACK",)
     )
-    assert plan.notes == ()
-    strict = plan_for("10.3.0", precision="fp16", dla_core=0, gpu_fallback=False)
+    assert plan.notes == (DETAILED_NOTE,) and plan.profiling_verbosity == "DETAILED"
+    strict = plan_for("10.3.0", precision="fp16", dla_core=0, gpu_fallback=False, batch=STATIC)
     assert strict.default_device_type == "DLA" and strict.builder_flags == ()
     # the classic JetPack 6 flow: an FP32 model, weak typing, FP16 kernels on the DLA
-    classic = plan_for("10.3.0", precision="fp32", dla_core=0, strongly_typed=False, allow_fp16=True)
-    assert classic.builder_flags == ("FP16", "GPU_FALLBACK") and classic.notes == ()
+    classic = plan_for(
+        "10.3.0", precision="fp32", dla_core=0, strongly_typed=False, allow_fp16=True, batch=STATIC
+    )
+    assert classic.builder_flags == ("FP16", "GPU_FALLBACK") and classic.notes == (DETAILED_NOTE,)
+
+
+def test_dla_plans_are_static():
+    """The DLA runs one shape: min = opt = max from the class. A class that says otherwise is
+    refused when it loads; a plan built around that check still refuses, naming what to set."""
+    plan = plan_for("10.3.0", precision="int8", dla_core=0, batch=STATIC)
+    (profile,) = plan.profiles
+    assert profile.min == profile.opt == profile.max == (4, 3, 8, 8)
+    with pytest.raises(
+        ValidationError,
+        match=r"dla_core 0 needs a static batch .* got 1/4/16; e.g. batch: "
+        r"\{min: 4, opt: 4, max: 4\}",
+    ):
+        trt_class(batch={"min": 1, "opt": 4, "max": 16}, dla_core=0)
+    with pytest.raises(ValidationError, match=r"shape_ranges 'ids:1' is 16/64/128; set it to \[64, 64, 64\]"):
+        trt_class(batch=STATIC, dla_core=0, shape_ranges={"ids:1": (16, 64, 128)})
+    dynamic = trt_class(dla_core=0).model_copy(update={"batch": trt_class().batch})  # past validation
+    with pytest.raises(
+        PlanError,
+        match=r"one static shape .* axis 0 ranges 1/4/16: set the class's batch to \{min: 4, opt: 4, max: 4\}",
+    ):
+        make_build_plan(dynamic, "10.3.0", IMAGES, IDENTITY, "int8")
+    text = [InputShape("ids", (None, None), (4, 128))]
+    loose = trt_class(dla_core=0).model_copy(
+        update={
+            "settings": trt_class(shape_ranges={"ids:1": (16, 64, 128)}, dla_core=None).settings.model_copy(
+                update={"dla_core": 0}
+            )
+        }
+    )
+    with pytest.raises(
+        PlanError,
+        match=r"'ids' axis 1 ranges 16/64/128: set settings.shape_ranges\['ids:1'\] to \[64, 64, 64\]",
+    ):
+        make_build_plan(loose, "10.3.0", text, IDENTITY, "int8")
+    fixed = plan_for(
+        "10.3.0",
+        inputs=text,
+        precision="int8",
+        dla_core=0,
+        batch=STATIC,
+        shape_ranges={"ids:1": (64, 64, 64)},
+    )
+    assert fixed.profiles[0].max == (4, 64)
+    fixed_batch = plan_for("10.3.0", inputs=[InputShape("x", (2, 3, 8, 8))], precision="int8", dla_core=0)
+    assert fixed_batch.profiles == ()  # a model with static shapes needs no profile, whatever the class
+    assert plan_for("10.3.0", precision="int8").profiles[0].max == (16, 3, 8, 8)  # GPU classes stay dynamic
 
 
 def test_dla_precision_and_version_limits():
-    fp32 = plan_for("10.3.0", precision="fp32", dla_core=0)
+    fp32 = plan_for("10.3.0", precision="fp32", dla_core=0, batch=STATIC)
     assert any("will run on the GPU" in note for note in fp32.notes)
     with pytest.raises(PlanError, match="DLA runs FP16 and INT8 layers only"):
-        plan_for("10.3.0", precision="fp32", dla_core=0, gpu_fallback=False)
+        plan_for("10.3.0", precision="fp32", dla_core=0, gpu_fallback=False, batch=STATIC)
     for version in ("11.0.0", "11.3.1"):
         with pytest.raises(PlanError, match="no DLA support"):
-            plan_for(version, precision="int8", dla_core=0)
+            plan_for(version, precision="int8", dla_core=0, batch=STATIC)
     with pytest.raises(PlanError, match="Windows on ARM"):
-        plan_for("11.4.0", precision="int8", dla_core=0)
-    assert plan_for("11.4.1", precision="int8", dla_core=0).default_device_type == "DLA"
-    assert any("10.7" in note for note in plan_for("10.8.0", precision="int8", dla_core=0).notes)
+        plan_for("11.4.0", precision="int8", dla_core=0, batch=STATIC)
+    assert plan_for("11.4.1", precision="int8", dla_core=0, batch=STATIC).default_device_type == "DLA"
+    assert any(
+        "10.7" in note for note in plan_for("10.8.0", precision="int8", dla_core=0, batch=STATIC).notes
+    )
 
 
 def test_unsupported_and_future_versions():
@@ -206,14 +262,15 @@ def test_dynamic_non_batch_axes():
 
 
 def test_describe_plan_says_what_was_tried():
-    text = describe_plan(plan_for("10.3.0", precision="int8", workspace_mb=512, dla_core=0))
+    text = describe_plan(plan_for("10.3.0", precision="int8", workspace_mb=512, dla_core=0, batch=STATIC))
     assert text.startswith(
         "TensorRT 10.3.0 (10.x API), strongly typed, flags GPU_FALLBACK, workspace 512 MiB"
     )
     assert (
         "DLA core 0 with GPU fallback" in text
-        and "profile images [1, 3, 8, 8]/[4, 3, 8, 8]/[16, 3, 8, 8]" in text
+        and "profile images [4, 3, 8, 8]/[4, 3, 8, 8]/[4, 3, 8, 8]" in text
     )
+    assert "profile images [1, 3, 8, 8]/[4, 3, 8, 8]/[16, 3, 8, 8]" in describe_plan(plan_for("10.3.0"))
 
 
 def test_setting_combinations_never_crash_the_planner():

@@ -49,10 +49,30 @@ def test_runner_arithmetic():
 @pytest.mark.gpu
 @needs_tensorrt_gpu
 def test_an_engine_from_elsewhere_is_refused_with_a_rebuild_hint(tmp_path):
+    """Another device's identity: refused before TensorRT sees it. This host's identity but bytes
+    TensorRT refuses: its refusal, explained."""
+    runtime = TensorRTRuntime()
+    device_class = builtin_device_classes()["jetson-orin-tensorrt"]
     elsewhere = identity_from("10.3.0", "system", ORIN, "36.4.3", "aarch64")
     (tmp_path / "model.engine").write_bytes(b"not an engine for this host" * 64)
     write_artifact_meta(
         tmp_path, ArtifactKind.ENGINE, "model.engine", runtime="tensorrt", device=elsewhere, build_plan={}
     )
-    with pytest.raises(RuntimeError, match="rebuild it on a 'jetson-orin-tensorrt' host"):
-        TensorRTRuntime().open(Artifact.open(tmp_path, "x"), builtin_device_classes()["jetson-orin-tensorrt"])
+    with pytest.raises(
+        RuntimeError,
+        match=r"differs: .*rebuild it on this host \(optimize run RECIPE --target jetson-orin-tensorrt\)",
+    ):
+        runtime.open(Artifact.open(tmp_path, "x"), device_class)
+    write_artifact_meta(
+        tmp_path,
+        ArtifactKind.ENGINE,
+        "model.engine",
+        runtime="tensorrt",
+        device=runtime.device_identity(device_class),
+        build_plan={},
+    )
+    with pytest.raises(
+        RuntimeError,
+        match="TensorRT cannot load this engine.*may be damaged.*rebuild it on a 'jetson-orin-tensorrt' host",
+    ):
+        runtime.open(Artifact.open(tmp_path, "x"), device_class)

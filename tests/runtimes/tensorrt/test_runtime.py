@@ -167,3 +167,50 @@ def test_identity_of_this_gpu_host():
     assert (
         identity["compute_capability"] == facts.compute_capability and identity["arch"] == platform.machine()
     )
+
+
+@pytest.mark.gpu
+@needs_tensorrt_gpu
+def test_outputs_by_name_in_types_numpy_lacks(tmp_path):
+    """A strongly typed engine with a BF16 output (no NumPy type) and an INT64 one, recorded in the
+    opposite order to the graph's: both come back by name, BF16 converted to float32."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from optimize.runtimes.tensorrt.dtypes import TENSOR_TYPES
+
+    graph = helper.make_graph(
+        [
+            helper.make_node("Cast", ["images"], ["bf"], to=TensorProto.BFLOAT16),
+            helper.make_node("Cast", ["images"], ["whole"], to=TensorProto.INT64),
+        ],
+        "g",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 4])],
+        [
+            helper.make_tensor_value_info("bf", TensorProto.BFLOAT16, ["batch", 4]),
+            helper.make_tensor_value_info("whole", TensorProto.INT64, ["batch", 4]),
+        ],
+    )
+    folder = tmp_path / "model"
+    folder.mkdir()
+    onnx.save(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(folder / "model.onnx")
+    )
+    write_artifact_meta(
+        folder,
+        ArtifactKind.ONNX,
+        "model.onnx",
+        precision="fp32",
+        inputs=[{"name": "images", "shape": [1, 4]}],
+        outputs=["whole", "bf"],
+    )
+    model = Artifact.open(folder, hash_tree(folder))
+    _, _, _, runner = _build_and_open(model, gpu_class(), ArtifactStore(tmp_path / "store"))
+    x = 10 * np.random.default_rng(3).standard_normal((3, 4)).astype(np.float32)
+    try:
+        whole, bf = runner.run({"images": x})
+    finally:
+        runner.close()
+    assert whole.dtype == np.int64 and whole.tolist() == np.trunc(x).astype(np.int64).tolist()
+    kind = TENSOR_TYPES["BF16"]
+    np.testing.assert_array_equal(bf, kind.from_storage(kind.to_storage(x), x.shape))
