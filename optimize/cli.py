@@ -333,50 +333,29 @@ def bundle(run_id, device_class, recipe, artifacts, out_dir, debug) -> int:
 
 
 @main.command()
-@click.option(
-    "--from",
-    "model",
-    required=True,
-    metavar="models:/NAME@ALIAS",
-    help="the registered model to rebuild (or models:/NAME/VERSION)",
-)
-@click.option(
-    "--device-class",
-    "device_classes",
-    required=True,
-    multiple=True,
-    metavar="NAME",
-    help="a class to rebuild on its own nodes (repeatable: one CronJob each)",
-)
-@click.option(
-    "--recipe", type=click.Path(path_type=Path), help="also accept the device classes defined in this recipe"
-)
-@click.option("--schedule", "cron", metavar="CRON", help="when to rebuild, as cron (default: 0 3 * * *)")
+@click.option("--from", "model", required=True, metavar="models:/NAME@ALIAS", help="or models:/NAME/VERSION")
+@click.option("--device-class", "classes", required=True, multiple=True, metavar="NAME", help="repeatable")
+@click.option("--recipe", type=click.Path(path_type=Path), help="also the device classes this recipe defines")
+@click.option("--schedule", "cron", metavar="CRON", help="when, as cron (default: 0 3 * * *)")
 @click.option("--time-zone", metavar="TZ", help="the schedule's IANA time zone (default: Etc/UTC)")
 @click.option(
     "--image",
     metavar="IMAGE",
-    help="an image with optimize[build] (default: ghcr.io/optimize-dev/optimize-build:0.1.0, "
-    "from deploy/docker/build.Dockerfile)",
+    help="with optimize[build] (default: ghcr.io/optimize-dev/optimize-build:0.1.0)",
 )
 @click.option(
     "--tracking-secret",
     metavar="NAME[:KEY]",
-    help="the Secret and key holding the MLflow tracking URI (default: mlflow-tracking:uri)",
+    help="the Secret and key of the tracking URI (default: mlflow-tracking:uri)",
 )
 @click.option("--namespace", metavar="NS", help="the jobs' namespace (default: the one kubectl applies to)")
 @click.option(
-    "--out",
-    "out_dir",
-    required=True,
-    type=click.Path(path_type=Path),
-    metavar="DIR",
-    help="where to write the CronJobs and their kustomization.yaml",
+    "--out", "out_dir", required=True, type=click.Path(path_type=Path), metavar="DIR", help="the folder"
 )
 @debug_option
 @handle_errors
 def schedule(
-    model, device_classes, recipe, cron, time_zone, image, tracking_secret, namespace, out_dir, debug
+    model, classes, recipe, cron, time_zone, image, tracking_secret, namespace, out_dir, debug
 ) -> int:
     """Write a Kubernetes CronJob per device class that rebuilds a registered model on its nodes."""
     from optimize.api import schedule as write_jobs
@@ -384,7 +363,7 @@ def schedule(
 
     written = write_jobs(
         model,
-        device_classes=list(device_classes),
+        device_classes=list(classes),
         out=out_dir,
         recipe=recipe,
         cron=cron,
@@ -396,11 +375,8 @@ def schedule(
     for path in written:
         out.print(f"wrote {path}")
     secret, key = tracking_secret_parts(tracking_secret)
-    out.print(
-        f"the jobs read the tracking URI from the Secret {secret}, key {key}, in their namespace:\n"
-        f"  kubectl create secret generic {secret} --from-literal={key}=http://mlflow.example:5000\n"
-        f"apply with: kubectl apply -k {out_dir}"
-    )
+    out.print(f"needs the Secret: kubectl create secret generic {secret} --from-literal={key}=TRACKING_URI")
+    out.print(f"then: kubectl apply -k {out_dir}")
     return EXIT_OK
 
 

@@ -53,12 +53,12 @@ SECRET_KEY = re.compile(r"[-._a-zA-Z0-9]{1,253}")
 class JobSettings:
     """What every CronJob of one `optimize schedule` shares; build it with `job_settings`."""
 
-    schedule: str = NIGHTLY
-    time_zone: str = TIME_ZONE
-    image: str = BUILD_IMAGE
-    secret_name: str = TRACKING_SECRET
-    secret_key: str = TRACKING_KEY
-    namespace: str | None = None
+    schedule: str
+    time_zone: str
+    image: str
+    secret_name: str
+    secret_key: str
+    namespace: str | None
 
 
 def job_settings(
