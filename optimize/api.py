@@ -225,6 +225,45 @@ def bundle(
     return write_bundle(manifest, device_class, Path(out) if out else artifacts_dir / BUNDLES)
 
 
+def schedule(
+    model: str,
+    *,
+    device_classes: list[str],
+    out: PathLike,
+    recipe: LoadedRecipe | PathLike | None = None,
+    cron: str | None = None,
+    time_zone: str | None = None,
+    image: str | None = None,
+    tracking_secret: str | None = None,
+    namespace: str | None = None,
+) -> list[Path]:
+    """Write a Kubernetes CronJob per device class that rebuilds the registered `model`
+    (models:/NAME@ALIAS or models:/NAME/VERSION) on a node of that class, and a kustomization.yaml
+    listing them, into `out`. Classes: built-in, or the `recipe`'s own. cron (default nightly at
+    03:00), time_zone (default Etc/UTC), image (default the build image of
+    deploy/docker/build.Dockerfile), tracking_secret NAME[:KEY] (the Secret holding the tracking
+    URI, default mlflow-tracking:uri). Returns the files written."""
+    from optimize.fleet import schedule as jobs
+    from optimize.targets import device_classes_for
+    from optimize.tracking.model_uri import parse_model_uri
+
+    model_ref = parse_model_uri(model)
+    classes = device_classes_for(_loaded(recipe).recipe.device_classes if recipe is not None else [])
+    chosen = jobs.resolve_classes(list(device_classes), classes)
+    given = {
+        "schedule": cron,
+        "time_zone": time_zone,
+        "image": image,
+        "tracking_secret": tracking_secret,
+        "namespace": namespace,
+    }
+    settings = jobs.job_settings(**{key: value for key, value in given.items() if value is not None})
+    folder = Path(out)
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"--out {folder}: a file, not a folder; give a folder for the CronJob manifests")
+    return jobs.write_schedule(folder, model_ref, chosen, settings)
+
+
 @dataclass(frozen=True)
 class DeviceClassStatus:
     device_class: DeviceClass

@@ -339,6 +339,54 @@ def bundle(run_id, device_class, recipe, artifacts, out_dir, debug) -> int:
 
 
 @main.command()
+@click.option("--from", "model", required=True, metavar="models:/NAME@ALIAS", help="or models:/NAME/VERSION")
+@click.option("--device-class", "classes", required=True, multiple=True, metavar="NAME", help="repeatable")
+@click.option("--recipe", type=click.Path(path_type=Path), help="also the device classes this recipe defines")
+@click.option("--schedule", "cron", metavar="CRON", help="when, as cron (default: 0 3 * * *)")
+@click.option("--time-zone", metavar="TZ", help="the schedule's IANA time zone (default: Etc/UTC)")
+@click.option(
+    "--image",
+    metavar="IMAGE",
+    help="with optimize[build] (default: ghcr.io/optimize-dev/optimize-build:0.1.0)",
+)
+@click.option(
+    "--tracking-secret",
+    metavar="NAME[:KEY]",
+    help="the Secret and key of the tracking URI (default: mlflow-tracking:uri)",
+)
+@click.option("--namespace", metavar="NS", help="the jobs' namespace (default: the one kubectl applies to)")
+@click.option(
+    "--out", "out_dir", required=True, type=click.Path(path_type=Path), metavar="DIR", help="the folder"
+)
+@debug_option
+@handle_errors
+def schedule(
+    model, classes, recipe, cron, time_zone, image, tracking_secret, namespace, out_dir, debug
+) -> int:
+    """Write a Kubernetes CronJob per device class that rebuilds a registered model on its nodes."""
+    from optimize.api import schedule as write_jobs
+    from optimize.fleet.schedule import tracking_secret_parts
+
+    written = write_jobs(
+        model,
+        device_classes=list(classes),
+        out=out_dir,
+        recipe=recipe,
+        cron=cron,
+        time_zone=time_zone,
+        image=image,
+        tracking_secret=tracking_secret,
+        namespace=namespace,
+    )
+    for path in written:
+        out.print(f"wrote {path}")
+    secret, key = tracking_secret_parts(tracking_secret)
+    out.print(f"needs the Secret: kubectl create secret generic {secret} --from-literal={key}=TRACKING_URI")
+    out.print(f"then: kubectl apply -k {out_dir}")
+    return EXIT_OK
+
+
+@main.command()
 @click.option(
     "--device-class", "device_class", required=True, metavar="NAME", help="the device class to rebuild"
 )

@@ -38,17 +38,21 @@ PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002}
 HEALTH_PATH = "/v2/health/ready"
 ARCH_LABELS = {"x86_64": "amd64", "aarch64": "arm64"}  # `arch` -> kubernetes.io/arch
 EDGE_TAINT = "node-role.kubernetes.io/edge"
+GPU_RESOURCE = "nvidia.com/gpu"
+GPU_RUNTIME_CLASS = "nvidia"  # K3s with the NVIDIA container toolkit
+SERVER_COMPONENT = "inference-server"
 KUSTOMIZATION = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization"}
 
 
-def dns_label(text: str) -> str:
-    """`text` as a DNS-1035 label (a Service name and a label value): model and class names may
-    hold capitals, '.' and '_' and reach 64 characters; a long name keeps a hash of the whole."""
+def dns_label(text: str, limit: int = 63) -> str:
+    """`text` as a DNS-1035 label (a Service name and a label value) of at most `limit`
+    characters (a CronJob's name: 52): model and class names may hold capitals, '.' and '_' and
+    reach 64 characters; a long name keeps a hash of the whole."""
     label = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
     label = label if label[:1].isalpha() else f"m-{label}"
-    if len(label) <= 63:
+    if len(label) <= limit:
         return label
-    return f"{label[:54].rstrip('-')}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+    return f"{label[: limit - 9].rstrip('-')}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
 
 
 def resource_name(model_name: str, device_class) -> str:
@@ -66,9 +70,10 @@ def selector_labels(model_name: str, device_class) -> dict[str, str]:
     }
 
 
-def component_labels(device_class) -> dict[str, str]:
+def component_labels(device_class, component: str = SERVER_COMPONENT) -> dict[str, str]:
+    """What the pod is for (the server, a rebuild job) and the class whose nodes run it."""
     return {
-        "app.kubernetes.io/component": "inference-server",
+        "app.kubernetes.io/component": component,
         "app.kubernetes.io/managed-by": "optimize",
         DEVICE_CLASS_LABEL: device_class.name,
     }
@@ -96,6 +101,25 @@ def node_selector(device_class) -> dict[str, str]:
     if device_class.arch in ARCH_LABELS:
         selector["kubernetes.io/arch"] = ARCH_LABELS[device_class.arch]
     return selector
+
+
+def placement(device_class) -> dict[str, Any]:
+    """The pod-spec fields that put a pod of the class on its nodes: their labels, the NVIDIA
+    runtime for a GPU class, and a toleration of KubeEdge's taint for classes on edge nodes."""
+    pod: dict[str, Any] = {"nodeSelector": node_selector(device_class)}
+    if device_class.deployment.gpu:
+        pod["runtimeClassName"] = GPU_RUNTIME_CLASS
+    if device_class.deployment.edge_nodes:
+        pod["tolerations"] = [{"key": EDGE_TAINT, "operator": "Exists"}]
+    return pod
+
+
+def gpu_resources(device_class) -> dict[str, Any]:
+    """The container fields that hold the node's GPU for a GPU class (none for a CPU class):
+    limits only, since a GPU request must equal its limit."""
+    if not device_class.deployment.gpu:
+        return {}
+    return {"resources": {"limits": {GPU_RESOURCE: 1}}}
 
 
 def workload_kind(device_class) -> str:
@@ -267,14 +291,8 @@ def service(model_name: str, device_class, version: int) -> dict[str, Any]:
 def class_patch(model_name: str, device_class) -> dict[str, Any]:
     """The overlay's strategic-merge patch: the class's image, nodes, GPU and tolerations."""
     deployment = device_class.deployment
-    container: dict[str, Any] = {"name": CONTAINER, "image": deployment.server_image}
-    pod: dict[str, Any] = {"nodeSelector": node_selector(device_class), "containers": [container]}
-    if deployment.gpu:
-        container["resources"] = {"limits": {"nvidia.com/gpu": 1}}  # limits only: a request must equal it
-        pod["runtimeClassName"] = "nvidia"
-    if deployment.edge_nodes:
-        pod["tolerations"] = [{"key": EDGE_TAINT, "operator": "Exists"}]
-    spec: dict[str, Any] = {"template": {"spec": pod}}
+    container = {"name": CONTAINER, "image": deployment.server_image, **gpu_resources(device_class)}
+    spec: dict[str, Any] = {"template": {"spec": {**placement(device_class), "containers": [container]}}}
     if not deployment.per_node:
         spec["replicas"] = deployment.replicas
     return {
