@@ -4,123 +4,23 @@ build / evaluation failure or a bundle that failed verification, 130 interrupted
 
 from __future__ import annotations
 
-import functools
-import logging
-import os
-import sys
-import time
-import traceback
-import warnings
 from pathlib import Path
 
 import click
 from rich.markup import escape
 
-from optimize.api import DEFAULT_ARTIFACTS
+from optimize.cli_fleet import COMMANDS
+from optimize.cli_options import (
+    artifacts_option,
+    debug_option,
+    handle_errors,
+    pushgateway_option,
+    seconds_since_start,
+)
 from optimize.console import console, out
 from optimize.errors import (
-    EXIT_INTERRUPTED,
     EXIT_OK,
-    EXIT_STAGE_FAILED,
-    OptimizeError,
 )
-
-
-def _configure(debug: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.WARNING,
-        format="%(levelname)s: %(message)s" if debug else "warning: %(message)s",
-        stream=sys.stderr,
-    )
-    # Not NNCF's logger: NNCF creates it as its own Logger subclass and sets its level when it is
-    # imported; its INFO tables go with every library's INFO below.
-    for noisy in (
-        "mlflow",
-        "alembic",
-        "urllib3",
-        "urllib3.connectionpool",
-        "matplotlib",
-        "PIL",
-        "httpx",
-    ):
-        logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.ERROR)
-    logging.disable(logging.NOTSET if debug else logging.INFO)
-    if not debug:
-        warnings.filterwarnings("ignore")
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-
-def seconds_since_start() -> float:
-    """Wall time since this process started, start-up and imports included (Linux: the start
-    time the kernel recorded, in clock ticks since boot)."""
-    fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
-    started = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: starttime
-    return time.clock_gettime(time.CLOCK_BOOTTIME) - started
-
-
-def handle_errors(command):
-    """One line per problem and a documented exit code; the traceback only with --debug."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        debug = kwargs.get("debug", False)
-        _configure(debug)
-        try:
-            code = command(*args, **kwargs)
-        except OptimizeError as exc:
-            if debug:
-                traceback.print_exc()
-            for line in str(exc).split("\n"):
-                console.print(f"[red]error:[/] {escape(line)}")
-            sys.exit(exc.exit_code)
-        except ModuleNotFoundError as exc:  # a node install (optimize[node]) asked to build
-            if debug:
-                traceback.print_exc()
-            need = f"this install has no {exc.name}, which `optimize {command.__name__}` needs: install the build "
-            console.print(
-                f"[red]error:[/] {escape(need + 'libraries with pip install ' + repr('optimize[build]'))}"
-            )
-            sys.exit(EXIT_STAGE_FAILED)
-        except KeyboardInterrupt as exc:
-            during = getattr(exc, "during", "start-up")
-            console.print(f"[yellow]interrupted[/] during {during}; nothing half-written was kept")
-            sys.exit(EXIT_INTERRUPTED)
-        except Exception as exc:  # a bug or an unexpected library failure
-            if debug:
-                traceback.print_exc()
-            console.print(
-                f"[red]error:[/] {escape(f'{type(exc).__name__}: {exc}')} (run with --debug for the traceback)"
-            )
-            sys.exit(EXIT_STAGE_FAILED)
-        sys.exit(code or EXIT_OK)
-
-    return wrapper
-
-
-debug_option = click.option("--debug", is_flag=True, help="show tracebacks and library logs")
-
-
-def artifacts_option(help_text: str):
-    """--artifacts, as every command that reads or writes the artifacts folder takes it."""
-    return click.option(
-        "--artifacts",
-        type=click.Path(path_type=Path),
-        metavar="DIR",
-        default=DEFAULT_ARTIFACTS,
-        show_default=True,
-        envvar="OPTIMIZE_ARTIFACTS",
-        help=help_text,
-    )
-
-
-def pushgateway_option(what: str):
-    """--pushgateway, as run and rebuild take it."""
-    return click.option(
-        "--pushgateway",
-        metavar="URL",
-        envvar="OPTIMIZE_PUSHGATEWAY",
-        help=f"push {what} metrics to this Prometheus Pushgateway (a failed push is a warning)",
-    )
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -316,77 +216,6 @@ def report(run_id, recipe, artifacts, output, debug) -> int:
 
 
 @main.command()
-@click.argument("run_id", default="latest", metavar="[RUN]")
-@click.option("--device-class", "device_class", required=True, metavar="NAME", help="the target to bundle")
-@click.option("--recipe", metavar="NAME|PATH", help="the recipe whose latest run is meant")
-@artifacts_option("the artifacts folder the runs were written to")
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(path_type=Path),
-    metavar="DIR",
-    help="where to write the bundle (default: bundles/ in the artifacts folder)",
-)
-@debug_option
-@handle_errors
-def bundle(run_id, device_class, recipe, artifacts, out_dir, debug) -> int:
-    """Write the deployment bundle of one ok target of RUN (a run id, or 'latest')."""
-    from optimize.api import bundle as write_bundle
-
-    folder = write_bundle(run_id, device_class=device_class, recipe=recipe, artifacts=artifacts, out=out_dir)
-    out.print(f"bundle: {folder} (and {folder.name}.tar.gz)")
-    return EXIT_OK
-
-
-@main.command()
-@click.option("--from", "model", required=True, metavar="models:/NAME@ALIAS", help="or models:/NAME/VERSION")
-@click.option("--device-class", "classes", required=True, multiple=True, metavar="NAME", help="repeatable")
-@click.option("--recipe", type=click.Path(path_type=Path), help="also the device classes this recipe defines")
-@click.option("--schedule", "cron", metavar="CRON", help="when, as cron (default: 0 3 * * *)")
-@click.option("--time-zone", metavar="TZ", help="the schedule's IANA time zone (default: Etc/UTC)")
-@click.option(
-    "--image",
-    metavar="IMAGE",
-    help="with optimize[build] (default: ghcr.io/optimize-dev/optimize-build:0.1.0)",
-)
-@click.option(
-    "--tracking-secret",
-    metavar="NAME[:KEY]",
-    help="the Secret and key of the tracking URI (default: mlflow-tracking:uri)",
-)
-@click.option("--namespace", metavar="NS", help="the jobs' namespace (default: the one kubectl applies to)")
-@click.option(
-    "--out", "out_dir", required=True, type=click.Path(path_type=Path), metavar="DIR", help="the folder"
-)
-@debug_option
-@handle_errors
-def schedule(
-    model, classes, recipe, cron, time_zone, image, tracking_secret, namespace, out_dir, debug
-) -> int:
-    """Write a Kubernetes CronJob per device class that rebuilds a registered model on its nodes."""
-    from optimize.api import schedule as write_jobs
-    from optimize.fleet.schedule import tracking_secret_parts
-
-    written = write_jobs(
-        model,
-        device_classes=list(classes),
-        out=out_dir,
-        recipe=recipe,
-        cron=cron,
-        time_zone=time_zone,
-        image=image,
-        tracking_secret=tracking_secret,
-        namespace=namespace,
-    )
-    for path in written:
-        out.print(f"wrote {path}")
-    secret, key = tracking_secret_parts(tracking_secret)
-    out.print(f"needs the Secret: kubectl create secret generic {secret} --from-literal={key}=TRACKING_URI")
-    out.print(f"then: kubectl apply -k {out_dir}")
-    return EXIT_OK
-
-
-@main.command()
 @click.option(
     "--device-class", "device_class", required=True, metavar="NAME", help="the device class to rebuild"
 )
@@ -504,7 +333,13 @@ def history(device_class, recipe, artifacts, tracking_uri, debug) -> int:
 
 @main.command()
 @click.argument("model", metavar="models:/NAME/VERSION|models:/NAME@ALIAS")
-@click.option("--alias", default="production", show_default=True, help="the alias to point at that version")
+@click.option(
+    "--alias",
+    default="production",
+    show_default=True,
+    metavar="NAME",
+    help="the alias to point at that version",
+)
 @click.option("--force", is_flag=True, help="also promote a version whose run failed its gates")
 @click.option("--tracking-uri", metavar="URI", help="MLflow tracking URI (the registry)")
 @artifacts_option("the artifacts folder (its local MLflow store is the registry without a server)")
@@ -551,64 +386,5 @@ def sync(tracking_uri, artifacts, include_all, debug) -> int:
     return EXIT_OK
 
 
-@main.command()
-@click.argument("bundle", type=click.Path(path_type=Path))
-@debug_option
-@handle_errors
-def verify(bundle: Path, debug) -> int:
-    """Check BUNDLE (a folder or its .tar.gz) where it will serve; exit 3 naming the failed check."""
-    from optimize.api import verify as verify_bundle
-
-    out.print(f"[green]ok[/] {escape(verify_bundle(bundle).summary())}")
-    return EXIT_OK
-
-
-@main.command()
-@click.argument("bundle", type=click.Path(path_type=Path))
-@click.option(
-    "--port", type=int, default=9400, show_default=True, metavar="PORT", help="serve /metrics on this port"
-)
-@click.option(
-    "--address",
-    default="0.0.0.0",
-    show_default=True,
-    metavar="ADDRESS",
-    help="serve on this address (127.0.0.1: this host only)",
-)
-@click.option(
-    "--interval",
-    type=float,
-    default=60.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="seconds between probes",
-)
-@click.option(
-    "--server",
-    metavar="URL",
-    help="probe the model served at this Triton/KServe v2 HTTP URL instead of opening the engine here",
-)
-@debug_option
-@handle_errors
-def monitor(bundle: Path, port, address, interval, server, debug) -> int:
-    """Probe BUNDLE's engine with its canary set every interval and serve Prometheus metrics."""
-    from optimize.api import monitor as probe
-
-    def started(url: str) -> None:
-        where = f"the model at {server}" if server else "the engine"
-        out.print(f"monitoring {escape(str(bundle))} ({where}) every {interval:g} s; metrics on {url}")
-
-    def probed(result) -> None:
-        if not result.ok:
-            console.print(f"[yellow]probe failed ({result.reason}):[/] {escape(result.detail)}")
-
-    probe(
-        bundle,
-        port=port,
-        address=address,
-        interval=interval,
-        server=server,
-        on_start=started,
-        on_probe=probed,
-    )
-    return EXIT_OK
+for _command in COMMANDS:
+    main.add_command(_command)

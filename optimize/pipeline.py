@@ -18,7 +18,6 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,6 @@ from optimize import keys
 from optimize.artifacts import Artifact, ArtifactKind, write_artifact_meta
 from optimize.code_fingerprint import code_fingerprint
 from optimize.comparison import baseline_models, measured_agreement
-from optimize.console import Progress
 from optimize.data.base import DataContext
 from optimize.data.provider import ROLES, DataProvider
 from optimize.errors import OptimizeError, RecipeError, StageError, TargetError
@@ -38,31 +36,12 @@ from optimize.recipe.checks import first_compression
 from optimize.recipe.loader import LoadedRecipe
 from optimize.registries import RUNTIMES, STAGES
 from optimize.results import Baseline, OriginalModel, RunResult, StepResult, TargetResult
+from optimize.run_options import RunOptions
 from optimize.stages.base import StageContext
 from optimize.store import ArtifactStore
 from optimize.target_evaluation import Evaluation
 from optimize.targets import device_classes_for
 from optimize.versions import host_hardware, library_versions
-
-
-@dataclass
-class RunOptions:
-    artifacts_dir: Path
-    no_cache: bool = False
-    only_targets: list[str] | None = None
-    progress: Progress = field(default_factory=lambda: Progress(enabled=False))
-    given_eval: GivenEval | None = None
-
-
-@dataclass(frozen=True)
-class GivenEval:
-    """A registered model's evaluation inputs as the machine that ran the recipe recorded them:
-    the model's interface and the eval samples themselves, so a rebuild on another machine scores
-    exactly those samples and needs neither the model's source nor its data source."""
-
-    interface: dict[str, Any]
-    feeds: Artifact
-    labeled: bool
 
 
 def new_run_id() -> str:

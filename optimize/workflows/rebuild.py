@@ -142,7 +142,8 @@ def rebuild_registered(
     """Rebuild a registered model version on this machine (no shared folder): its models and
     eval samples come from the tracking server, and it is compared with the previous build of
     that class for that version or its predecessor, as the server records it."""
-    from optimize.pipeline import GivenEval, Pipeline, RunOptions
+    from optimize.pipeline import Pipeline
+    from optimize.run_options import GivenEval, RunOptions
     from optimize.tracking.client import resolve_tracking_uri
     from optimize.tracking.registry import (
         EVAL,
