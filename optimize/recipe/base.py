@@ -67,10 +67,16 @@ def resolve_user_path(value: str | Path, base_dir: Path | None) -> Path:
     return path.resolve()
 
 
+def sources_elsewhere(info: ValidationInfo) -> bool:
+    """True when a recipe is re-read on another machine to rebuild what a run recorded (a
+    registered model): its model and data sources stay on the machine that ran it, unchecked."""
+    return bool((info.context or {}).get("sources_elsewhere"))
+
+
 def _existing_path(value: Path | str, info: ValidationInfo) -> Path:
     base_dir = (info.context or {}).get("base_dir")
     path = resolve_user_path(value, base_dir)
-    if not path.exists():
+    if not path.exists() and not sources_elsewhere(info):
         raise PydanticCustomError("path_missing", "no such file or folder: {path}", {"path": str(path)})
     return path
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, PositiveInt, StringConstraints, field_validator, model_validator
 
-from optimize.recipe.base import ExistingPath, StrictModel
+from optimize.recipe.base import ExistingPath, StrictModel, sources_elsewhere
 from optimize.registry import did_you_mean
 
 OUTPUT_NAME = r"^[A-Za-z_][\w.:-]*$"
@@ -130,6 +130,8 @@ class ModelSpec(StrictModel):
 
         from optimize.registries import MODEL_SOURCES
 
+        if sources_elsewhere(info):
+            return self
         base_dir: Path | None = (info.context or {}).get("base_dir")
         problem = MODEL_SOURCES.get(self.kind).check(self, base_dir)
         if problem:

@@ -62,7 +62,7 @@ def rebuild_exit_code(status: str, changes: list[Change], had_previous: bool, re
     return EXIT_OK
 
 
-def recipe_of(manifest: dict) -> LoadedRecipe:
+def recipe_of(manifest: dict, elsewhere: bool = False) -> LoadedRecipe:
     """The recipe as the run resolved it, with device classes as the recipe file defines them now
     (a changed device class is exactly what a rebuild should pick up). It is re-validated from
     what the recipe set ("given"; paths resolved): a dump with every default filled in would set
@@ -74,12 +74,13 @@ def recipe_of(manifest: dict) -> LoadedRecipe:
     path = Path(record["path"]) if record.get("path") else None
     base_dir = Path(record.get("base_dir") or path.parent)
     resolved = dict(record.get("given") or record["resolved"])
-    if path is not None and path.is_file():
+    if path is not None and path.is_file() and not elsewhere:
         with contextlib.suppress(OptimizeError):  # a file that no longer validates: keep the run's classes
             resolved["device_classes"] = [
                 dc.model_dump(mode="json") for dc in load_recipe(path).recipe.device_classes
             ]
-    recipe = Recipe.model_validate(resolved, context={"base_dir": base_dir})
+    # elsewhere: on another machine, whose model and data sources are not the run's to check
+    recipe = Recipe.model_validate(resolved, context={"base_dir": base_dir, "sources_elsewhere": elsewhere})
     text = path.read_text(encoding="utf-8") if path is not None and path.is_file() else ""
     return LoadedRecipe(recipe=recipe, path=path, text=text, base_dir=base_dir)
 
@@ -169,7 +170,7 @@ def rebuild_registered(
     with tempfile.TemporaryDirectory(dir=artifacts_dir, prefix=".download-") as scratch:
         folder = download(client, version, Path(scratch))
         manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-        loaded = recipe_of(manifest)
+        loaded = recipe_of(manifest, elsewhere=True)
         device_class = _device_class(loaded, device_class_name)
         pipeline_options = RunOptions(artifacts_dir=artifacts_dir, no_cache=True, progress=progress)
         pipeline = Pipeline(loaded, pipeline_options)

@@ -51,12 +51,13 @@ class MlflowServer:
                 time.sleep(1)
         raise RuntimeError("mlflow server did not start")
 
-    def stop(self) -> None:
+    def stop(self, at_once: bool = False) -> None:
+        """Stop the server; at_once: SIGKILL, gone mid-request as a lost link would be."""
         import os
         import signal
 
         if self.process is not None:
-            os.killpg(self.process.pid, signal.SIGTERM)
+            os.killpg(self.process.pid, signal.SIGKILL if at_once else signal.SIGTERM)
             self.process.wait(60)
             self.process = None
 

@@ -123,7 +123,7 @@ def test_a_registered_model_rebuilds_on_another_machine_and_its_builds_live_on_t
     recipe = tiny_recipe_dict(
         targets=[CPU, "intel-cpu-openvino"],
         # long enough an evaluation for the server to be stopped in the middle of a rebuild's
-        evaluation={"warmup_runs": 2, "min_runs": 5, "min_time_s": 1.0, "throughput_time_s": 0.05},
+        evaluation={"warmup_runs": 2, "min_runs": 5, "min_time_s": 2.0, "throughput_time_s": 0.05},
     )
     import yaml
 
@@ -148,6 +148,7 @@ def test_a_registered_model_rebuilds_on_another_machine_and_its_builds_live_on_t
         assert {a.path for a in client.list_artifacts(child.info.run_id)} == {"engine"}
         assert json.loads(child.data.tags[BUILD_TAG])["device_class"] == child.data.tags["device_class"]
 
+    machine_a.rename(tmp_path / "a-elsewhere")  # other machines have neither A's folder nor its files
     # Machines B and C (empty folders; everything comes from the server) rebuild two classes at
     # once against one server; A reads their builds from the server.
     together = [
@@ -160,22 +161,30 @@ def test_a_registered_model_rebuilds_on_another_machine_and_its_builds_live_on_t
         assert "buffered" not in done.stderr
         assert _builds_on_server(server.uri, _rebuild_id(done.stdout)) == 1
     cpu_build = _rebuild_id(finished[0].stdout)
-    shown = run_cli("history", "--tracking-uri", server.uri, "--device-class", CPU, cwd=machine_a)
+    shown = run_cli("history", "--tracking-uri", server.uri, "--device-class", CPU, cwd=tmp_path)
     assert shown.returncode == 0 and cpu_build in shown.stdout and "rebuild" in shown.stdout
 
     # A damaged new version (perturbed weights), registered as the candidate: caught against
     # version 1's last build of the class.
-    _register_damaged_version(client, version, tmp_path / "damaged")
+    _register_variant(client, version, tmp_path / "damaged", _perturb_weights)
     damaged = _finished(_rebuild(tmp_path / "b", "models:/tiny@candidate", CPU, server.uri))
     assert damaged.returncode == 1, damaged.stdout + damaged.stderr
     assert "regression:" in damaged.stdout and "accuracy" in damaged.stdout
     assert f"Previous build (rebuild {cpu_build}," in damaged.stdout
 
+    # A version whose eval samples were not registered, read by a module only machine A has:
+    # refused with the reason, before any build.
+    _register_variant(client, version, tmp_path / "unreadable", _eval_data_only_on_machine_a)
+    refused = _finished(_rebuild(tmp_path / "b", "models:/tiny@candidate", CPU, server.uri))
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "data.eval (python:a_only_data:load_eval) cannot be read here" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1 and "Traceback" not in refused.stderr
+
     # The server goes away mid-rebuild: the build finishes, is buffered, and syncs once.
     machine_e = tmp_path / "e"
     process = _rebuild(machine_e, "models:/tiny/1", CPU, server.uri)
     wait_for_entry(machine_e / "artifacts", f"{CPU} engine")
-    server.stop()
+    server.stop(at_once=True)
     try:
         offline = _finished(process)
         assert offline.returncode == 0, offline.stderr
@@ -189,15 +198,34 @@ def test_a_registered_model_rebuilds_on_another_machine_and_its_builds_live_on_t
     assert _builds_on_server(server.uri, _rebuild_id(offline.stdout)) == 1
 
 
-def _register_damaged_version(client, version, scratch: Path) -> None:
-    """Version 1's registry folder with the final model's weights perturbed (and the manifest's
-    hash of it updated, as a real run of that model would record), as version 2 @candidate."""
-    import onnx
-    from onnx import numpy_helper
-
+def _register_variant(client, version, scratch: Path, change) -> str:
+    """Version 1's registry folder changed by change(folder, manifest) (the manifest's hash of the
+    final model updated, as a real run of that model would record it), registered as a new
+    version @candidate; returns its number."""
     from optimize.hashing import hash_tree
 
     folder = Path(client.download_artifacts(version.run_id, "registry", str(scratch)))
+    manifest = json.loads((folder / MANIFEST).read_text())
+    change(folder, manifest)
+    manifest["steps"][-1]["output"]["hash"] = hash_tree(folder / "final")
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+    run = client.get_run(version.run_id)
+    variant = client.create_run(run.info.experiment_id, run_name="variant").info.run_id
+    client.log_artifacts(variant, str(folder), "registry")
+    client.set_terminated(variant)
+    created = client.create_model_version(
+        "tiny", f"{client.get_run(variant).info.artifact_uri}/registry", run_id=variant,
+        tags=version_tags(manifest, True),
+    )  # fmt: skip
+    client.set_registered_model_alias("tiny", "candidate", created.version)
+    return created.version
+
+
+def _perturb_weights(folder: Path, manifest: dict) -> None:
+    """The final model's float weights with noise of twice their mean magnitude."""
+    import onnx
+    from onnx import numpy_helper
+
     model_file = next((folder / "final").glob("*.onnx"))
     model = onnx.load(str(model_file))
     rng = np.random.default_rng(0)
@@ -207,15 +235,13 @@ def _register_damaged_version(client, version, scratch: Path) -> None:
             noisy = values + rng.normal(0, 2 * float(np.abs(values).mean()), values.shape).astype(np.float32)
             model.graph.initializer[index].CopyFrom(numpy_helper.from_array(noisy, tensor.name))
     onnx.save(model, str(model_file))
-    manifest = json.loads((folder / MANIFEST).read_text())
-    manifest["steps"][-1]["output"]["hash"] = hash_tree(folder / "final")
-    (folder / MANIFEST).write_text(json.dumps(manifest))
-    run = client.get_run(version.run_id)
-    damaged = client.create_run(run.info.experiment_id, run_name="damaged").info.run_id
-    client.log_artifacts(damaged, str(folder), "registry")
-    client.set_terminated(damaged)
-    created = client.create_model_version(
-        "tiny", f"{client.get_run(damaged).info.artifact_uri}/registry", run_id=damaged,
-        tags=version_tags(manifest, True),
-    )  # fmt: skip
-    client.set_registered_model_alias("tiny", "candidate", created.version)
+
+
+def _eval_data_only_on_machine_a(folder: Path, manifest: dict) -> None:
+    """As a run whose eval samples were over registry.max_eval_mb, read by a module of A's."""
+    import shutil
+
+    shutil.rmtree(folder / "eval")
+    source = {"source": "python:a_only_data:load_eval", "labeled": True}
+    manifest["recipe"]["given"]["data"]["eval"] = source
+    manifest["data"]["eval"] = {"fingerprint": "0" * 64, "source": source}
