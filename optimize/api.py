@@ -123,32 +123,21 @@ def rebuild(
     from optimize.console import Progress
     from optimize.runs import find_run
     from optimize.tracking.model_uri import is_model_uri, parse_model_uri
+    from optimize.workflows.rebuild import RebuildSettings, rebuild_registered
     from optimize.workflows.rebuild import rebuild as rebuild_class
-    from optimize.workflows.rebuild import rebuild_registered
 
     artifacts_dir = Path(artifacts).resolve()
-    if is_model_uri(run):
-        artifacts_dir.mkdir(parents=True, exist_ok=True)
-        return rebuild_registered(
-            artifacts_dir,
-            parse_model_uri(run),
-            device_class,
-            require_targets=require_targets,
-            tolerances=tolerances or Tolerances(),
-            tracking_uri=tracking_uri,
-            progress=Progress(enabled=progress),
-            pushgateway=pushgateway,
-        )
-    return rebuild_class(
-        artifacts_dir,
-        find_run(artifacts_dir, run, recipe),
-        device_class,
+    settings = RebuildSettings(
         require_targets=require_targets,
         tolerances=tolerances or Tolerances(),
         tracking_uri=tracking_uri,
         progress=Progress(enabled=progress),
         pushgateway=pushgateway,
     )
+    if is_model_uri(run):
+        artifacts_dir.mkdir(parents=True, exist_ok=True)
+        return rebuild_registered(artifacts_dir, parse_model_uri(run), device_class, settings)
+    return rebuild_class(artifacts_dir, find_run(artifacts_dir, run, recipe), device_class, settings)
 
 
 def history(

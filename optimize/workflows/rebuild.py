@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -96,49 +96,35 @@ def _stored(pipeline, record: dict | None, what: str) -> Artifact | None:
     return Artifact.open(pipeline.store.object_path(record["hash"]), record["hash"])
 
 
+@dataclass(frozen=True)
+class RebuildSettings:
+    """How a rebuild runs, wherever its model comes from."""
+
+    require_targets: bool = False  # exit 3 when this host cannot build and run the class
+    tolerances: Tolerances = field(default_factory=Tolerances)
+    tracking_uri: str | None = None
+    progress: Progress = field(default_factory=lambda: Progress(enabled=False))
+    pushgateway: str | None = None
+
+
 def rebuild(
-    artifacts_dir: Path,
-    manifest_path: Path,
-    device_class_name: str,
-    require_targets: bool = False,
-    tolerances: Tolerances | None = None,
-    tracking_uri: str | None = None,
-    progress: Progress | None = None,
-    pushgateway: str | None = None,
+    artifacts_dir: Path, manifest_path: Path, device_class_name: str, settings: RebuildSettings
 ) -> RebuildOutcome:
     """Rebuild from a run in this artifacts folder; compared with this folder's history."""
     from optimize.pipeline import Pipeline, RunOptions
 
-    progress = progress or Progress(enabled=False)
     manifest = read_manifest(manifest_path)
     loaded = recipe_of(manifest)
     device_class = _device_class(loaded, device_class_name)
-    pipeline = Pipeline(loaded, RunOptions(artifacts_dir=artifacts_dir, no_cache=True, progress=progress))
+    options = RunOptions(artifacts_dir=artifacts_dir, no_cache=True, progress=settings.progress)
+    pipeline = Pipeline(loaded, options)
     models = {role: _stored(pipeline, record, role) for role, record in model_records(manifest).items()}
     previous = previous_build(artifacts_dir, loaded.recipe.name, device_class_name)
-    return _rebuild(
-        pipeline,
-        manifest,
-        device_class,
-        models,
-        previous,
-        {},
-        require_targets,
-        tolerances,
-        tracking_uri,
-        pushgateway,
-    )
+    return _rebuild(pipeline, manifest, device_class, models, previous, {}, settings)
 
 
 def rebuild_registered(
-    artifacts_dir: Path,
-    ref: ModelRef,
-    device_class_name: str,
-    require_targets: bool = False,
-    tolerances: Tolerances | None = None,
-    tracking_uri: str | None = None,
-    progress: Progress | None = None,
-    pushgateway: str | None = None,
+    artifacts_dir: Path, ref: ModelRef, device_class_name: str, settings: RebuildSettings
 ) -> RebuildOutcome:
     """Rebuild a registered model version on this machine (no shared folder): its models and
     eval samples come from the tracking server, and it is compared with the previous build of
@@ -158,8 +144,7 @@ def rebuild_registered(
         resolve_version,
     )
 
-    progress = progress or Progress(enabled=False)
-    uri = resolve_tracking_uri(tracking_uri, artifacts_dir)
+    uri = resolve_tracking_uri(settings.tracking_uri, artifacts_dir)
     client = client_for(uri)
     try:
         version = resolve_version(client, ref, uri)
@@ -172,7 +157,7 @@ def rebuild_registered(
         manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
         loaded = recipe_of(manifest, elsewhere=True)
         device_class = _device_class(loaded, device_class_name)
-        pipeline_options = RunOptions(artifacts_dir=artifacts_dir, no_cache=True, progress=progress)
+        pipeline_options = RunOptions(artifacts_dir=artifacts_dir, no_cache=True, progress=settings.progress)
         pipeline = Pipeline(loaded, pipeline_options)
         records = {**model_records(manifest), EVAL: manifest.get("eval_feeds")}
         models = {
@@ -189,16 +174,7 @@ def rebuild_registered(
     )
     tags = {NAME_TAG: ref.name, VERSION_TAG: str(version.version)}
     return _rebuild(
-        pipeline,
-        manifest,
-        device_class,
-        models,
-        previous,
-        tags,
-        require_targets,
-        tolerances,
-        uri,
-        pushgateway,
+        pipeline, manifest, device_class, models, previous, tags, replace(settings, tracking_uri=uri)
     )
 
 
@@ -262,21 +238,12 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _rebuild(
-    pipeline,
-    manifest,
-    device_class,
-    models,
-    previous,
-    tags,
-    require_targets,
-    tolerances,
-    tracking_uri,
-    pushgateway,
+    pipeline, manifest, device_class, models, previous, tags, settings: RebuildSettings
 ) -> RebuildOutcome:
     loaded = pipeline.loaded
     final = models["final"]
     try:
-        with pipeline.progress.live():
+        with settings.progress.live():
             target = pipeline.run_target(
                 device_class.name, device_class, final, models.get("reference"), models.get("original")
             )
@@ -287,12 +254,14 @@ def _rebuild(
     record = target_record(
         loaded.recipe.name, rebuild_id, "rebuild", target, final.hash, source_run=manifest["run_id"]
     )
-    changes = compare(previous, record, tolerances or Tolerances()) if previous else []
+    changes = compare(previous, record, settings.tolerances) if previous else []
     append(artifacts_dir, record)
     warnings: list[str] = []
-    _track(loaded, manifest, target, record, changes, tags, tracking_uri, artifacts_dir, warnings.append)
-    if pushgateway:  # after the history line is written; a failed push is a warning
-        _push(pushgateway, record, target, changes, artifacts_dir, warnings.append)
+    _track(
+        loaded, manifest, target, record, changes, tags, settings.tracking_uri, artifacts_dir, warnings.append
+    )
+    if settings.pushgateway:  # after the history line is written; a failed push is a warning
+        _push(settings.pushgateway, record, target, changes, artifacts_dir, warnings.append)
     return RebuildOutcome(
         rebuild_id=rebuild_id,
         source_run=manifest["run_id"],
@@ -301,7 +270,7 @@ def _rebuild(
         record=record,
         previous=previous,
         changes=changes,
-        exit_code=rebuild_exit_code(target.status, changes, previous is not None, require_targets),
+        exit_code=rebuild_exit_code(target.status, changes, previous is not None, settings.require_targets),
         warnings=warnings,
     )
 
