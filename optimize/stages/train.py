@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field
 
 from optimize.artifacts import ArtifactKind
 from optimize.registries import STAGES
 from optimize.stages.base import Stage, StageContext, StageOutput
-from optimize.training import TrainingParams, fit
+from optimize.training import TrainingParams, fit, training_cache_extra
 
 
 class TrainParams(TrainingParams):
@@ -24,6 +26,9 @@ class TrainStage(Stage):
     produces = ArtifactKind.TORCH
     data_roles = ("train",)
 
+    def cache_extra(self, params: TrainParams, context: StageContext) -> dict[str, Any]:
+        return training_cache_extra(params, context)
+
     def run(self, params: TrainParams, context: StageContext) -> StageOutput:
         import torch.nn.functional as F
 
@@ -35,6 +40,7 @@ class TrainStage(Stage):
             lambda inputs, labels: F.cross_entropy(
                 context.model_source.io.call(model, inputs), labels, label_smoothing=params.label_smoothing
             ),
+            params.setup(context, model),
         )
         context.save_torch(model)
         return result.stage_output()
