@@ -17,8 +17,12 @@ from optimize.stages.base import StageContext, StageOutput, StageParams
 from optimize.torch_device import Amp, Switch, TorchSetup, to_cpu
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import torch
     from torch import nn
+
+    from optimize.recipe.schema import Recipe
 
     from optimize.model_io import ModelIO
 
@@ -66,6 +70,20 @@ class TrainingParams(StageParams):
             self.channels_last or recipe.channels_last,
             model,
         )
+
+
+def freeze_problems(params: TrainingParams, recipe: Recipe, here: tuple, base_dir: Path) -> list[tuple]:
+    """`freeze` globs that name no module of the recipe's model."""
+    from optimize.models.freeze import unmatched_patterns
+    from optimize.stages.base import model_skeleton
+
+    model = model_skeleton(recipe.model, base_dir) if params.freeze else None
+    if model is None:
+        return []
+    return [
+        ((*here, "freeze"), f"'{pattern}' matches no module of the model")
+        for pattern in unmatched_patterns(model, params.freeze)
+    ]
 
 
 def training_cache_extra(params: TrainingParams, context: StageContext) -> dict[str, Any]:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
 from optimize.artifacts import ArtifactKind
 from optimize.registries import STAGES
-from optimize.stages.base import Stage, StageContext, StageOutput
-from optimize.training import TrainingParams, fit, training_cache_extra
+from optimize.stages.base import Location, Stage, StageContext, StageOutput
+from optimize.training import TrainingParams, fit, freeze_problems, training_cache_extra
+
+if TYPE_CHECKING:
+    from optimize.recipe.schema import Recipe
 
 
 class TrainParams(TrainingParams):
@@ -25,6 +29,10 @@ class TrainStage(Stage):
     consumes = ArtifactKind.TORCH
     produces = ArtifactKind.TORCH
     data_roles = ("train",)
+
+    @classmethod
+    def check(cls, params: TrainParams, recipe: Recipe, index: int, base_dir: Path) -> list[tuple[Location, str]]:
+        return freeze_problems(params, recipe, ("stages", index, "train"), base_dir)
 
     def cache_extra(self, params: TrainParams, context: StageContext) -> dict[str, Any]:
         return training_cache_extra(params, context)
