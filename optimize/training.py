@@ -22,9 +22,8 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from optimize.recipe.schema import Recipe
-
     from optimize.model_io import ModelIO
+    from optimize.recipe.schema import Recipe
 
 
 class TrainingParams(StageParams):
@@ -50,7 +49,9 @@ class TrainingParams(StageParams):
     )
     device: Device | None = Field(None, description=f"{DEVICE_DOC}; default: training.device")
     amp: Amp | None = Field(None, description=f"{AMP_DOC}; default: training.amp")
-    channels_last: Switch | None = Field(None, description=f"{CHANNELS_LAST_DOC}; default: training.channels_last")
+    channels_last: Switch | None = Field(
+        None, description=f"{CHANNELS_LAST_DOC}; default: training.channels_last"
+    )
 
     # Not in the step's cache key as written: the resolved amp is (see training_cache_extra), the
     # device and layout are not (optimize.torch_device says why).
@@ -156,6 +157,8 @@ def fit(
 ) -> FitResult:
     """Train `model` (and `extra_modules`, e.g. distillation projections) on data.train, on
     `setup`'s device; `batch_loss` gets batches already there. Returns the model on the CPU."""
+    import time
+
     import torch
 
     from optimize.models.freeze import freeze, hold_frozen
@@ -178,18 +181,22 @@ def fit(
     scaler = setup.grad_scaler()
 
     result = FitResult(
-        history={"train_loss": [], "eval_accuracy": [], "lr": []},
+        history={"train_loss": [], "eval_accuracy": [], "lr": [], "epoch_seconds": []},
         info={
             **setup.record(),
             "workers": data.workers("train"),
             "cached_samples": data.cached_samples("train"),
+            "train_data_load_seconds": data.load_seconds["train"],
             **({"frozen": sorted(frozen)} if frozen else {}),
         },
     )
     best_state = None
     stale_epochs = 0
+    for note in data.notes:
+        context.progress.note(f"  {context.step_id}: {note}")
     with context.progress.task(f"{context.step_id}: epochs", params.epochs) as advance_epoch:
         for epoch in range(1, params.epochs + 1):
+            started = time.perf_counter()
             for module in [model, *extra_modules]:
                 module.train()
             hold_frozen(frozen)
@@ -216,6 +223,7 @@ def fit(
                     advance_batch(status=f"loss {loss_sum / seen:.4f}")
             result.history["train_loss"].append(loss_sum / max(seen, 1))
             result.history["lr"].append(optimizer.param_groups[0]["lr"])
+            result.history["epoch_seconds"].append(time.perf_counter() - started)  # without eval
             result.epochs_run = epoch
             status = f"loss {loss_sum / max(seen, 1):.4f}"
             if eval_loader is not None:

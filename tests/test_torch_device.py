@@ -44,7 +44,9 @@ if NO_CUDA:
     BAD_INPUT.append(({"training": {"device": "cuda"}}, "training.device: this host has no CUDA device"))
 
 
-@pytest.mark.parametrize("change, message", BAD_INPUT, ids=[m.split(":")[0] + str(i) for i, (_, m) in enumerate(BAD_INPUT)])
+@pytest.mark.parametrize(
+    "change, message", BAD_INPUT, ids=[m.split(":")[0] + str(i) for i, (_, m) in enumerate(BAD_INPUT)]
+)
 def test_bad_training_choices_exit_2_with_one_line(change, message, write_recipe):
     recipe = tiny_recipe_dict()
     for key, value in change.items():
@@ -56,7 +58,9 @@ def test_bad_training_choices_exit_2_with_one_line(change, message, write_recipe
 
 
 def trained(write_recipe, artifacts, training: dict, **step):
-    recipe = tiny_recipe_dict(stages=[{"train": {"epochs": 1, "lr": 0.02, "batch_size": 32, **step}}], targets=[])
+    recipe = tiny_recipe_dict(
+        stages=[{"train": {"epochs": 1, "lr": 0.02, "batch_size": 32, **step}}], targets=[]
+    )
     recipe["training"] = training
     return optimize.run(write_recipe(recipe), artifacts=artifacts, targets=[]).result.steps[0]
 

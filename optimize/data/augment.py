@@ -50,7 +50,8 @@ def _step_mapping(value: Any) -> Any:
         ((name, args),) = value.items()
         return {name: {} if args is None else args}
     raise PydanticCustomError(
-        "augment_step", "an augmentation step is written '- <Transform>: {{args}}', e.g. '- RandomHorizontalFlip: {{}}'"
+        "augment_step",
+        "an augmentation step is written '- <Transform>: {{args}}', e.g. '- RandomHorizontalFlip: {{}}'",
     )
 
 
@@ -62,7 +63,9 @@ def build_step(name: str, args: dict[str, Any]) -> Callable:
 
     valid = augmentation_names()
     if name not in valid:
-        raise ValueError(f"unknown augmentation '{name}'{did_you_mean(name, valid)}; valid: {', '.join(valid)}")
+        raise ValueError(
+            f"unknown augmentation '{name}'{did_you_mean(name, valid)}; valid: {', '.join(valid)}"
+        )
     try:
         return getattr(v2, name)(**args)
     except (TypeError, ValueError) as exc:

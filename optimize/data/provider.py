@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     import numpy as np
 
     from optimize.data.samples import Samples
-
     from optimize.model_io import ModelIO
     from optimize.recipe.model_spec import InputSpec
 
@@ -67,6 +66,7 @@ class DataProvider:
         self._datasets: dict[str, Samples] = {}  # what the model takes; loading imports torch
         self._fingerprints: dict[str, str] = {}
         self.notes: list[str] = []  # what the user should know about how data is served
+        self.load_seconds: dict[str, float] = {}  # loading, checking and caching each role
 
     def has(self, role: str) -> bool:
         return self._specs.get(role) is not None
@@ -127,6 +127,9 @@ class DataProvider:
 
     def _load(self, role: str) -> Samples:
         """The role's samples: loaded, subset, capped, cached and checked against the model's inputs."""
+        import time
+
+        started = time.perf_counter()
         spec = self.spec(role)
         try:
             dataset = spec.load(self._context)
@@ -157,6 +160,7 @@ class DataProvider:
             raise RecipeError(
                 f"data.{role}: {bad} samples contain NaN or infinite values; clean the data first"
             )
+        self.load_seconds[role] = time.perf_counter() - started
         return dataset
 
     def _fill_cache(self, role: str, decoded) -> list:

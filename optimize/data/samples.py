@@ -82,6 +82,8 @@ class SeededSampler(Sampler):
         return self.size
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        order = torch.randperm(self.size, generator=self.generator) if self.shuffle else torch.arange(self.size)
+        order = (
+            torch.randperm(self.size, generator=self.generator) if self.shuffle else torch.arange(self.size)
+        )
         seeds = torch.randint(0, 2**62, (self.size,), generator=self.generator)
         return iter(zip(order.tolist(), seeds.tolist(), strict=True))

@@ -134,7 +134,9 @@ class ModelSource:
             model = self.pretrained()
         save_module(model, workdir / "model.pt")
         report = self.weights_report.record() if self.weights_report else {}
-        write_artifact_meta(workdir, ArtifactKind.TORCH, "model.pt", **({"weights": report} if report else {}))
+        write_artifact_meta(
+            workdir, ArtifactKind.TORCH, "model.pt", **({"weights": report} if report else {})
+        )
 
     def tokenizer(self):
         raise TypeError(f"'{self.name}' models have no tokenizer; text data needs a huggingface: model")

@@ -30,7 +30,10 @@ class WeightsReport:
                 f"model.weights: replaced the classifier head '{self.replaced_head}' ({before} → {after} "
                 "outputs): freshly initialised, the file's head is not loaded"
             )
-        for what, keys in (("missing from the file (left as built)", self.missing), ("not in the model (ignored)", self.unexpected)):
+        for what, keys in (
+            ("missing from the file (left as built)", self.missing),
+            ("not in the model (ignored)", self.unexpected),
+        ):
             if keys:
                 lines.append(f"model.weights: {len(keys)} keys {what}: {shown(keys)}")
         return lines
@@ -76,12 +79,17 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], strict: bool)
             f"({len(mismatched)} tensors differ: {shown(mismatched)}); are they for this architecture and model.args?"
         )
     result = model.load_state_dict(state, strict=False)
-    report.missing = [key for key in result.missing_keys if key not in head_keys or report.replaced_head is None]
+    report.missing = [
+        key for key in result.missing_keys if key not in head_keys or report.replaced_head is None
+    ]
     report.unexpected = list(result.unexpected_keys)
     if strict and (report.missing or report.unexpected):
         problems = [
             f"{len(keys)} keys {what}: {shown(keys)}"
-            for what, keys in (("missing from the file", report.missing), ("not in the model", report.unexpected))
+            for what, keys in (
+                ("missing from the file", report.missing),
+                ("not in the model", report.unexpected),
+            )
             if keys
         ]
         raise ValueError(f"{'; '.join(problems)}; set model.weights.strict: false to load the keys that fit")

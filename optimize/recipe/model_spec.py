@@ -28,7 +28,9 @@ class InputSpec(StrictModel):
 
 
 class WeightsSpec(StrictModel):
-    path: ExistingPath = Field(description="state_dict file (.pt/.pth/.safetensors) loaded with weights_only=True")
+    path: ExistingPath = Field(
+        description="state_dict file (.pt/.pth/.safetensors) loaded with weights_only=True"
+    )
     strict: bool = Field(
         True,
         description="false: load the keys that fit and report the missing and unexpected ones; a classifier "

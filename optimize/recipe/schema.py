@@ -162,7 +162,9 @@ DataSource = Annotated[
 def _worker_count(value: Any) -> int | str:
     if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
         return value
-    raise PydanticCustomError("workers", "expected auto or a number of loader processes ≥ 0 (0: load in the main process)")
+    raise PydanticCustomError(
+        "workers", "expected auto or a number of loader processes ≥ 0 (0: load in the main process)"
+    )
 
 
 class DataSpec(StrictModel):
@@ -179,7 +181,9 @@ class DataSpec(StrictModel):
         description="keep decoded, resized images (imagefolder) in memory after the first read; "
         "auto: when the whole role fits the budget, on: as many as fit",
     )
-    cache_mb: PositiveInt = Field(2048, le=1_048_576, description="memory budget of the cache, all roles together")
+    cache_mb: PositiveInt = Field(
+        2048, le=1_048_576, description="memory budget of the cache, all roles together"
+    )
 
     @model_validator(mode="after")
     def _augment_train_only(self) -> DataSpec:

@@ -236,7 +236,9 @@ class DistillStage(Stage):
             from optimize.hashing import hash_value
             from optimize.models.base import open_source
 
-            teacher = hash_value(open_source(params.teacher_model, context.model_source.base_dir).fingerprint())
+            teacher = hash_value(
+                open_source(params.teacher_model, context.model_source.base_dir).fingerprint()
+            )
         else:
             teacher = context.earlier[self._teacher_step(params, context)].hash
         return {"teacher": teacher, **training_cache_extra(params, context)}

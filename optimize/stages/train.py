@@ -31,7 +31,9 @@ class TrainStage(Stage):
     data_roles = ("train",)
 
     @classmethod
-    def check(cls, params: TrainParams, recipe: Recipe, index: int, base_dir: Path) -> list[tuple[Location, str]]:
+    def check(
+        cls, params: TrainParams, recipe: Recipe, index: int, base_dir: Path
+    ) -> list[tuple[Location, str]]:
         return freeze_problems(params, recipe, ("stages", index, "train"), base_dir)
 
     def cache_extra(self, params: TrainParams, context: StageContext) -> dict[str, Any]:

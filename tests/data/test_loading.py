@@ -89,7 +89,9 @@ def test_every_source_loads_the_same_batches_with_worker_processes(kind, root):
     for _ in range(2):  # the same workers serve a second pass
         got = batches(loader)
         assert len(got) == len(expected)
-        assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(got, expected))
+        assert all(
+            torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(got, expected, strict=True)
+        )
 
 
 def test_an_unpicklable_dataset_is_served_in_process_where_workers_would_need_pickling(root):
@@ -109,7 +111,9 @@ def test_auto_workers_go_where_samples_cost_work(root):
     folder = {"source": "imagefolder", "path": "images", "resize": 8, "crop": 8}
     arrays = provider(root, {"train": {"source": "digits", "image_size": 8, "samples": 20}})
     assert arrays.workers("train") == 0  # in memory already: workers would only copy
-    augmented = provider(root, {"train": {"source": "digits", "image_size": 8, "samples": 20, "augment": FLIP_AND_CROP}})
+    augmented = provider(
+        root, {"train": {"source": "digits", "image_size": 8, "samples": 20, "augment": FLIP_AND_CROP}}
+    )
     uncached = provider(root, {"train": folder}, cache="off")
     cached = provider(root, {"train": folder}, cache="on")
     cores = len(__import__("os").sched_getaffinity(0))
@@ -163,7 +167,10 @@ def test_augmentation_reaches_train_loaders_only_and_repeats_whatever_the_worker
 @pytest.mark.parametrize(
     "augment, fragments",
     [
-        (["RandomFlip"], ["data.train.augment[0]", "unknown augmentation 'RandomFlip'", "RandomHorizontalFlip", "valid:"]),
+        (
+            ["RandomFlip"],
+            ["data.train.augment[0]", "unknown augmentation 'RandomFlip'", "RandomHorizontalFlip", "valid:"],
+        ),
         ([{"RandomResizedCrop": {"sise": 8}}], ["data.train.augment[0]", "RandomResizedCrop(sise=8)"]),
         ([{"Compose": {}}], ["unknown augmentation 'Compose'"]),
     ],

@@ -45,7 +45,10 @@ def test_strict_false_reports_missing_and_unexpected_keys_instead_of_refusing():
     state = imagenet_state()
     state["extra.weight"] = torch.zeros(3)
     del state["features.1.conv.1.weight"]
-    with pytest.raises(ValueError, match=r"1 keys missing from the file: features.1.conv.1.weight; 1 keys not in the model: extra.weight; set model.weights.strict: false"):
+    with pytest.raises(
+        ValueError,
+        match=r"1 keys missing from the file: features.1.conv.1.weight; 1 keys not in the model: extra.weight; set model.weights.strict: false",
+    ):
         load_weights(ten_classes(), state, strict=True)
     report = load_weights(ten_classes(), state, strict=False)
     assert report.missing == ["features.1.conv.1.weight"] and report.unexpected == ["extra.weight"]
@@ -55,7 +58,9 @@ def test_strict_false_reports_missing_and_unexpected_keys_instead_of_refusing():
 def test_a_mismatch_outside_the_head_is_an_error_naming_the_tensor():
     state = imagenet_state()
     state["features.0.0.weight"] = torch.zeros(4, 3, 3, 3)
-    with pytest.raises(ValueError, match=r"features.0.0.weight has shape \[4, 3, 3, 3\] in the file but \[8, 3, 3, 3\]"):
+    with pytest.raises(
+        ValueError, match=r"features.0.0.weight has shape \[4, 3, 3, 3\] in the file but \[8, 3, 3, 3\]"
+    ):
         load_weights(ten_classes(), state, strict=False)
 
 
@@ -75,14 +80,29 @@ def test_model_weights_in_a_recipe_load_through_the_source_and_report(tmp_path):
     assert source.weights_report.unexpected == ["extra.weight"]
     assert source.weights_report.record()["replaced_head"] == "classifier.1"
 
-    strict = open_source(ModelSpec.model_validate({**spec, "weights": "imagenet.pt"}, context={"base_dir": tmp_path}), tmp_path)
-    with pytest.raises(RecipeError, match=r"model.weights: .*imagenet.pt: 1 keys not in the model: extra.weight"):
+    strict = open_source(
+        ModelSpec.model_validate({**spec, "weights": "imagenet.pt"}, context={"base_dir": tmp_path}), tmp_path
+    )
+    with pytest.raises(
+        RecipeError, match=r"model.weights: .*imagenet.pt: 1 keys not in the model: extra.weight"
+    ):
         strict.pretrained()
 
 
 def test_freeze_globs_pick_the_outermost_matching_modules():
     model = ten_classes()
-    assert list(matching_modules(model, ["features.1*"])) == ["features.1", "features.10", "features.11", "features.12", "features.13", "features.14", "features.15", "features.16", "features.17", "features.18"]
+    assert list(matching_modules(model, ["features.1*"])) == [
+        "features.1",
+        "features.10",
+        "features.11",
+        "features.12",
+        "features.13",
+        "features.14",
+        "features.15",
+        "features.16",
+        "features.17",
+        "features.18",
+    ]
     frozen = freeze(model, ["features"])
     assert list(frozen) == ["features"]
     assert not any(p.requires_grad for p in model.features.parameters())
