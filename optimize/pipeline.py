@@ -28,7 +28,7 @@ from optimize.code_fingerprint import code_fingerprint
 from optimize.comparison import baseline_models, measured_agreement
 from optimize.console import Progress
 from optimize.data.base import DataContext
-from optimize.data.provider import ROLES, DataProvider
+from optimize.data.provider import DataProvider
 from optimize.errors import OptimizeError, RecipeError, StageError, TargetError
 from optimize.file_reads import ReadsMemo
 from optimize.library_output import library_output
@@ -66,13 +66,8 @@ class Pipeline:
         self.store = ArtifactStore(options.artifacts_dir / "store")
         self.reads = ReadsMemo(self.store)
         self.source = open_source(self.recipe.model, loaded.base_dir)
-        self.data = DataProvider(
-            {role: getattr(self.recipe.data, role) for role in ROLES},
-            DataContext(loaded.base_dir, self.source, self.reads),
-            limits={"eval": self.recipe.evaluation.max_samples},
-            workers=self.recipe.data.workers,
-            cache=self.recipe.data.cache,
-            cache_mb=self.recipe.data.cache_mb,
+        self.data = DataProvider.for_recipe(
+            self.recipe, DataContext(loaded.base_dir, self.source, self.reads)
         )
         self.current = "start-up"  # what is running, for an interrupt message
         self._reference_outputs: dict[str, Any] = {}

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from optimize.data.samples import Samples
     from optimize.model_io import ModelIO
     from optimize.recipe.model_spec import InputSpec
+    from optimize.recipe.schema import Recipe
 
 ROLES = ("train", "eval", "calibration")
 
@@ -67,6 +68,20 @@ class DataProvider:
         self._fingerprints: dict[str, str] = {}
         self.notes: list[str] = []  # what the user should know about how data is served
         self.load_seconds: dict[str, float] = {}  # loading, checking and caching each role
+
+    @classmethod
+    def for_recipe(cls, recipe: Recipe, context: DataContext) -> DataProvider:
+        """The recipe's data roles, served as its `data:` section says, eval capped at
+        `evaluation.max_samples`."""
+        data = recipe.data
+        return cls(
+            {role: getattr(data, role) for role in ROLES},
+            context,
+            limits={"eval": recipe.evaluation.max_samples},
+            workers=data.workers,
+            cache=data.cache,
+            cache_mb=data.cache_mb,
+        )
 
     def has(self, role: str) -> bool:
         return self._specs.get(role) is not None
