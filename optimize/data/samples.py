@@ -23,12 +23,17 @@ def sample_bytes(sample: Any) -> int:
     return 0
 
 
+def as_decoded(sample: Any) -> Any:
+    """Samples pass from workers as they are (a module-level function pickles, a lambda not)."""
+    return sample
+
+
 def fill_cache(decoded: Dataset, budget_bytes: int, workers: int) -> list:
     """Decode samples in order (in `workers` processes) while they fit the budget; returns the
     cached prefix. Never holds more than `budget_bytes` of sample tensors."""
     cached: list = []
     used = 0
-    loader = DataLoader(decoded, batch_size=None, num_workers=workers, collate_fn=lambda sample: sample)
+    loader = DataLoader(decoded, batch_size=None, num_workers=workers, collate_fn=as_decoded)
     for sample in loader:
         size = sample_bytes(sample)
         if used + size > budget_bytes:

@@ -171,7 +171,7 @@ class DataSpec(StrictModel):
     train: DataSource | None = Field(None, description="data for train and distill stages")
     eval: DataSource | None = Field(None, description="data for accuracy, agreement and parity checks")
     calibration: DataSource | None = Field(None, description="data for quantization calibration")
-    workers: Annotated[int | str, BeforeValidator(_worker_count)] = Field(
+    workers: Annotated[Literal["auto"] | int, BeforeValidator(_worker_count)] = Field(
         "auto",
         description="loader processes; auto: cores − 1 where samples cost work (decoding files not "
         "in the cache, python datasets, augmentation), 0 for in-memory arrays",
