@@ -43,7 +43,7 @@ def device_problem(name: str) -> str | None:
 def amp_problem(amp: str, device: str) -> str | None:
     """fp16 needs CUDA (the CPU has no fast fp16 path); bf16 runs on both."""
     if amp == "fp16" and resolve_device(device) == "cpu":
-        return "amp fp16 needs a CUDA device; use bf16 (CPUs with AVX-512 BF16 or AMX run it fast) or off"
+        return "amp fp16 needs a CUDA device; use bf16 or off"
     return None
 
 

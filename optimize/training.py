@@ -10,9 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import Field, PositiveInt
 
-from optimize.recipe.training import AMP_DOC, CHANNELS_LAST_DOC, DEVICE_DOC, Device, check_amp
+from optimize.recipe.training import AMP_DOC, CHANNELS_LAST_DOC, DEVICE_DOC, Device
 from optimize.stages.base import StageContext, StageOutput, StageParams
 from optimize.torch_device import Amp, Switch, TorchSetup, to_cpu
 
@@ -57,11 +57,6 @@ class TrainingParams(StageParams):
     # device and layout are not (optimize.torch_device says why).
     key_exempt: ClassVar[tuple[str, ...]] = ("device", "amp", "channels_last")
 
-    @model_validator(mode="after")
-    def _amp_fits_device(self) -> TrainingParams:
-        check_amp(self.amp, self.device)
-        return self
-
     def setup(self, context: StageContext, model: nn.Module) -> TorchSetup:
         """This step's device, precision and layout: its own fields, else the recipe's `training:`."""
         recipe = context.recipe.training
@@ -73,18 +68,24 @@ class TrainingParams(StageParams):
         )
 
 
-def freeze_problems(params: TrainingParams, recipe: Recipe, here: tuple, base_dir: Path) -> list[tuple]:
-    """`freeze` globs that name no module of the recipe's model."""
+def training_problems(params: TrainingParams, recipe: Recipe, here: tuple, base_dir: Path) -> list[tuple]:
+    """What a training step asks that its model or device cannot give: `freeze` globs naming no
+    module, a precision the step's device (its own or the recipe's) cannot run."""
     from optimize.models.freeze import unmatched_patterns
     from optimize.stages.base import model_skeleton
+    from optimize.torch_device import amp_problem
 
+    problems = []
+    amp = amp_problem(params.amp or recipe.training.amp, params.device or recipe.training.device)
+    if amp:
+        problems.append(((*here, "amp"), amp))
     model = model_skeleton(recipe.model, base_dir) if params.freeze else None
-    if model is None:
-        return []
-    return [
-        ((*here, "freeze"), f"'{pattern}' matches no module of the model")
-        for pattern in unmatched_patterns(model, params.freeze)
-    ]
+    if model is not None:
+        problems += [
+            ((*here, "freeze"), f"'{pattern}' matches no module of the model")
+            for pattern in unmatched_patterns(model, params.freeze)
+        ]
+    return problems
 
 
 def training_cache_extra(params: TrainingParams, context: StageContext) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """The recipe's `training:` section: where torch stages compute, recipe-wide. Each training stage
-may override a field; `None` there means the recipe's value."""
+may override a field (`None` there means the recipe's value); optimize.training checks a step's
+combination of its own and the recipe's choices."""
 
 from __future__ import annotations
 
@@ -26,13 +27,6 @@ AMP_DOC = "mixed precision: bf16, fp16 (CUDA only; with a gradient scaler) or of
 CHANNELS_LAST_DOC = "NHWC memory format for the model and images; auto: on for models with 2-D convolutions"
 
 
-def check_amp(amp: str | None, device: str | None) -> None:
-    """Raise the recipe error for an amp the device cannot run (both may be unset: None)."""
-    problem = amp_problem(amp, device or "auto") if amp is not None else None
-    if problem:
-        raise PydanticCustomError("amp", "{problem}", {"problem": problem, "at": "amp"})
-
-
 class TrainingSpec(StrictModel):
     device: Device = Field("auto", description=DEVICE_DOC)
     amp: Amp = Field("off", description=AMP_DOC)
@@ -40,5 +34,7 @@ class TrainingSpec(StrictModel):
 
     @model_validator(mode="after")
     def _amp_fits_device(self) -> TrainingSpec:
-        check_amp(self.amp, self.device)
+        problem = amp_problem(self.amp, self.device)
+        if problem:
+            raise PydanticCustomError("amp", "{problem}", {"problem": problem, "at": "amp"})
         return self

@@ -18,7 +18,7 @@ from optimize.recipe.model_spec import ModelSpec
 from optimize.registries import STAGES
 from optimize.registry import did_you_mean
 from optimize.stages.base import Location, Stage, StageContext, StageOutput, model_skeleton
-from optimize.training import TrainingParams, fit, freeze_problems, training_cache_extra
+from optimize.training import TrainingParams, fit, training_cache_extra, training_problems
 
 if TYPE_CHECKING:
     import torch
@@ -206,7 +206,7 @@ class DistillStage(Stage):
             problem = step_problem(name, recipe, index)
             if problem:
                 return [((*here, "teacher"), problem)]
-        return cls._feature_problems(params, recipe, here, base_dir) + freeze_problems(
+        return cls._feature_problems(params, recipe, here, base_dir) + training_problems(
             params, recipe, here, base_dir
         )
 

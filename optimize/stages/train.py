@@ -10,7 +10,7 @@ from pydantic import Field
 from optimize.artifacts import ArtifactKind
 from optimize.registries import STAGES
 from optimize.stages.base import Location, Stage, StageContext, StageOutput
-from optimize.training import TrainingParams, fit, freeze_problems, training_cache_extra
+from optimize.training import TrainingParams, fit, training_cache_extra, training_problems
 
 if TYPE_CHECKING:
     from optimize.recipe.schema import Recipe
@@ -34,7 +34,7 @@ class TrainStage(Stage):
     def check(
         cls, params: TrainParams, recipe: Recipe, index: int, base_dir: Path
     ) -> list[tuple[Location, str]]:
-        return freeze_problems(params, recipe, ("stages", index, "train"), base_dir)
+        return training_problems(params, recipe, ("stages", index, "train"), base_dir)
 
     def cache_extra(self, params: TrainParams, context: StageContext) -> dict[str, Any]:
         return training_cache_extra(params, context)
