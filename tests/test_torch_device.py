@@ -38,6 +38,10 @@ BAD_INPUT = [
     ({"training": {"device": "tpu"}}, "training.device: no such device; valid: auto, cpu, cuda, cuda:N"),
     ({"training": {"amp": "fp16", "device": "cpu"}}, "training.amp: amp fp16 needs a CUDA device"),
     ({"stages": [{"train": {"device": "cuda:x"}}]}, "stages[0].train.device: no such device"),
+    (
+        {"stages": [{"train": {"amp": "fp16"}}, "export"], "training": {"device": "cpu"}},
+        "stages[0].train.amp: amp fp16 needs a CUDA device",
+    ),
     ({"data": {"workers": -1}}, "data.workers: expected auto or a number of loader processes ≥ 0"),
 ]
 if NO_CUDA:
