@@ -120,6 +120,11 @@ def run_fresh(content: dict, keep_weights: Path | None = None):
         step = optimize.run(
             path, artifacts=Path(folder) / "artifacts", targets=[], progress=True
         ).result.steps[-1]
+        seconds = ", ".join(f"{s:.1f}" for s in step.history["epoch_seconds"])
+        out.print(
+            f"{content['name']}: epochs {seconds} s, eval accuracy {100 * step.metrics['accuracy']:.2f}%, "
+            f"load average {os.getloadavg()[0]:.1f}"
+        )
         if keep_weights is not None:
             payload = torch.load(step.artifact.file, map_location="cpu", weights_only=True)
             torch.save(payload["state_dict"], keep_weights)
