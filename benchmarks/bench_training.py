@@ -16,6 +16,7 @@ import os
 import shutil
 import statistics
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -174,12 +175,78 @@ def speed_row(table: Table, label: str, step, before=None) -> None:
     )
 
 
+def epoch_profile(images: int = 500, rounds: int = 4) -> None:
+    """Where a CPU epoch goes, measured in one process with the two layouts taking turns (so a
+    busy host slows both alike): JPEG decoding against reading the cache, and a training step
+    (batch 64) in NCHW against NHWC."""
+    import torchvision
+    from torch.nn import functional
+
+    from optimize.data.imagefolder import ImageFolderData
+
+    spec = ImageFolderData(source="imagefolder", path=image_folder() / "train", resize=SIDE, crop=SIDE)
+    decoded = spec.load(None)
+    started = time.perf_counter()
+    finished = [spec.finish(decoded[i][0]) for i in range(images)]
+    decode_s = (time.perf_counter() - started) / images
+    held = [decoded[i][0] for i in range(images)]
+    started = time.perf_counter()
+    for image in held:
+        spec.finish(image)
+    cached_s = (time.perf_counter() - started) / images
+
+    batch = torch.stack(finished[:64])
+    labels = torch.tensor([decoded.targets[i] for i in range(64)])
+    steps: dict[str, list[float]] = {"NCHW": [], "NHWC": []}
+    models = {}
+    for layout in steps:
+        torch.manual_seed(0)
+        model = torchvision.models.mobilenet_v2(num_classes=10)
+        if layout == "NHWC":
+            model = model.to(memory_format=torch.channels_last)
+        models[layout] = (model, torch.optim.AdamW(model.parameters()))
+
+    def step(layout: str) -> float:
+        model, optimizer = models[layout]
+        inputs = batch.contiguous(memory_format=torch.channels_last) if layout == "NHWC" else batch
+        started = time.perf_counter()
+        loss = functional.cross_entropy(model(inputs), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return time.perf_counter() - started
+
+    for layout in steps:
+        step(layout)  # warm-up: oneDNN picks its kernels
+    for _ in range(rounds):
+        for layout in steps:
+            steps[layout] += [step(layout) for _ in range(5)]
+    per_epoch = TRAIN_IMAGES / 64
+    nchw, nhwc = (statistics.median(steps[layout]) * per_epoch for layout in steps)
+    table = Table(
+        title=f"Where a CPU epoch goes · {TRAIN_IMAGES:,} images, batch 64, layouts interleaved "
+        f"(load average {os.getloadavg()[0]:.1f})",
+        title_justify="left",
+    )
+    for column in ("part", "before s", "after s", "ratio"):
+        table.add_column(column, justify="left" if column == "part" else "right")
+    for part, before, after in (
+        ("decode, resize, normalise (cache off → on)", decode_s * TRAIN_IMAGES, cached_s * TRAIN_IMAGES),
+        ("train steps (NCHW → channels_last)", nchw, nhwc),
+        ("epoch", decode_s * TRAIN_IMAGES + nchw, cached_s * TRAIN_IMAGES + nhwc),
+    ):
+        table.add_row(part, f"{before:.1f}", f"{after:.1f}", f"{before / after:.2f}×")
+    out.print(table)
+
+
 def main() -> None:
     image_folder()
     out.print(
         f"host: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; torch {torch.__version__}, "
         f"CUDA {'yes: ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no'}"
     )
+    if not torch.cuda.is_available():
+        epoch_profile()
     teacher = BENCH_ARTIFACTS / "training-teacher.pt"
     train_before = run_fresh(recipe("bench-train-before", BEFORE, [TRAIN]))
     train_after = run_fresh(recipe("bench-train-after", AFTER, [TRAIN]), keep_weights=teacher)
