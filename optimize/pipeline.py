@@ -57,10 +57,8 @@ class Pipeline:
         self.store = ArtifactStore(options.artifacts_dir / "store")
         self.reads = ReadsMemo(self.store)
         self.source = open_source(self.recipe.model, loaded.base_dir)
-        self.data = DataProvider(
-            {role: getattr(self.recipe.data, role) for role in ROLES},
-            DataContext(loaded.base_dir, self.source, self.reads),
-            limits={"eval": self.recipe.evaluation.max_samples},
+        self.data = DataProvider.for_recipe(
+            self.recipe, DataContext(loaded.base_dir, self.source, self.reads)
         )
         self.current = "start-up"  # what is running, for an interrupt message
         self._reference_outputs: dict[str, Any] = {}
@@ -129,6 +127,8 @@ class Pipeline:
                 f"source {self.recipe.model.source}",
                 lambda workdir: self.source.materialize(workdir, self.reads) or {},
             )
+            for line in self.source.weights_report.lines() if self.source.weights_report else []:
+                self.progress.note(line)
         except OptimizeError:
             raise
         except Exception as exc:
@@ -247,7 +247,7 @@ class Pipeline:
         key = keys.step_key(
             input_hash=current.hash,
             stage_type=step.stage,
-            params=params,
+            params={k: v for k, v in params.items() if k not in getattr(step, "key_exempt", ())},
             data_fingerprints={role: self.data.fingerprint(role) for role in sorted(roles)},
             library_versions=library_versions(sorted({*stage_cls.libraries, *MEASURE_LIBRARIES})),
             interface=keys.interface_read_by(stage_cls.produces == ArtifactKind.ONNX, self.interface),

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, PositiveInt
 
+from optimize.data.augment import AugmentSteps
 from optimize.file_reads import ReadsMemo
 from optimize.recipe.base import StrictModel
 
@@ -31,8 +32,16 @@ class DataSourceSpec(StrictModel):
 
     samples: PositiveInt | None = Field(None, description="use a seeded random subset of this many samples")
     seed: int = Field(0, description="seed of the subset drawn when `samples` is set")
+    augment: AugmentSteps = Field(
+        default_factory=list,
+        description="data.train only: torchvision transforms.v2 steps applied to each training sample "
+        "(train and distill), e.g. [RandomResizedCrop: {size: 32, scale: [0.6, 1.0]}, RandomHorizontalFlip]",
+    )
 
     labeled: ClassVar[bool] = True
+    # True when each access decodes a file: the in-memory cache (data.cache) holds decoded samples
+    # and `workers: auto` decodes in worker processes.
+    decodes: ClassVar[bool] = False
     # True when loading runs user code that may read any file: the files it read last time are
     # remembered and their content is part of the fingerprint.
     reads_unknown_files: ClassVar[bool] = False
@@ -44,6 +53,11 @@ class DataSourceSpec(StrictModel):
 
     def load(self, context: DataContext) -> Dataset:
         raise NotImplementedError
+
+    def finish(self, decoded):
+        """A decoded sample as the model takes it; load() yields decoded samples. Sources whose
+        decoded form is already final return it as it is."""
+        return decoded
 
     def content_fingerprint(self, context: DataContext) -> Any:
         """What the spec alone does not pin down: the content of files it reads."""

@@ -19,6 +19,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 class ImageFolderData(DataSourceSpec):
     """Images in class sub-folders (root/<class>/<file>), resized, centre-cropped and normalised."""
 
+    decodes: ClassVar[bool] = True
     libraries: ClassVar[tuple[str, ...]] = ("torch", "torchvision", "pillow")
 
     source: Literal["imagefolder"]
@@ -30,16 +31,24 @@ class ImageFolderData(DataSourceSpec):
     grayscale: bool = Field(False, description="convert to one channel")
 
     def load(self, context: DataContext):
-        from torchvision import datasets, transforms
+        """Decoded samples: resized, cropped uint8 images [C, H, W] (what the cache holds)."""
+        from torchvision import datasets
+        from torchvision.transforms import v2
 
-        steps = [transforms.Resize(self.resize)]
+        steps = [v2.Resize(self.resize)]
         if self.crop:
-            steps.append(transforms.CenterCrop(self.crop))
+            steps.append(v2.CenterCrop(self.crop))
         if self.grayscale:
-            steps.append(transforms.Grayscale(1))
-        steps.append(transforms.ToTensor())
-        steps.append(transforms.Normalize(*self.normalisation()))
-        return datasets.ImageFolder(str(self.path), transform=transforms.Compose(steps))
+            steps.append(v2.Grayscale(1))
+        steps.append(v2.PILToTensor())
+        return datasets.ImageFolder(str(self.path), transform=v2.Compose(steps))
+
+    def finish(self, decoded):
+        """uint8 pixels to floats in [0, 1], normalised."""
+        import torch
+        from torchvision.transforms.v2 import functional as F
+
+        return F.normalize(F.to_dtype(decoded, torch.float32, scale=True), *self.normalisation())
 
     def normalisation(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
         return (self.mean[:1], self.std[:1]) if self.grayscale else (self.mean, self.std)

@@ -1,11 +1,13 @@
 """Loads the recipe's data roles (train / eval / calibration) once, checks them against the
-model's inputs, and hands them out as torch loaders or NumPy feeds for the runtimes."""
+model's inputs, and hands them out as torch loaders (worker processes, decoded-image cache,
+train-time augmentation) or NumPy feeds for the runtimes."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from optimize.code_fingerprint import code_fingerprint
 from optimize.data.base import DataContext, DataSourceSpec
@@ -16,10 +18,16 @@ from optimize.versions import library_versions
 if TYPE_CHECKING:
     import numpy as np
 
+    from optimize.data.samples import Samples
     from optimize.model_io import ModelIO
     from optimize.recipe.model_spec import InputSpec
+    from optimize.recipe.schema import Recipe
 
 ROLES = ("train", "eval", "calibration")
+
+
+def available_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def subset_indices(total: int, samples: int | None, seed: int) -> list[int] | None:
@@ -34,19 +42,46 @@ def subset_indices(total: int, samples: int | None, seed: int) -> list[int] | No
 class DataProvider:
     """`limits` caps a role at its first N samples (after any `samples` subset): the recipe's
     `evaluation.max_samples` caps data.eval, so every accuracy in a run, torch or ONNX, step or
-    target, early stopping included, is scored on one and the same sample set."""
+    target, early stopping included, is scored on one and the same sample set.
+
+    `workers`, `cache` and `cache_mb` are the recipe's data.workers, data.cache and
+    data.cache_mb. None of them is in a fingerprint: they change how fast samples come, never
+    which (augmentation is seeded per sample in the main process, whatever the worker count)."""
 
     def __init__(
         self,
         specs: dict[str, DataSourceSpec | None],
         context: DataContext,
         limits: dict[str, int | None] | None = None,
+        workers: int | Literal["auto"] = "auto",
+        cache: Literal["auto", "on", "off"] = "auto",
+        cache_mb: int = 2048,
     ):
         self._specs = specs
         self._context = context
         self._limits = {role: limit for role, limit in (limits or {}).items() if limit is not None}
-        self._datasets: dict[str, object] = {}
+        self._workers = workers
+        self._cache = cache
+        self._cache_budget = cache_mb * 2**20
+        self._cache_used = 0
+        self._datasets: dict[str, Samples] = {}  # what the model takes; loading imports torch
         self._fingerprints: dict[str, str] = {}
+        self.notes: list[str] = []  # what the user should know about how data is served
+        self.load_seconds: dict[str, float] = {}  # loading, checking and caching each role
+
+    @classmethod
+    def for_recipe(cls, recipe: Recipe, context: DataContext) -> DataProvider:
+        """The recipe's data roles, served as its `data:` section says, eval capped at
+        `evaluation.max_samples`."""
+        data = recipe.data
+        return cls(
+            {role: getattr(data, role) for role in ROLES},
+            context,
+            limits={"eval": recipe.evaluation.max_samples},
+            workers=data.workers,
+            cache=data.cache,
+            cache_mb=data.cache_mb,
+        )
 
     def has(self, role: str) -> bool:
         return self._specs.get(role) is not None
@@ -105,8 +140,11 @@ class DataProvider:
                 self._datasets[role] = dataset
         return self._datasets[role]
 
-    def _load(self, role: str):
-        """The role's samples: loaded, subset, capped and checked against the model's inputs."""
+    def _load(self, role: str) -> Samples:
+        """The role's samples: loaded, subset, capped, cached and checked against the model's inputs."""
+        import time
+
+        started = time.perf_counter()
         spec = self.spec(role)
         try:
             dataset = spec.load(self._context)
@@ -128,23 +166,116 @@ class DataProvider:
             import torch.utils.data
 
             dataset = torch.utils.data.Subset(dataset, indices)
+        from optimize.data.samples import Samples
+
+        dataset = Samples(dataset, spec.finish, self._fill_cache(role, dataset))
         check_sample(role, dataset[0][0], self._context.model_source.inputs())
         bad = non_finite_samples(dataset)
         if bad:
             raise RecipeError(
                 f"data.{role}: {bad} samples contain NaN or infinite values; clean the data first"
             )
+        self.load_seconds[role] = time.perf_counter() - started
         return dataset
+
+    def _fill_cache(self, role: str, decoded) -> list:
+        """Decoded samples held in memory for sources that decode files: `auto` when the whole
+        role fits what is left of the budget, `on` as many as fit, `off` none."""
+        from optimize.data.samples import fill_cache, sample_bytes
+
+        spec = self.spec(role)
+        if not spec.decodes or self._cache == "off":
+            return []
+        left = self._cache_budget - self._cache_used
+        needed = sample_bytes(decoded[0]) * len(decoded)
+        if self._cache == "auto" and needed > left:
+            self.notes.append(
+                f"data.{role}: {needed / 2**20:.0f} MiB of decoded samples exceed the cache budget "
+                f"({left / 2**20:.0f} MiB left of data.cache_mb); decoding every epoch"
+            )
+            return []
+        cached = fill_cache(decoded, left, self._decode_workers())
+        self._cache_used += sum(sample_bytes(sample) for sample in cached)
+        return cached
+
+    def _decode_workers(self) -> int:
+        return self._workers if self._workers != "auto" else max(available_cores() - 1, 0)
+
+    def cached_samples(self, role: str) -> int:
+        return len(self.dataset(role).cached)
+
+    def workers(self, role: str) -> int:
+        """Loader processes for a role. `auto` is cores − 1 where a sample costs work to make
+        (decoding files not in the cache, user code, augmentation) and 0 for in-memory arrays,
+        where workers would only add copying."""
+        if self._workers != "auto":
+            return self._workers
+        spec = self.spec(role)
+        busy = (
+            spec.reads_unknown_files
+            or bool(spec.augment)
+            or (spec.decodes and self.cached_samples(role) < self.size(role))
+        )
+        return self._decode_workers() if busy else 0
+
+    def _usable_workers(self, role: str, dataset) -> int:
+        """Worker processes get the dataset by fork, or pickled under other start methods: a
+        dataset that cannot be pickled is then served from the main process (said in notes)."""
+        import pickle
+
+        import torch.multiprocessing
+
+        workers = self.workers(role)
+        if workers and torch.multiprocessing.get_start_method() != "fork":
+            try:
+                pickle.dumps(dataset)
+            except Exception as exc:  # user datasets fail in many ways; each means "cannot pickle"
+                note = (
+                    f"data.{role}: the dataset cannot be pickled for worker processes "
+                    f"({type(exc).__name__}: {exc}); loading in the main process"
+                )
+                if note not in self.notes:
+                    self.notes.append(note)
+                return 0
+        return workers
 
     def size(self, role: str) -> int:
         return len(self.dataset(role))
 
-    def loader(self, role: str, batch_size: int, shuffle: bool = False, seed: int = 0):
+    def loader(
+        self,
+        role: str,
+        batch_size: int,
+        shuffle: bool = False,
+        seed: int = 0,
+        augment: bool = False,
+        pin_memory: bool = False,
+    ):
+        """Batches of a role; `augment` applies the role's `augment` steps (train and distill
+        only), each sample with its own seed drawn from `seed`."""
         import torch
         from torch.utils.data import DataLoader
 
+        from optimize.data.augment import build_augment
+        from optimize.data.samples import SeededSampler
+
         generator = torch.Generator().manual_seed(seed)
-        return DataLoader(self.dataset(role), batch_size=batch_size, shuffle=shuffle, generator=generator)
+        dataset = self.dataset(role)
+        augmentation = build_augment(self.spec(role).augment) if augment else None
+        if augmentation is not None:
+            dataset = dataset.with_augment(augmentation)
+            order = {"sampler": SeededSampler(len(dataset), shuffle, generator)}
+        else:
+            order = {"shuffle": shuffle, "generator": generator}
+        workers = self._usable_workers(role, dataset)
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=pin_memory,
+            **order,
+        )
 
     @property
     def model_io(self) -> ModelIO:
@@ -176,6 +307,10 @@ def dataset_labels(dataset):
     import numpy as np
     import torch.utils.data
 
+    from optimize.data.samples import Samples
+
+    if isinstance(dataset, Samples):
+        return dataset_labels(dataset.decoded)
     if isinstance(dataset, torch.utils.data.Subset):
         return dataset_labels(dataset.dataset)[np.asarray(dataset.indices)]
     for attribute in ("labels", "targets"):
@@ -210,6 +345,10 @@ def non_finite_samples(dataset) -> int:
     import torch
     import torch.utils.data
 
+    from optimize.data.samples import Samples
+
+    if isinstance(dataset, Samples):
+        dataset = dataset.decoded  # finishing (normalising) keeps finite values finite
     indices = None
     if isinstance(dataset, torch.utils.data.Subset):
         dataset, indices = dataset.dataset, dataset.indices

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from optimize.model_io import ModelIO
+    from optimize.models.weights import WeightsReport
 
 
 class ModelSource:
@@ -36,6 +37,7 @@ class ModelSource:
     def __init__(self, spec: ModelSpec, base_dir: Path):
         self.spec = spec
         self.base_dir = base_dir
+        self.weights_report: WeightsReport | None = None  # how model.weights loaded, once built
 
     @classmethod
     def check(cls, spec: ModelSpec, base_dir: Path | None) -> str | None:
@@ -80,7 +82,7 @@ class ModelSource:
         reads, and the code that builds it (this module's and the source's)."""
         record = {
             "spec": self.spec.model_dump(mode="json"),
-            "weights": hash_file(self.spec.weights) if self.spec.weights else None,
+            "weights": hash_file(self.spec.weights.path) if self.spec.weights else None,
             "source": self._source_fingerprint,
             "libraries": library_versions(self.libraries),
             "code": code_fingerprint(type(self).__module__),
@@ -131,7 +133,10 @@ class ModelSource:
         with recording:
             model = self.pretrained()
         save_module(model, workdir / "model.pt")
-        write_artifact_meta(workdir, ArtifactKind.TORCH, "model.pt")
+        report = self.weights_report.record() if self.weights_report else {}
+        write_artifact_meta(
+            workdir, ArtifactKind.TORCH, "model.pt", **({"weights": report} if report else {})
+        )
 
     def tokenizer(self):
         raise TypeError(f"'{self.name}' models have no tokenizer; text data needs a huggingface: model")
@@ -161,7 +166,14 @@ class ModelSource:
         if problem:
             raise RecipeError(problem)
         if self.spec.weights is not None:
-            model.load_state_dict(load_state_dict_file(self.spec.weights), strict=True)
+            from optimize.models.weights import load_weights
+
+            try:
+                self.weights_report = load_weights(
+                    model, load_state_dict_file(self.spec.weights.path), self.spec.weights.strict
+                )
+            except ValueError as exc:
+                raise RecipeError(f"model.weights: {self.spec.weights.path}: {exc}") from None
         return model.eval()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, PositiveInt, StringConstraints, field_validator, model_validator
+from pydantic import BeforeValidator, Field, PositiveInt, StringConstraints, field_validator, model_validator
 
 from optimize.recipe.base import ExistingPath, StrictModel, sources_elsewhere
 from optimize.registry import did_you_mean
@@ -27,6 +27,22 @@ class InputSpec(StrictModel):
     )
 
 
+class WeightsSpec(StrictModel):
+    path: ExistingPath = Field(
+        description="state_dict file (.pt/.pth/.safetensors) loaded with weights_only=True"
+    )
+    strict: bool = Field(
+        True,
+        description="false: load the keys that fit and report the missing and unexpected ones; a classifier "
+        "head sized for other classes is replaced either way",
+    )
+
+
+def _weights_mapping(value: Any) -> Any:
+    """`weights: file.pt` is short for `weights: {path: file.pt}`."""
+    return {"path": value} if isinstance(value, (str, Path)) else value
+
+
 def unknown_output(name: str, outputs: list[str]) -> str:
     return (
         f"'{name}' is not an output of the model{did_you_mean(name, outputs)}; outputs: {', '.join(outputs)}"
@@ -38,8 +54,10 @@ class ModelSpec(StrictModel):
         description="<kind>:<reference>, a registered model source (listed under model sources)"
     )
     args: dict[str, Any] = Field(default_factory=dict, description="keyword arguments for the constructor")
-    weights: ExistingPath | None = Field(
-        None, description="state_dict file (.pt/.pth/.safetensors) loaded with weights_only=True"
+    weights: Annotated[WeightsSpec, BeforeValidator(_weights_mapping)] | None = Field(
+        None,
+        description="pretrained state_dict: a file (.pt/.pth/.safetensors, loaded with weights_only=True) "
+        "or {path, strict}",
     )
     input: InputSpec | None = Field(
         None, description="the model's one input (shorthand for `inputs` with one entry)"

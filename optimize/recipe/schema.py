@@ -8,13 +8,23 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BeforeValidator, Discriminator, Field, PositiveFloat, Tag, create_model
+from pydantic import (
+    BeforeValidator,
+    Discriminator,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    Tag,
+    create_model,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from optimize.recipe.base import Slug, StrictModel, resolve_user_path
 from optimize.recipe.evaluation import EvaluationSpec
 from optimize.recipe.gate_limits import Gates
 from optimize.recipe.model_spec import ModelSpec
+from optimize.recipe.training import TrainingSpec
 from optimize.registries import DATA_SOURCES, STAGES
 from optimize.registry import did_you_mean
 from optimize.targets.device_class import DeviceClass
@@ -150,10 +160,44 @@ DataSource = Annotated[
 ]
 
 
+def _worker_count(value: Any) -> int | str:
+    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+        return value
+    raise PydanticCustomError(
+        "workers", "expected auto or a number of loader processes ≥ 0 (0: load in the main process)"
+    )
+
+
 class DataSpec(StrictModel):
     train: DataSource | None = Field(None, description="data for train and distill stages")
     eval: DataSource | None = Field(None, description="data for accuracy, agreement and parity checks")
     calibration: DataSource | None = Field(None, description="data for quantization calibration")
+    workers: Annotated[Literal["auto"] | int, BeforeValidator(_worker_count)] = Field(
+        "auto",
+        description="loader processes; auto: cores − 1 where samples cost work (decoding files not "
+        "in the cache, python datasets, augmentation), 0 for in-memory arrays",
+    )
+    cache: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="keep decoded, resized images (imagefolder) in memory after the first read; "
+        "auto: when the whole role fits the budget, on: as many as fit",
+    )
+    cache_mb: PositiveInt = Field(
+        2048, le=1_048_576, description="memory budget of the cache, all roles together"
+    )
+
+    @model_validator(mode="after")
+    def _augment_train_only(self) -> DataSpec:
+        for role in ("eval", "calibration"):
+            source = getattr(self, role)
+            if source is not None and source.augment:
+                raise PydanticCustomError(
+                    "augment_role",
+                    "augment: augmentation applies to data.train only (train and distill steps); "
+                    "evaluation and calibration data are never augmented",
+                    {"at": role},
+                )
+        return self
 
 
 # -- evaluation, gates, tracking ------------------------------------------------------------
@@ -210,6 +254,9 @@ class Recipe(StrictModel):
     targets: list[Slug] = Field(default_factory=list, description="device classes to build and evaluate")
     device_classes: Annotated[list[DeviceClass], BeforeValidator(_device_class_file)] = Field(
         default_factory=list, description="device classes defined here (a list, or a YAML file holding one)"
+    )
+    training: TrainingSpec = Field(
+        default_factory=TrainingSpec, description="device, precision and layout of torch training stages"
     )
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     gates: Gates = Field(default_factory=Gates)

@@ -18,7 +18,7 @@ from optimize.recipe.model_spec import ModelSpec
 from optimize.registries import STAGES
 from optimize.registry import did_you_mean
 from optimize.stages.base import Location, Stage, StageContext, StageOutput, model_skeleton
-from optimize.training import TrainingParams, fit
+from optimize.training import TrainingParams, fit, training_cache_extra, training_problems
 
 if TYPE_CHECKING:
     import torch
@@ -206,7 +206,9 @@ class DistillStage(Stage):
             problem = step_problem(name, recipe, index)
             if problem:
                 return [((*here, "teacher"), problem)]
-        return cls._feature_problems(params, recipe, here, base_dir)
+        return cls._feature_problems(params, recipe, here, base_dir) + training_problems(
+            params, recipe, here, base_dir
+        )
 
     @staticmethod
     def _feature_problems(
@@ -234,12 +236,12 @@ class DistillStage(Stage):
             from optimize.hashing import hash_value
             from optimize.models.base import open_source
 
-            return {
-                "teacher": hash_value(
-                    open_source(params.teacher_model, context.model_source.base_dir).fingerprint()
-                )
-            }
-        return {"teacher": context.earlier[self._teacher_step(params, context)].hash}
+            teacher = hash_value(
+                open_source(params.teacher_model, context.model_source.base_dir).fingerprint()
+            )
+        else:
+            teacher = context.earlier[self._teacher_step(params, context)].hash
+        return {"teacher": teacher, **training_cache_extra(params, context)}
 
     @staticmethod
     def _teacher_step(params: DistillParams, context: StageContext) -> str:
@@ -282,6 +284,8 @@ class DistillStage(Stage):
                 raise StageError(context.step_id, str(exc)) from exc
 
         io = context.model_source.io
+        setup = params.setup(context, student)
+        setup.place(teacher)  # fit places the student and the projections
 
         def batch_loss(inputs, labels):
             import torch
@@ -292,7 +296,9 @@ class DistillStage(Stage):
             return loss + params.feature_weight * features.loss() if features else loss
 
         try:
-            result = fit(student, params, context, batch_loss, [features.projections] if features else None)
+            result = fit(
+                student, params, context, batch_loss, setup, [features.projections] if features else None
+            )
         finally:
             if features:
                 features.close()

@@ -28,6 +28,7 @@ from pydantic_core import PydanticCustomError
 from optimize.artifacts import ArtifactKind
 from optimize.channel_search import RankedGroup, Search, least_kept, removal_plan, search_ratio, search_steps
 from optimize.errors import StageError
+from optimize.models.freeze import unmatched_patterns
 from optimize.registries import STAGES
 from optimize.stages.base import Location, Stage, StageContext, StageOutput, StageParams, model_skeleton
 
@@ -43,12 +44,6 @@ TARGETS = ("channel_ratio", "target_macs", "target_params")
 Task = Callable[[str, int | None], contextlib.AbstractContextManager[Callable[..., None]]]
 # One training batch's loss for a model: taylor importance sums their gradients.
 BatchLoss = Callable[["nn.Module"], "torch.Tensor"]
-
-
-def unmatched_patterns(model: nn.Module, patterns: list[str]) -> list[str]:
-    """Module names or globs that name no module of `model`."""
-    names = [name for name, _ in model.named_modules() if name]
-    return [p for p in patterns if not any(fnmatch.fnmatchcase(name, p) for name in names)]
 
 
 class PruneParams(StageParams):

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 from pydantic import Field
 
 from optimize.artifacts import ArtifactKind
 from optimize.registries import STAGES
-from optimize.stages.base import Stage, StageContext, StageOutput
-from optimize.training import TrainingParams, fit
+from optimize.stages.base import Location, Stage, StageContext, StageOutput
+from optimize.training import TrainingParams, fit, training_cache_extra, training_problems
+
+if TYPE_CHECKING:
+    from optimize.recipe.schema import Recipe
 
 
 class TrainParams(TrainingParams):
@@ -24,6 +30,15 @@ class TrainStage(Stage):
     produces = ArtifactKind.TORCH
     data_roles = ("train",)
 
+    @classmethod
+    def check(
+        cls, params: TrainParams, recipe: Recipe, index: int, base_dir: Path
+    ) -> list[tuple[Location, str]]:
+        return training_problems(params, recipe, ("stages", index, "train"), base_dir)
+
+    def cache_extra(self, params: TrainParams, context: StageContext) -> dict[str, Any]:
+        return training_cache_extra(params, context)
+
     def run(self, params: TrainParams, context: StageContext) -> StageOutput:
         import torch.nn.functional as F
 
@@ -35,6 +50,7 @@ class TrainStage(Stage):
             lambda inputs, labels: F.cross_entropy(
                 context.model_source.io.call(model, inputs), labels, label_smoothing=params.label_smoothing
             ),
+            params.setup(context, model),
         )
         context.save_torch(model)
         return result.stage_output()

@@ -245,3 +245,58 @@ def _eval_data_only_on_machine_a(folder: Path, manifest: dict) -> None:
     source = {"source": "python:a_only_data:load_eval", "labeled": True}
     manifest["recipe"]["given"]["data"]["eval"] = source
     manifest["data"]["eval"] = {"fingerprint": "0" * 64, "source": source}
+
+
+# ---- registration and promotion in a local store (the registry without a server)
+
+
+def _logged_run(client, experiment_id: str, scratch: Path, gates: str, run_id: str) -> str:
+    """A parent run as `optimize run` logs one that asks for registration."""
+    manifest = {
+        "run_id": run_id,
+        "recipe": {"name": "tiny", "hash": "r" * 64},
+        "source": {"hash": "s" * 64},
+        "steps": [{"output": {"hash": "m" * 64}}],
+        "targets": [{"engine": {"precision": "int8"}}],
+    }
+    folder = scratch / run_id / "registry"
+    folder.mkdir(parents=True)
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+    logged = client.create_run(
+        experiment_id,
+        tags={**registration_tags(RegistrySpec(), "tiny", gates == "passed"), "gates": gates},
+    ).info.run_id
+    client.log_artifacts(logged, str(folder), "registry")
+    client.create_run(experiment_id, tags={"mlflow.parentRunId": logged, "device_class": CPU})
+    return logged
+
+
+def test_registration_is_once_per_run_and_promotion_refuses_a_version_that_failed_its_gates(tmp_path):
+    from optimize.tracking.client import local_store_uri
+    from optimize.tracking.registry import client_for, register_run
+
+    uri = local_store_uri(tmp_path)
+    client = client_for(uri)
+    experiment = client.create_experiment("tiny", artifact_location=(tmp_path / "mlruns").as_uri())
+    passed = _logged_run(client, experiment, tmp_path, "passed", "run-1")
+    failed = _logged_run(client, experiment, tmp_path, "failed", "run-2")
+
+    first = register_run(client, passed)
+    assert register_run(client, passed).version == first.version == "1"  # a second call adds nothing
+    assert first.tags["precision"] == "int8" and first.tags["recipe_hash"] == "r" * 64
+    assert client.get_model_version_by_alias("tiny", "production").version == "1"
+    second = register_run(client, failed)
+    assert second.version == "2" and second.tags["gates"] == "failed"
+    assert client.get_model_version_by_alias("tiny", "candidate").version == "2"
+    assert client.get_model_version_by_alias("tiny", "production").version == "1"  # not on a failure
+    children = client.search_runs([experiment], filter_string=f"tags.mlflow.parentRunId = '{failed}'")
+    assert [child.data.tags["optimize.registry.version"] for child in children] == ["2"]
+
+    refused = run_cli("promote", "models:/tiny@candidate", "--artifacts", str(tmp_path))
+    assert refused.returncode == 2 and "failed its gates in run run-2" in refused.stderr
+    assert "--force" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+    forced = run_cli("promote", "models:/tiny/2", "--force", "--artifacts", str(tmp_path))
+    assert forced.returncode == 0 and "models:/tiny@production → version 2" in forced.stdout
+    assert client.get_model_version_by_alias("tiny", "production").version == "2"
+    unknown = run_cli("promote", "models:/tinny/1", "--artifacts", str(tmp_path))
+    assert unknown.returncode == 2 and "did you mean 'tiny'" in unknown.stderr
