@@ -282,13 +282,13 @@ def test_registration_is_once_per_run_and_promotion_refuses_a_version_that_faile
     failed = _logged_run(client, experiment, tmp_path, "failed", "run-2")
 
     first = register_run(client, passed)
-    assert register_run(client, passed).version == first.version == "1"  # a second call adds nothing
+    assert str(register_run(client, passed).version) == str(first.version) == "1"  # once per run
     assert first.tags["precision"] == "int8" and first.tags["recipe_hash"] == "r" * 64
-    assert client.get_model_version_by_alias("tiny", "production").version == "1"
+    assert str(client.get_model_version_by_alias("tiny", "production").version) == "1"
     second = register_run(client, failed)
-    assert second.version == "2" and second.tags["gates"] == "failed"
-    assert client.get_model_version_by_alias("tiny", "candidate").version == "2"
-    assert client.get_model_version_by_alias("tiny", "production").version == "1"  # not on a failure
+    assert str(second.version) == "2" and second.tags["gates"] == "failed"
+    assert str(client.get_model_version_by_alias("tiny", "candidate").version) == "2"
+    assert str(client.get_model_version_by_alias("tiny", "production").version) == "1"  # not on a failure
     children = client.search_runs([experiment], filter_string=f"tags.mlflow.parentRunId = '{failed}'")
     assert [child.data.tags["optimize.registry.version"] for child in children] == ["2"]
 
@@ -297,6 +297,6 @@ def test_registration_is_once_per_run_and_promotion_refuses_a_version_that_faile
     assert "--force" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
     forced = run_cli("promote", "models:/tiny/2", "--force", "--artifacts", str(tmp_path))
     assert forced.returncode == 0 and "models:/tiny@production → version 2" in forced.stdout
-    assert client.get_model_version_by_alias("tiny", "production").version == "2"
+    assert str(client.get_model_version_by_alias("tiny", "production").version) == "2"
     unknown = run_cli("promote", "models:/tinny/1", "--artifacts", str(tmp_path))
     assert unknown.returncode == 2 and "did you mean 'tiny'" in unknown.stderr
