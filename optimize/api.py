@@ -171,13 +171,13 @@ def promote(
     """Point a registered model's alias (default `production`) at the version `model` names
     (models:/NAME/VERSION or models:/NAME@ALIAS); a version that failed its gates needs force.
     Returns the MLflow model version."""
-    from optimize.tracking.client import resolve_tracking_uri
     from optimize.tracking.model_uri import parse_model_uri
-    from optimize.tracking.registry import client_for
     from optimize.tracking.registry import promote as move_alias
+    from optimize.tracking.registry import registry_client
 
-    uri = resolve_tracking_uri(tracking_uri, Path(artifacts).resolve())
-    return move_alias(client_for(uri), parse_model_uri(model, "MODEL"), uri, alias, force)
+    ref = parse_model_uri(model, "MODEL")
+    client, uri = registry_client(tracking_uri, Path(artifacts).resolve(), ref)
+    return move_alias(client, ref, uri, alias, force)
 
 
 def report(

@@ -113,6 +113,20 @@ def client_for(uri: str):
     return MlflowClient(tracking_uri=uri)
 
 
+def registry_client(cli_uri: str | None, artifacts_dir: Path, ref: ModelRef):
+    """(client, uri) of the registry a reference is looked up in: --tracking-uri, then
+    MLFLOW_TRACKING_URI, then the artifacts folder's own store, which must exist."""
+    from optimize.tracking.client import local_store_uri, resolve_tracking_uri
+
+    uri = resolve_tracking_uri(cli_uri, artifacts_dir)
+    if uri == local_store_uri(artifacts_dir) and not (artifacts_dir / "mlflow.db").is_file():
+        raise UsageError(
+            f"{ref}: no tracking server given (--tracking-uri URI or MLFLOW_TRACKING_URI) and no "
+            f"local MLflow store in {artifacts_dir}; a registry reference is looked up on the server"
+        )
+    return client_for(uri), uri
+
+
 def register_run(client, run_id: str):
     """Register a logged run's `registry/` folder as a new version, per the run's tags; returns the
     version, or None when the run asks for none. A run registered before gets no second version."""
@@ -160,7 +174,18 @@ def _read_text(client, run_id: str, path: str) -> str:
 
 
 def resolve_version(client, ref: ModelRef, uri: str):
-    """The version a reference names, or a UsageError that lists what the registry has."""
+    """The version a reference names, or a UsageError that lists what the registry has (or says
+    the registry cannot be reached)."""
+    try:
+        return _version(client, ref, uri)
+    except UsageError:
+        raise
+    except Exception as exc:  # connection refused, timeouts, a URI that is no MLflow server
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise UsageError(f"{ref}: cannot reach the registry at {uri}: {reason}") from None
+
+
+def _version(client, ref: ModelRef, uri: str):
     from mlflow.exceptions import MlflowException
 
     try:

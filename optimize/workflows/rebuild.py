@@ -131,27 +131,20 @@ def rebuild_registered(
     that class for that version or its predecessor, as the server records it."""
     from optimize.pipeline import Pipeline
     from optimize.run_options import GivenEval, RunOptions
-    from optimize.tracking.client import resolve_tracking_uri
     from optimize.tracking.registry import (
         EVAL,
         MANIFEST,
         NAME_TAG,
         VERSION_TAG,
         build_records,
-        client_for,
         download,
         previous_registered_build,
+        registry_client,
         resolve_version,
     )
 
-    uri = resolve_tracking_uri(settings.tracking_uri, artifacts_dir)
-    client = client_for(uri)
-    try:
-        version = resolve_version(client, ref, uri)
-    except OptimizeError:
-        raise
-    except Exception as exc:
-        raise UsageError(f"--from {ref}: cannot reach the registry at {uri}: {_first_line(exc)}") from None
+    client, uri = registry_client(settings.tracking_uri, artifacts_dir, ref)
+    version = resolve_version(client, ref, uri)
     with tempfile.TemporaryDirectory(dir=artifacts_dir, prefix=".download-") as scratch:
         folder = download(client, version, Path(scratch))
         manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))

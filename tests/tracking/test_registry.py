@@ -300,3 +300,26 @@ def test_registration_is_once_per_run_and_promotion_refuses_a_version_that_faile
     assert str(client.get_model_version_by_alias("tiny", "production").version) == "2"
     unknown = run_cli("promote", "models:/tinny/1", "--artifacts", str(tmp_path))
     assert unknown.returncode == 2 and "did you mean 'tiny'" in unknown.stderr
+
+    for ref, reason in (
+        ("models:/tiny@nightly", "tiny has aliases: candidate, production"),
+        ("models:/tiny/9", "tiny has versions: 1, 2"),
+        ("models:/tinny@candidate", "did you mean 'tiny'"),
+    ):
+        wrong = run_cli("rebuild", "--from", ref, "--device-class", CPU, "--artifacts", str(tmp_path))
+        assert wrong.returncode == 2 and reason in wrong.stderr, wrong.stderr
+        assert len(wrong.stderr.strip().splitlines()) == 1
+
+
+def test_a_registry_reference_without_a_registry_is_one_line(tmp_path):
+    empty = tmp_path / "empty"
+    nowhere = run_cli(
+        "rebuild", "--from", "models:/tiny@candidate", "--device-class", CPU, "--artifacts", str(empty)
+    )
+    assert nowhere.returncode == 2 and "no tracking server given (--tracking-uri" in nowhere.stderr
+    closed = "http://127.0.0.1:9"  # the discard port: nothing answers
+    down = run_cli("promote", "models:/tiny/1", "--tracking-uri", closed, "--artifacts", str(empty))
+    assert down.returncode == 2 and f"cannot reach the registry at {closed}" in down.stderr
+    assert len(down.stderr.strip().splitlines()) == 1
+    malformed = run_cli("rebuild", "--from", "models:/tiny", "--device-class", CPU, "--artifacts", str(empty))
+    assert malformed.returncode == 2 and "models:/NAME@ALIAS" in malformed.stderr
