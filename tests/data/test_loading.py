@@ -13,13 +13,10 @@ import torch
 from click.testing import CliRunner
 
 from optimize.cli import main
-from optimize.data.base import DataContext
 from optimize.data.provider import DataProvider
 from optimize.data.samples import fill_cache, sample_bytes
-from optimize.models.base import open_source
-from optimize.recipe.model_spec import ModelSpec
-from optimize.recipe.schema import DataSpec
 from tests.conftest import ASSETS, tiny_recipe_dict
+from tests.data.test_sources import provider as data_provider
 from tests.test_registries import _data_sources, _model_sources
 
 IMAGE_MODEL = {"source": "python:tiny_models:tiny_cnn", "input": {"name": "images", "shape": [1, 3, 8, 8]}}
@@ -44,14 +41,7 @@ def build():
 
 
 def provider(root: Path, data: dict, model: dict | None = None, **options) -> DataProvider:
-    context = {"base_dir": root}
-    spec = DataSpec.model_validate(data, context=context)
-    source = open_source(ModelSpec.model_validate(model or IMAGE_MODEL, context=context), root)
-    return DataProvider(
-        {role: getattr(spec, role) for role in ("train", "eval", "calibration")},
-        DataContext(root, source),
-        **options,
-    )
+    return data_provider(data, root, model or IMAGE_MODEL, **options)
 
 
 def image_folder(root: Path, count: int, side: int) -> Path:

@@ -20,13 +20,16 @@ from optimize.recipe.schema import DataSpec
 MODEL = {"source": "torchvision:resnet18", "input": {"name": "images", "shape": [1, 3, 8, 8]}}
 
 
-def provider(data: dict, tmp_path: Path, model: dict | None = None) -> DataProvider:
+def provider(data: dict, tmp_path: Path, model: dict | None = None, **options) -> DataProvider:
+    """The `data:` section as a provider, for a model (default MODEL) in tmp_path; options as
+    DataProvider takes them (workers, cache, ...)."""
     context = {"base_dir": tmp_path}
     spec = DataSpec.model_validate(data, context=context)
     source = open_source(ModelSpec.model_validate(model or MODEL, context=context), tmp_path)
     return DataProvider(
         {role: getattr(spec, role) for role in ("train", "eval", "calibration")},
         DataContext(tmp_path, source),
+        **options,
     )
 
 
