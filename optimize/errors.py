@@ -62,3 +62,10 @@ class Interrupted(KeyboardInterrupt):
     def __init__(self, during: str):
         super().__init__(during)
         self.during = during
+
+
+def first_line(exc: BaseException, limit: int | None = None) -> str:
+    """An exception as one line for a one-line error: its message's first line (cut to `limit`
+    characters), or its type's name when it has no message."""
+    lines = str(exc).strip().splitlines()
+    return lines[0][:limit] if lines else type(exc).__name__

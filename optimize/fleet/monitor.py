@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from optimize.errors import UsageError
+from optimize.errors import UsageError, first_line
 from optimize.evaluation import agreement, load_outputs, read_feeds
 from optimize.fleet.bundle_format import MANIFEST, Bundle
 from optimize.fleet.kserve import ProbeFailure, ServerRunner
@@ -28,7 +28,6 @@ from optimize.fleet.node_readings import NodeCollector
 from optimize.fleet.verify import (
     VerificationError,
     _check_format,
-    _line,
     _read_canary,
     _run_canary,
     compare_canary,
@@ -314,7 +313,7 @@ def _follow(state: ProbeState) -> None:
         try:
             runtime = RUNTIMES.get(bundle.runtime.name)()
         except Exception as exc:  # a runtime this install does not know
-            raise ProbeFailure("load_error", f"the bundle changed: {_line(exc)}") from None
+            raise ProbeFailure("load_error", f"the bundle changed: {first_line(exc)}") from None
         state.runtime, version = runtime, runtime.version()
     state.bundle, state.device_class, state.references, state.labels = (
         bundle,
@@ -357,7 +356,7 @@ def _engine(state: ProbeState) -> Any:
         except Exception as exc:  # whatever the runtime raises: the engine does not load
             raise ProbeFailure(
                 "load_error",
-                f"{state.bundle.runtime.name} cannot open {state.bundle.engine.file}: {_line(exc)}",
+                f"{state.bundle.runtime.name} cannot open {state.bundle.engine.file}: {first_line(exc)}",
             ) from None
         state.engine_stamp = stamp
     return state.runner

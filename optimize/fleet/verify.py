@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import TypeAdapter, ValidationError
 
-from optimize.errors import EXIT_STAGE_FAILED, OptimizeError, UsageError
+from optimize.errors import EXIT_STAGE_FAILED, OptimizeError, UsageError, first_line
 from optimize.evaluation import agreement, load_outputs, read_feeds, run_batched
 from optimize.fleet.bundle_format import MANIFEST, Bundle, CanaryRecord, RuntimeIdentity, read_bundle
 from optimize.hashing import hash_file
@@ -86,7 +86,8 @@ def verify_bundle(path: Path) -> Verification:
             runner = runtime.open_file(folder / bundle.engine.file, device_class, bundle.engine.meta)
         except Exception as exc:  # whatever the runtime raises: the engine does not load here
             raise VerificationError(
-                "engine", f"{bundle.runtime.name} {version} cannot open {bundle.engine.file}: {_line(exc)}"
+                "engine",
+                f"{bundle.runtime.name} {version} cannot open {bundle.engine.file}: {first_line(exc)}",
             ) from exc
         try:
             outputs, samples = _run_canary(runner, folder, bundle, device_class)
@@ -115,7 +116,7 @@ def _unpacked(path: Path) -> Iterator[Path]:
                 archive.extractall(root, filter="data")  # no absolute paths, links out or devices
         except (tarfile.TarError, OSError) as exc:
             raise VerificationError(
-                "format", f"{path.name} is not a readable bundle archive: {_line(exc)}"
+                "format", f"{path.name} is not a readable bundle archive: {first_line(exc)}"
             ) from None
         tops = [entry for entry in root.iterdir() if (entry / MANIFEST).is_file()]
         yield tops[0] if len(tops) == 1 else root
@@ -130,7 +131,7 @@ def _check_format(folder: Path) -> tuple[Bundle, DeviceClass]:
     except ValidationError as exc:
         raise VerificationError("format", f"{MANIFEST}: {_first_error(exc)}") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise VerificationError("format", f"{MANIFEST} cannot be read: {_line(exc)}") from None
+        raise VerificationError("format", f"{MANIFEST} cannot be read: {first_line(exc)}") from None
     try:
         device_class = TypeAdapter(DeviceClass).validate_python(bundle.device_class)
     except ValidationError as exc:
@@ -228,7 +229,9 @@ def _run_canary(
     try:
         produced = run_batched(runner, feeds, batch, min_batch=least)
     except Exception as exc:  # the runtime's own error, e.g. a shape it refuses
-        raise VerificationError("canary", f"the engine failed on the canary inputs: {_line(exc)}") from exc
+        raise VerificationError(
+            "canary", f"the engine failed on the canary inputs: {first_line(exc)}"
+        ) from exc
     if len(produced) != len(bundle.model.outputs):
         raise VerificationError(
             "canary",
@@ -287,9 +290,4 @@ def _read_canary(read: Callable[[Path], Any], path: Path) -> Any:
     try:
         return read(path)
     except Exception as exc:  # numpy's zip, pickle and key errors alike
-        raise VerificationError("canary", f"cannot read {path.name}: {_line(exc)}") from None
-
-
-def _line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+        raise VerificationError("canary", f"cannot read {path.name}: {first_line(exc)}") from None

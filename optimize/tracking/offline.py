@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from optimize.errors import first_line
 from optimize.tracking.client import Tracker, local_store_uri, resolve_tracking_uri
 from optimize.tracking.sync import TARGET, sync_run
 
@@ -86,14 +87,10 @@ def track(
     except Exception as exc:
         tracking["buffered_for"] = target
         warn(
-            f"tracking server {target} unreachable ({type(exc).__name__}: {_first_line(exc)}); results are buffered in "
+            f"tracking server {target} unreachable ({type(exc).__name__}: {first_line(exc, 200)}); results are buffered in "
             f"{local_uri} — run `optimize sync` to upload them"
         )
     return tracking
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [""])[0][:200]
 
 
 def _register_locally(artifacts_dir: Path, tracking: dict[str, Any], warn: Callable[[str], None]) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from optimize.errors import UsageError
+from optimize.errors import UsageError, first_line
 from optimize.registry import did_you_mean
 from optimize.tracking.model_uri import ModelRef
 
@@ -181,8 +181,7 @@ def resolve_version(client, ref: ModelRef, uri: str):
     except UsageError:
         raise
     except Exception as exc:  # connection refused, timeouts, a URI that is no MLflow server
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-        raise UsageError(f"{ref}: cannot reach the registry at {uri}: {reason}") from None
+        raise UsageError(f"{ref}: cannot reach the registry at {uri}: {first_line(exc, 300)}") from None
 
 
 def _version(client, ref: ModelRef, uri: str):

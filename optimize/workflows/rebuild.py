@@ -20,6 +20,7 @@ from optimize.errors import (
     Interrupted,
     OptimizeError,
     UsageError,
+    first_line,
 )
 from optimize.manifest import read_manifest
 from optimize.pipeline import new_run_id
@@ -217,17 +218,13 @@ def _check_eval_data(pipeline, manifest: dict, ref: ModelRef) -> None:
     except Exception as exc:
         raise UsageError(
             f"{ref}: its eval samples were not registered (over registry.max_eval_mb) and data.eval "
-            f"({source}) cannot be read here: {_first_line(exc)}"
+            f"({source}) cannot be read here: {first_line(exc, 300)}"
         ) from None
     if fingerprint != recorded["fingerprint"]:
         raise UsageError(
             f"{ref}: data.eval ({source}) here is not the data the run evaluated on (fingerprint "
             f"{fingerprint[:12]}, the run's {recorded['fingerprint'][:12]})"
         )
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
 def _rebuild(
